@@ -1,0 +1,46 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "Trove",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "trove", targets: ["trove"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+    ],
+    targets: [
+        // System-library shims: module maps only.
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CGit2", pkgConfig: "libgit2", providers: [.apt(["libgit2-dev"])]),
+        // Linux calls that need _GNU_SOURCE (write-back hints).
+        .systemLibrary(name: "CLinux"),
+
+        // Ids, hashing, the chunker, object and pack codecs: pure values, no file I/O.
+        .target(name: "TroveCore", dependencies: ["COpenSSL", "CZstd"]),
+        // The local store: packs, SQLite index, refs, stage and working tree, fsck, gc. No networking.
+        .target(name: "TroveStore", dependencies: [
+            "TroveCore", "CLinux",
+            .product(name: "GRDB", package: "GRDB.swift"),
+        ]),
+        // libgit2 bridge: finds the enclosing git repository (pointers, filter and hooks come later).
+        .target(name: "TroveGit", dependencies: ["CGit2"]),
+        // The command tree, output rendering (text, --json, progress) and errors → exit codes.
+        .target(name: "TroveCLI", dependencies: [
+            "TroveCore", "TroveStore", "TroveGit",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        // @main only.
+        .executableTarget(name: "trove", dependencies: ["TroveCLI"]),
+        // Test-only helpers: temp dirs, seeded data, running the built binary.
+        .target(name: "TroveTestSupport", dependencies: ["TroveCore"], path: "Sources/TroveTestSupport"),
+
+        .testTarget(name: "TroveCoreTests", dependencies: ["TroveCore", "TroveTestSupport"]),
+        .testTarget(name: "TroveStoreTests", dependencies: ["TroveStore", "TroveTestSupport"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["TroveTestSupport", "TroveCore"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

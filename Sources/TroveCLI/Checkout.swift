@@ -1,0 +1,52 @@
+import ArgumentParser
+import TroveStore
+
+extension TroveCommand {
+    struct Checkout: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Move the working tree to a revision, or bring paths from it.",
+            discussion: """
+                `checkout REV` rewrites the working tree, the stage and HEAD (a branch name keeps HEAD on \
+                the branch; anything else detaches it). It refuses when local changes would be lost, \
+                unless --force. `checkout REV PATH...` writes only those paths (and stages them); HEAD stays.
+                """)
+
+        @Argument(help: "A revision.") var revision: String
+        @Argument(help: "Paths to bring from REV (HEAD does not move).") var paths: [String] = []
+        @Option(name: .customShort("b"), help: "Create branch NAME at REV and check it out.") var newBranch: String?
+        @Flag(name: .shortAndLong, help: "Discard local changes that are in the way.") var force = false
+        @OptionGroup var options: StoreOptions
+
+        func run() throws {
+            let wt = try options.worktree()
+            let lock = try StoreLock(path: wt.store.root + "/lock", exclusive: false)
+            defer { _ = lock }
+            let id = try wt.store.resolve(revision)
+            if !paths.isEmpty {
+                let specs = try paths.map { try wt.relative($0, cwd: options.cwd) }
+                let n = try wt.checkoutPaths(specs, from: try wt.store.commit(id).tree, progress: options.progress)
+                if !options.quiet { Console.out("Updated \(n) path(s) from \(id.short())") }
+                return
+            }
+            let head: Refs.Head
+            if let newBranch {
+                try wt.refs.update("heads/\(newBranch)", from: nil, to: id, message: "branch: created from \(revision)")
+                head = .branch("heads/\(newBranch)")
+            } else if try wt.refs.read("heads/\(revision)") != nil {
+                head = .branch("heads/\(revision)")
+            } else if revision.hasPrefix("heads/"), try wt.refs.read(revision) != nil {
+                head = .branch(revision)
+            } else {
+                head = .detached(id)
+            }
+            let s = try wt.checkout(id, newHead: head, force: force, progress: options.progress)
+            if !options.quiet {
+                let where_ = { () -> String in
+                    if case .branch(let b) = head { return "branch \(b.dropFirst(6))" }
+                    return "detached HEAD \(id.short())"
+                }()
+                Console.out("Checked out \(where_): \(s.written) file(s) written (\(Format.bytes(s.bytes))), \(s.removed) removed")
+            }
+        }
+    }
+}

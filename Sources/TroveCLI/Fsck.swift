@@ -1,0 +1,52 @@
+import ArgumentParser
+import TroveStore
+
+extension TroveCommand {
+    struct Fsck: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Check the store's consistency.",
+            discussion: """
+                Quick (default): pack trailers and their checksums, the index against the packs, and that \
+                everything refs, reflogs and the stage reach is present. --full also reads every object, \
+                checks it against its id and rebuilds every file to check its whole-file id. \
+                --rebuild-index recreates the SQLite index from the packs first. Exit status 4 when \
+                problems are found; each names the object and the pack.
+                """)
+
+        @Flag(help: "Re-hash every object and every file.") var full = false
+        @Flag(help: "Recreate the index from the pack files first.") var rebuildIndex = false
+        @Flag(help: "Print as JSON.") var json = false
+        @OptionGroup var options: StoreOptions
+
+        func run() throws {
+            let store = try options.openStore()
+            if rebuildIndex {
+                let lock = try StoreLock(path: store.root + "/lock", exclusive: true, wait: false)
+                defer { _ = lock }
+                let (p, o) = try store.rebuildIndex()
+                if !json { Console.out("Rebuilt the index: \(o) objects in \(p) packs") }
+            }
+            var f = TroveStore.Fsck(store: store)
+            f.progress = options.progress
+            let r = try f.run(full: full)
+            if json {
+                try Console.json([
+                    "clean": r.isClean, "packs": r.packs, "objects": r.objects, "commits": r.reachableCommits,
+                    "checked_bytes": r.checkedBytes, "removed_temporary_files": r.removedTemporaryFiles,
+                    "problems": r.problems.map { p -> [String: Any] in
+                        var o: [String: Any] = ["message": p.message]
+                        if let id = p.object { o["object"] = id.hex }
+                        if let pack = p.pack { o["pack"] = pack }
+                        return o
+                    },
+                ])
+            } else {
+                for t in r.removedTemporaryFiles { Console.out("removed interrupted temporary pack \(t)") }
+                for p in r.problems { Console.out("error: \(p)") }
+                Console.out("\(r.isClean ? "ok" : "\(r.problems.count) problem(s)"): \(r.packs) packs, \(r.objects) objects, \(r.reachableCommits) commits"
+                    + (full ? ", \(Format.bytes(r.checkedBytes)) verified" : ""))
+            }
+            if !r.isClean { throw CommandFailed(code: TroveCLI.ExitStatus.integrity) }
+        }
+    }
+}

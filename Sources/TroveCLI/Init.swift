@@ -1,0 +1,39 @@
+import ArgumentParser
+import Foundation
+import TroveCore
+import TroveGit
+import TroveStore
+
+extension TroveCommand {
+    struct Init: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Create a store.",
+            discussion: """
+                Inside a git repository the store is .git/trove (shared by its worktrees); elsewhere \
+                it is .trove at the top of DIR. The chunker settings are fixed for the life of the store.
+                """)
+
+        @Argument(help: "The working tree's top (default: the current folder, or the enclosing git repository).")
+        var path: String?
+
+        @Option(help: "Minimum chunk size in bytes.") var chunkMin = ChunkerParameters.default.minSize
+        @Option(help: "Average chunk size in bytes (a power of two).") var chunkAvg = ChunkerParameters.default.avgSize
+        @Option(help: "Maximum chunk size in bytes.") var chunkMax = ChunkerParameters.default.maxSize
+        @Flag(help: "Create .trove even inside a git repository.") var standalone = false
+        @OptionGroup var options: StoreOptions
+
+        func run() throws {
+            let dir = FileIO.absolute(path ?? ".", base: options.cwd)
+            try FileIO.mkdirs(dir)
+            let params = ChunkerParameters(minSize: chunkMin, avgSize: chunkAvg, maxSize: chunkMax)
+            var root = dir + "/" + Store.directoryName
+            var top = dir
+            if !standalone, path == nil, let git = GitRepository.discover(from: dir), let work = git.workTree {
+                root = git.gitDirectory + "/trove"
+                top = work
+            }
+            let store = try Store.initialize(root: root, workTree: top, parameters: params)
+            Console.out("Initialized empty trove store in \(store.root) (chunks \(params))")
+        }
+    }
+}

@@ -1,0 +1,172 @@
+import COpenSSL
+
+/// A SHA-256 object name: 32 bytes, printed as 64 lowercase hex digits.
+///
+/// The one place where ids are parsed and printed. Stored as four big-endian words so that
+/// comparing words in order compares the bytes lexicographically.
+public struct ObjectID: Hashable, Comparable, Sendable, CustomStringConvertible {
+    public var w0: UInt64, w1: UInt64, w2: UInt64, w3: UInt64
+
+    public static let byteCount = 32
+    public static let zero = ObjectID(w0: 0, w1: 0, w2: 0, w3: 0)
+
+    public init(w0: UInt64, w1: UInt64, w2: UInt64, w3: UInt64) {
+        self.w0 = w0; self.w1 = w1; self.w2 = w2; self.w3 = w3
+    }
+
+    /// Reads 32 bytes at `pointer`.
+    public init(bytes pointer: UnsafeRawPointer) {
+        w0 = UInt64(bigEndian: pointer.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
+        w1 = UInt64(bigEndian: pointer.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+        w2 = UInt64(bigEndian: pointer.loadUnaligned(fromByteOffset: 16, as: UInt64.self))
+        w3 = UInt64(bigEndian: pointer.loadUnaligned(fromByteOffset: 24, as: UInt64.self))
+    }
+
+    public init?<C: Collection>(bytes: C) where C.Element == UInt8 {
+        guard bytes.count == 32 else { return nil }
+        let array = Array(bytes)
+        self = array.withUnsafeBytes { ObjectID(bytes: $0.baseAddress!) }
+    }
+
+    /// Writes the 32 bytes to `pointer`.
+    public func store(to pointer: UnsafeMutableRawPointer) {
+        pointer.storeBytes(of: w0.bigEndian, toByteOffset: 0, as: UInt64.self)
+        pointer.storeBytes(of: w1.bigEndian, toByteOffset: 8, as: UInt64.self)
+        pointer.storeBytes(of: w2.bigEndian, toByteOffset: 16, as: UInt64.self)
+        pointer.storeBytes(of: w3.bigEndian, toByteOffset: 24, as: UInt64.self)
+    }
+
+    public var bytes: [UInt8] {
+        var out = [UInt8](repeating: 0, count: 32)
+        out.withUnsafeMutableBytes { store(to: $0.baseAddress!) }
+        return out
+    }
+
+    public static func < (a: ObjectID, b: ObjectID) -> Bool {
+        if a.w0 != b.w0 { return a.w0 < b.w0 }
+        if a.w1 != b.w1 { return a.w1 < b.w1 }
+        if a.w2 != b.w2 { return a.w2 < b.w2 }
+        return a.w3 < b.w3
+    }
+
+    private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
+
+    public var hex: String {
+        var out = [UInt8](repeating: 0, count: 64)
+        var i = 0
+        for word in [w0, w1, w2, w3] {
+            var shift: UInt64 = 60
+            for _ in 0..<16 {
+                out[i] = ObjectID.hexDigits[Int((word >> shift) & 0xF)]
+                i += 1
+                shift &-= 4
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    public var description: String { hex }
+
+    /// The first `count` hex digits, for display.
+    public func short(_ count: Int = 12) -> String { String(hex.prefix(count)) }
+
+    /// Parses exactly 64 hex digits (either case).
+    public init?(hex: String) {
+        guard let words = ObjectID.parseHexWords(hex), hex.utf8.count == 64 else { return nil }
+        self.init(w0: words[0], w1: words[1], w2: words[2], w3: words[3])
+    }
+
+    /// True when `text` is 1...64 hex digits: a candidate id prefix.
+    public static func isHexPrefix(_ text: String) -> Bool {
+        !text.isEmpty && text.utf8.count <= 64 && text.utf8.allSatisfy { hexValue($0) != nil }
+    }
+
+    /// The id range `[low, high]` whose hex starts with `prefix`, for prefix lookups.
+    public static func prefixRange(_ prefix: String) -> (low: ObjectID, high: ObjectID)? {
+        guard isHexPrefix(prefix) else { return nil }
+        let low = prefix.lowercased() + String(repeating: "0", count: 64 - prefix.utf8.count)
+        let high = prefix.lowercased() + String(repeating: "f", count: 64 - prefix.utf8.count)
+        guard let l = ObjectID(hex: low), let h = ObjectID(hex: high) else { return nil }
+        return (l, h)
+    }
+
+    public func hasPrefix(_ prefix: String) -> Bool { hex.hasPrefix(prefix.lowercased()) }
+
+    private static func hexValue(_ c: UInt8) -> UInt64? {
+        switch c {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return UInt64(c - UInt8(ascii: "0"))
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return UInt64(c - UInt8(ascii: "a") + 10)
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): return UInt64(c - UInt8(ascii: "A") + 10)
+        default: return nil
+        }
+    }
+
+    private static func parseHexWords(_ hex: String) -> [UInt64]? {
+        let utf8 = Array(hex.utf8)
+        guard utf8.count == 64 else { return nil }
+        var words = [UInt64](repeating: 0, count: 4)
+        for (i, c) in utf8.enumerated() {
+            guard let v = hexValue(c) else { return nil }
+            words[i / 16] = (words[i / 16] << 4) | v
+        }
+        return words
+    }
+}
+
+/// SHA-256 through OpenSSL's EVP interface (SHA-NI where the CPU has it).
+public enum SHA256 {
+    nonisolated(unsafe) private static let md: OpaquePointer = {
+        guard let md = EVP_MD_fetch(nil, "SHA256", nil) else { fatalError("OpenSSL has no SHA256") }
+        return md
+    }()
+
+    /// The id of `count` bytes at `pointer`.
+    public static func hash(_ pointer: UnsafeRawPointer?, count: Int) -> ObjectID {
+        var out = (UInt64(0), UInt64(0), UInt64(0), UInt64(0))
+        return withUnsafeMutableBytes(of: &out) { buf -> ObjectID in
+            var len: UInt32 = 0
+            let source = pointer ?? UnsafeRawPointer(buf.baseAddress!)
+            let ok = EVP_Digest(source, count, buf.baseAddress!.assumingMemoryBound(to: UInt8.self), &len, md, nil)
+            precondition(ok == 1 && len == 32, "EVP_Digest failed")
+            return ObjectID(bytes: buf.baseAddress!)
+        }
+    }
+
+    public static func hash(_ buffer: UnsafeRawBufferPointer) -> ObjectID {
+        hash(buffer.baseAddress, count: buffer.count)
+    }
+
+    public static func hash(_ bytes: [UInt8]) -> ObjectID {
+        bytes.withUnsafeBytes { hash($0) }
+    }
+
+    /// Incremental hashing of a stream.
+    public final class Hasher {
+        private let ctx: OpaquePointer
+
+        public init() {
+            ctx = EVP_MD_CTX_new()
+            EVP_DigestInit_ex(ctx, SHA256.md, nil)
+        }
+
+        deinit { EVP_MD_CTX_free(ctx) }
+
+        public func update(_ pointer: UnsafeRawPointer?, count: Int) {
+            guard count > 0, let pointer else { return }
+            EVP_DigestUpdate(ctx, pointer, count)
+        }
+
+        public func update(_ buffer: UnsafeRawBufferPointer) { update(buffer.baseAddress, count: buffer.count) }
+
+        public func update(_ bytes: [UInt8]) { bytes.withUnsafeBytes { update($0) } }
+
+        public func finish() -> ObjectID {
+            var out = (UInt64(0), UInt64(0), UInt64(0), UInt64(0))
+            return withUnsafeMutableBytes(of: &out) { buf -> ObjectID in
+                var len: UInt32 = 0
+                EVP_DigestFinal_ex(ctx, buf.baseAddress!.assumingMemoryBound(to: UInt8.self), &len)
+                return ObjectID(bytes: buf.baseAddress!)
+            }
+        }
+    }
+}

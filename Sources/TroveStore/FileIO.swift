@@ -1,0 +1,246 @@
+import Glibc
+import TroveCore
+
+/// Thin, throwing wrappers over POSIX file calls. Every failure names the path and errno.
+public enum FileIO {
+    public static func errorText(_ code: Int32 = errno) -> String { String(cString: strerror(code)) }
+
+    static func ioError(_ what: String, _ path: String, _ code: Int32 = errno) -> StoreError {
+        let hint: String?
+        switch code {
+        case ENOSPC: hint = "free some space on the disk that holds \(path) and try again"
+        case EDQUOT: hint = "the disk quota is exhausted; free space or ask for a larger quota"
+        case EFBIG: hint = "the file size limit (ulimit -f) was reached"
+        case EACCES, EPERM: hint = "check the permissions of \(path)"
+        default: hint = nil
+        }
+        return StoreError(.io, "cannot \(what) \(path): \(errorText(code))", hint: hint)
+    }
+
+    public static func open(_ path: String, _ flags: Int32, mode: mode_t = 0o644) throws -> Int32 {
+        let fd = Glibc.open(path, flags | O_CLOEXEC, mode)
+        if fd < 0 {
+            if errno == ENOENT { throw StoreError(.notFound, "no such file: \(path)") }
+            throw ioError("open", path)
+        }
+        return fd
+    }
+
+    public static func writeAll(_ fd: Int32, _ pointer: UnsafeRawPointer, _ count: Int, path: String) throws {
+        var done = 0
+        while done < count {
+            let n = Glibc.write(fd, pointer + done, count - done)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw ioError("write", path)
+            }
+            done += n
+        }
+    }
+
+    public static func writeAll(_ fd: Int32, _ bytes: [UInt8], path: String) throws {
+        try bytes.withUnsafeBytes { if $0.count > 0 { try writeAll(fd, $0.baseAddress!, $0.count, path: path) } }
+    }
+
+    public static func pwriteAll(_ fd: Int32, _ pointer: UnsafeRawPointer, _ count: Int, offset: Int, path: String) throws {
+        var done = 0
+        while done < count {
+            let n = Glibc.pwrite(fd, pointer + done, count - done, off_t(offset + done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw ioError("write", path)
+            }
+            done += n
+        }
+    }
+
+    /// Reads exactly `count` bytes at `offset`; a short read is an integrity error (truncated file).
+    public static func preadAll(_ fd: Int32, _ pointer: UnsafeMutableRawPointer, _ count: Int, offset: UInt64, path: String) throws {
+        var done = 0
+        while done < count {
+            let n = Glibc.pread(fd, pointer + done, count - done, off_t(offset) + off_t(done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw ioError("read", path)
+            }
+            if n == 0 { throw StoreError(.integrity, "\(path) is truncated: wanted \(count) bytes at offset \(offset)") }
+            done += n
+        }
+    }
+
+    public static func pread(_ fd: Int32, count: Int, offset: UInt64, path: String) throws -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: count)
+        try out.withUnsafeMutableBytes { if count > 0 { try preadAll(fd, $0.baseAddress!, count, offset: offset, path: path) } }
+        return out
+    }
+
+    /// Reads up to `count` bytes (fewer only at end of file).
+    public static func readUpTo(_ fd: Int32, _ pointer: UnsafeMutableRawPointer, _ count: Int, path: String) throws -> Int {
+        var done = 0
+        while done < count {
+            let n = Glibc.read(fd, pointer + done, count - done)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw ioError("read", path)
+            }
+            if n == 0 { break }
+            done += n
+        }
+        return done
+    }
+
+    public static func readFile(_ path: String) throws -> [UInt8] {
+        let fd = try open(path, O_RDONLY)
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw ioError("stat", path) }
+        var out = [UInt8](repeating: 0, count: Int(st.st_size))
+        let n = try out.withUnsafeMutableBytes { try readUpTo(fd, $0.baseAddress!, $0.count, path: path) }
+        if n < out.count { out.removeSubrange(n...) }
+        return out
+    }
+
+    public static func readText(_ path: String) throws -> String {
+        String(decoding: try readFile(path), as: UTF8.self)
+    }
+
+    public static func fsync(_ fd: Int32, path: String) throws {
+        if Glibc.fsync(fd) != 0 { throw ioError("fsync", path) }
+    }
+
+    public static func fsyncDirectory(_ path: String) throws {
+        let fd = Glibc.open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw ioError("open directory", path) }
+        defer { close(fd) }
+        if Glibc.fsync(fd) != 0 && errno != EINVAL { throw ioError("fsync directory", path) }
+    }
+
+    public static func rename(_ from: String, _ to: String) throws {
+        if Glibc.rename(from, to) != 0 { throw ioError("rename \(from) to", to) }
+    }
+
+    public static func dirname(_ path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        return slash == path.startIndex ? "/" : String(path[..<slash])
+    }
+
+    public static func basename(_ path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return path }
+        return String(path[path.index(after: slash)...])
+    }
+
+    public static func join(_ a: String, _ b: String) -> String {
+        if a.isEmpty { return b }
+        if b.isEmpty { return a }
+        return a.hasSuffix("/") ? a + b : a + "/" + b
+    }
+
+    /// Crash-safe replacement of a small file: temp name, write, fsync, rename, fsync dir.
+    public static func atomicWrite(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o644) throws {
+        let dir = dirname(path)
+        let tmp = "\(dir)/.tmp-\(basename(path))-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let fd = try open(tmp, O_WRONLY | O_CREAT | O_EXCL, mode: mode)
+        do {
+            try writeAll(fd, bytes, path: tmp)
+            try fsync(fd, path: tmp)
+            close(fd)
+            try rename(tmp, path)
+            try fsyncDirectory(dir)
+        } catch {
+            close(fd)
+            unlink(tmp)
+            throw error
+        }
+    }
+
+    public static func exists(_ path: String) -> Bool {
+        var st = stat()
+        return lstat(path, &st) == 0
+    }
+
+    public static func isDirectory(_ path: String) -> Bool {
+        var st = stat()
+        return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
+    }
+
+    public static func mkdirs(_ path: String, mode: mode_t = 0o755) throws {
+        if isDirectory(path) { return }
+        let parent = dirname(path)
+        if parent != path && !parent.isEmpty && parent != "/" && parent != "." { try mkdirs(parent, mode: mode) }
+        if mkdir(path, mode) != 0 && errno != EEXIST { throw ioError("create directory", path) }
+    }
+
+    public static func listDirectory(_ path: String) throws -> [String] {
+        guard let dir = opendir(path) else {
+            if errno == ENOENT { return [] }
+            throw ioError("list", path)
+        }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw -> String in
+                String(cString: raw.baseAddress!.assumingMemoryBound(to: CChar.self))
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
+    public static func fileSize(_ path: String) -> UInt64? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return nil }
+        return UInt64(st.st_size)
+    }
+
+    public static func removeTree(_ path: String) {
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return }
+        if (st.st_mode & S_IFMT) == S_IFDIR {
+            for name in (try? listDirectory(path)) ?? [] { removeTree(join(path, name)) }
+            rmdir(path)
+        } else {
+            unlink(path)
+        }
+    }
+
+    public static func currentDirectory() -> String {
+        var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        guard getcwd(&buf, buf.count) != nil else { return "." }
+        return String(cString: buf)
+    }
+
+    /// Absolute, lexically normalised path (no symlink resolution).
+    public static func absolute(_ path: String, base: String? = nil) -> String {
+        let full = path.hasPrefix("/") ? path : join(base ?? currentDirectory(), path)
+        var parts: [Substring] = []
+        for p in full.split(separator: "/", omittingEmptySubsequences: true) {
+            if p == "." { continue }
+            if p == ".." { if !parts.isEmpty { parts.removeLast() }; continue }
+            parts.append(p)
+        }
+        return "/" + parts.joined(separator: "/")
+    }
+}
+
+/// An advisory lock (flock) on a file in the store: shared for writers, exclusive for gc.
+public final class StoreLock {
+    private let fd: Int32
+
+    public init(path: String, exclusive: Bool, wait: Bool = true) throws {
+        fd = try FileIO.open(path, O_RDWR | O_CREAT, mode: 0o644)
+        var op = exclusive ? LOCK_EX : LOCK_SH
+        if !wait { op |= LOCK_NB }
+        while flock(fd, op) != 0 {
+            if errno == EINTR { continue }
+            let code = errno
+            close(fd)
+            if code == EWOULDBLOCK {
+                throw StoreError(.conflict, "the store is busy (\(path) is locked by another trove process)",
+                                 hint: "wait for the other command (gc?) to finish and try again")
+            }
+            throw FileIO.ioError("lock", path, code)
+        }
+    }
+
+    deinit { close(fd) }
+}

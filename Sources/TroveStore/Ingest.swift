@@ -1,0 +1,344 @@
+import Dispatch
+import Glibc
+import TroveCore
+
+/// What storing one file produced.
+public struct IngestResult: Sendable {
+    public var blobID: ObjectID
+    public var size: UInt64
+    public var chunkCount: Int
+    /// Chunks (and their raw bytes) that were not in the store before.
+    public var newChunks: Int
+    public var newBytes: UInt64
+}
+
+/// Chunks, hashes, deduplicates and compresses files into a store.
+///
+/// Files up to `smallLimit` are read whole, several at a time (one per thread). Larger files
+/// stream through a pipeline of fixed buffers: the reading thread finds cut points, worker
+/// threads hash and compress the chunks, one thread hashes the whole file, and the writer
+/// appends the new chunks in order. Memory stays at `batchCount` × (`batchSize` + compressed
+/// room), whatever the file size.
+public final class Ingester: @unchecked Sendable {
+    let store: Store
+    let writer: ObjectWriter
+    let parameters: ChunkerParameters
+    let threads: Int
+    public var progress: ProgressSink?
+
+    static let smallLimit = 8 << 20
+    static let batchSize = 4 << 20
+    static let batchCount = 6
+
+    public init(store: Store, writer: ObjectWriter, threads: Int? = nil) {
+        self.store = store
+        self.writer = writer
+        parameters = store.parameters
+        self.threads = max(1, threads ?? store.threads)
+    }
+
+    // MARK: many files
+
+    /// Stores `paths` (regular files) and returns one result per path, in order.
+    public func ingest(paths: [String]) throws -> [IngestResult] {
+        var results = [IngestResult?](repeating: nil, count: paths.count)
+        var sizes = [Int](repeating: 0, count: paths.count)
+        for (i, p) in paths.enumerated() {
+            var st = stat()
+            guard lstat(p, &st) == 0 else { throw FileIO.ioError("stat", p) }
+            sizes[i] = Int(st.st_size)
+        }
+        let small = paths.indices.filter { sizes[$0] <= Ingester.smallLimit }
+        let large = paths.indices.filter { sizes[$0] > Ingester.smallLimit }
+
+        let lock = Mutex()
+        var next = 0
+        var failure: Error?
+        let workers = min(threads, max(1, small.count))
+        DispatchQueue.concurrentPerform(iterations: workers) { _ in
+            let worker = SmallFileWorker(ingester: self)
+            while true {
+                let k: Int? = lock.withLock {
+                    guard failure == nil, next < small.count else { return nil }
+                    defer { next += 1 }
+                    return small[next]
+                }
+                guard let k else { break }
+                do {
+                    let r = try worker.ingest(path: paths[k])
+                    lock.withLock { results[k] = r }
+                    progress?.advance(r.size)
+                } catch {
+                    lock.withLock { if failure == nil { failure = error } }
+                }
+            }
+        }
+        if let failure { throw failure }
+        for k in large { results[k] = try ingestLarge(path: paths[k]) }
+        return results.map { $0! }
+    }
+
+    /// Records the blob for `chunks`: nothing more for a single chunk, else a manifest.
+    func finishBlob(blobID: ObjectID, size: UInt64, chunks: [ChunkRef]) throws {
+        if chunks.count == 1 {
+            precondition(chunks[0].id == blobID, "a one-chunk blob's id is its chunk's id")
+            return
+        }
+        let (manifest, segments) = BlobManifest.make(blobID: blobID, size: size, chunks: chunks)
+        for (id, bytes) in segments { try writer.put(.segment, bytes, id: id) }
+        try writer.put(.blob, manifest.encode(), id: blobID)
+    }
+
+    // MARK: small files
+
+    final class SmallFileWorker {
+        let ingester: Ingester
+        let compressor: Compressor
+        var buffer: UnsafeMutableRawPointer
+        var compressed: UnsafeMutableRawPointer
+        var capacity = 0
+        var compressedCapacity = 0
+
+        init(ingester: Ingester) {
+            self.ingester = ingester
+            compressor = Compressor(level: ingester.store.compressionLevel)
+            buffer = .allocate(byteCount: 1, alignment: 64)
+            compressed = .allocate(byteCount: 1, alignment: 64)
+        }
+
+        deinit {
+            buffer.deallocate()
+            compressed.deallocate()
+        }
+
+        func reserve(_ size: Int) {
+            if size > capacity {
+                buffer.deallocate()
+                capacity = max(size, 256 << 10)
+                buffer = .allocate(byteCount: capacity, alignment: 64)
+            }
+            let bound = Compressor.bound(ingester.parameters.maxSize) + 64
+            if bound > compressedCapacity {
+                compressed.deallocate()
+                compressedCapacity = bound
+                compressed = .allocate(byteCount: bound, alignment: 64)
+            }
+        }
+
+        func ingest(path: String) throws -> IngestResult {
+            let fd = try FileIO.open(path, O_RDONLY)
+            defer { close(fd) }
+            var st = stat()
+            guard fstat(fd, &st) == 0 else { throw FileIO.ioError("stat", path) }
+            reserve(Int(st.st_size) + 1)
+            let n = try FileIO.readUpTo(fd, buffer, capacity, path: path)
+            if n == capacity {
+                // The file grew past what we sized for: take the streaming path.
+                return try ingester.ingestLarge(path: path)
+            }
+            let base = buffer.assumingMemoryBound(to: UInt8.self)
+            var chunks: [ChunkRef] = []
+            var offsets: [Int] = []
+            var offset = 0
+            repeat {
+                let len = n == 0 ? 0 : Chunker.cut(base + offset, count: n - offset, parameters: ingester.parameters)
+                chunks.append(ChunkRef(id: SHA256.hash(buffer + offset, count: len), length: UInt64(len)))
+                offsets.append(offset)
+                offset += len
+            } while offset < n
+            let blobID = chunks.count == 1 ? chunks[0].id : SHA256.hash(buffer, count: n)
+            let present = try ingester.writer.present(chunks.map(\.id))
+            var newChunks = 0
+            var newBytes: UInt64 = 0
+            for (i, c) in chunks.enumerated() where !present[i] {
+                let raw = UnsafeRawBufferPointer(start: buffer + offsets[i], count: Int(c.length))
+                let wrote: Bool
+                if let clen = compressor.compressIfPays(raw, into: compressed, capacity: compressedCapacity) {
+                    wrote = try ingester.writer.putPrepared(type: .chunk, id: c.id, codec: .zstd, rawLength: raw.count,
+                                                            stored: UnsafeRawBufferPointer(start: compressed, count: clen))
+                } else {
+                    wrote = try ingester.writer.putPrepared(type: .chunk, id: c.id, codec: .raw, rawLength: raw.count, stored: raw)
+                }
+                if wrote {
+                    newChunks += 1
+                    newBytes += c.length
+                }
+            }
+            try ingester.finishBlob(blobID: blobID, size: UInt64(n), chunks: chunks)
+            return IngestResult(blobID: blobID, size: UInt64(n), chunkCount: chunks.count, newChunks: newChunks, newBytes: newBytes)
+        }
+    }
+
+    // MARK: large files
+
+    final class Batch {
+        let data: UnsafeMutableRawPointer
+        let compressed: UnsafeMutableRawPointer
+        let capacity: Int
+        var length = 0
+        var starts: [Int] = []
+        var lengths: [Int] = []
+        var ids: [ObjectID] = []
+        /// Compressed length per chunk; 0 = store raw.
+        var compressedLengths: [Int] = []
+
+        static let slack = 2048
+
+        init(capacity: Int, minChunk: Int) {
+            self.capacity = capacity
+            data = .allocate(byteCount: capacity, alignment: 64)
+            compressed = .allocate(byteCount: capacity + (capacity / minChunk + 2) * Batch.slack, alignment: 64)
+        }
+
+        deinit {
+            data.deallocate()
+            compressed.deallocate()
+        }
+
+        func compressedRegion(_ i: Int) -> UnsafeMutableRawPointer { compressed + starts[i] + i * Batch.slack }
+    }
+
+    /// A fixed set of batches; `take` blocks until one is free.
+    final class BatchPool: @unchecked Sendable {
+        private var free: [Batch]
+        private let lock = Mutex()
+        private let available: DispatchSemaphore
+
+        init(count: Int, capacity: Int, minChunk: Int) {
+            free = (0..<count).map { _ in Batch(capacity: capacity, minChunk: minChunk) }
+            available = DispatchSemaphore(value: count)
+        }
+
+        func take() -> Batch {
+            available.wait()
+            return lock.withLock { free.removeLast() }
+        }
+
+        func give(_ b: Batch) {
+            lock.withLock { free.append(b) }
+            available.signal()
+        }
+    }
+
+    func ingestLarge(path: String) throws -> IngestResult {
+        let fd = try FileIO.open(path, O_RDONLY)
+        defer { close(fd) }
+        _ = posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
+        let p = parameters
+        let capacity = Ingester.batchSize + p.maxSize
+        let pool = BatchPool(count: Ingester.batchCount, capacity: capacity, minChunk: p.minSize)
+        let wholeHasher = SHA256.Hasher()
+        let hashQueue = DispatchQueue(label: "trove.ingest.whole-hash")
+        let writeQueue = DispatchQueue(label: "trove.ingest.write")
+        let threads = self.threads
+        let level = store.compressionLevel
+        let compressors = (0..<threads).map { _ in Compressor(level: level) }
+        let state = Mutex()
+        var failure: Error?
+        var chunks: [ChunkRef] = []
+        var newChunks = 0
+        var newBytes: UInt64 = 0
+        var total: UInt64 = 0
+        let carry = UnsafeMutableRawPointer.allocate(byteCount: p.maxSize, alignment: 64)
+        defer { carry.deallocate() }
+        var carryLength = 0
+        var eof = false
+
+        func fail(_ e: Error) { state.withLock { if failure == nil { failure = e } } }
+        func failed() -> Bool { state.withLock { failure != nil } }
+
+        while !eof && !failed() {
+            let batch = pool.take()
+            if carryLength > 0 { batch.data.copyMemory(from: carry, byteCount: carryLength) }
+            let n: Int
+            do { n = try FileIO.readUpTo(fd, batch.data + carryLength, Ingester.batchSize, path: path) } catch {
+                fail(error)
+                pool.give(batch)
+                break
+            }
+            eof = n < Ingester.batchSize
+            let filled = carryLength + n
+            total += UInt64(n)
+            batch.starts.removeAll(keepingCapacity: true)
+            batch.lengths.removeAll(keepingCapacity: true)
+            let base = batch.data.assumingMemoryBound(to: UInt8.self)
+            var offset = 0
+            while offset < filled {
+                let remaining = filled - offset
+                if !eof && remaining < p.maxSize { break }
+                let len = Chunker.cut(base + offset, count: remaining, parameters: p)
+                batch.starts.append(offset)
+                batch.lengths.append(len)
+                offset += len
+            }
+            batch.length = offset
+            carryLength = filled - offset
+            if carryLength > 0 { carry.copyMemory(from: batch.data + offset, byteCount: carryLength) }
+            let count = batch.starts.count
+            batch.ids = [ObjectID](repeating: .zero, count: count)
+            batch.compressedLengths = [Int](repeating: 0, count: count)
+            if total == 0 && eof && count == 0 {
+                // An empty file: one empty chunk.
+                batch.starts = [0]; batch.lengths = [0]; batch.ids = [.zero]; batch.compressedLengths = [0]
+            }
+
+            let hashed = DispatchGroup()
+            let parts = min(threads, max(1, batch.starts.count))
+            for part in 0..<parts {
+                DispatchQueue.global().async(group: hashed) {
+                    let compressor = compressors[part]
+                    var i = part
+                    while i < batch.starts.count {
+                        let start = batch.data + batch.starts[i]
+                        let len = batch.lengths[i]
+                        batch.ids[i] = SHA256.hash(start, count: len)
+                        let region = batch.compressedRegion(i)
+                        batch.compressedLengths[i] = compressor.compressIfPays(
+                            UnsafeRawBufferPointer(start: start, count: len), into: region, capacity: len + Batch.slack) ?? 0
+                        i += parts
+                    }
+                }
+            }
+            let done = DispatchGroup()
+            done.enter()
+            done.enter()
+            hashQueue.async {
+                wholeHasher.update(batch.data, count: batch.length)
+                done.leave()
+            }
+            writeQueue.async { [self] in
+                defer { done.leave() }
+                hashed.wait()
+                guard !failed() else { return }
+                do {
+                    let present = try writer.present(batch.ids)
+                    var batchBytes: UInt64 = 0
+                    for i in 0..<batch.ids.count {
+                        let len = batch.lengths[i]
+                        batchBytes += UInt64(len)
+                        chunks.append(ChunkRef(id: batch.ids[i], length: UInt64(len)))
+                        if present[i] { continue }
+                        let clen = batch.compressedLengths[i]
+                        let stored = clen > 0
+                            ? UnsafeRawBufferPointer(start: batch.compressedRegion(i), count: clen)
+                            : UnsafeRawBufferPointer(start: batch.data + batch.starts[i], count: len)
+                        if try writer.putPrepared(type: .chunk, id: batch.ids[i], codec: clen > 0 ? .zstd : .raw, rawLength: len, stored: stored) {
+                            newChunks += 1
+                            newBytes += UInt64(len)
+                        }
+                    }
+                    progress?.advance(batchBytes)
+                } catch {
+                    fail(error)
+                }
+            }
+            done.notify(queue: DispatchQueue.global()) { pool.give(batch) }
+        }
+        writeQueue.sync {}
+        hashQueue.sync {}
+        if let failure = state.withLock({ failure }) { throw failure }
+        let blobID = wholeHasher.finish()
+        try finishBlob(blobID: blobID, size: total, chunks: chunks)
+        return IngestResult(blobID: blobID, size: total, chunkCount: chunks.count, newChunks: newChunks, newBytes: newBytes)
+    }
+}

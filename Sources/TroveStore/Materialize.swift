@@ -1,0 +1,349 @@
+import Dispatch
+import Glibc
+import TroveCore
+
+/// Writes blobs out as files under a root folder, verifying every chunk before any byte of it
+/// reaches the file, and refusing any path or symlink that would land outside the root.
+public final class Materializer: @unchecked Sendable {
+    let store: Store
+    let root: String
+    let threads: Int
+    public var progress: ProgressSink?
+
+    static let smallLimit = 8 << 20
+
+    public init(store: Store, root: String, threads: Int? = nil) {
+        self.store = store
+        self.root = FileIO.absolute(root)
+        self.threads = max(1, threads ?? store.threads)
+    }
+
+    /// The stat of a written file, for the stat cache.
+    public struct Written: Sendable {
+        public var path: String
+        public var mtime: Int64, ctime: Int64, inode: UInt64, device: UInt64
+    }
+
+    // MARK: path safety
+
+    /// Checks a relative path's components and that the symlink target (if any) stays inside.
+    func checkPath(_ rel: String) throws {
+        guard !rel.hasPrefix("/") else { throw StoreError(.invalidInput, "refusing to write \(rel.debugDescription): absolute path in a tree") }
+        for comp in rel.split(separator: "/", omittingEmptySubsequences: false) {
+            do { try Tree.validate(name: String(comp)) } catch let e as CoreError {
+                throw StoreError(.invalidInput, "refusing to write \(rel.debugDescription): \(e.message)")
+            }
+        }
+    }
+
+    static func checkSymlinkTarget(_ target: String, at rel: String) throws {
+        if target.hasPrefix("/") {
+            throw StoreError(.invalidInput, "refusing to create symlink \(rel) → \(target): it points outside the working tree (absolute)")
+        }
+        var depth = rel.split(separator: "/").count - 1
+        for comp in target.split(separator: "/", omittingEmptySubsequences: true) {
+            if comp == ".." { depth -= 1 } else if comp != "." { depth += 1 }
+            if depth < 0 {
+                throw StoreError(.invalidInput, "refusing to create symlink \(rel) → \(target): it points outside the working tree")
+            }
+        }
+        if target.split(separator: "/").contains(where: { $0 == ".git" || $0 == ".trove" }) {
+            throw StoreError(.invalidInput, "refusing to create symlink \(rel) → \(target): it points into a store")
+        }
+    }
+
+    /// Creates the parent folders of `rel`, refusing to pass through a symlink or a file.
+    func makeParents(_ rel: String, created: inout Set<String>) throws {
+        var dir = root
+        let parts = rel.split(separator: "/").dropLast()
+        var relDir = ""
+        for p in parts {
+            dir += "/" + p
+            relDir += (relDir.isEmpty ? "" : "/") + p
+            if created.contains(relDir) { continue }
+            var st = stat()
+            if lstat(dir, &st) == 0 {
+                let type = st.st_mode & S_IFMT
+                if type == S_IFLNK {
+                    throw StoreError(.invalidInput, "refusing to write \(rel): \(relDir) is a symlink, writing through it could leave the tree")
+                }
+                if type != S_IFDIR {
+                    throw StoreError(.conflict, "cannot write \(rel): \(relDir) is a file in the way", hint: "move or remove it, or use --force")
+                }
+            } else {
+                if mkdir(dir, 0o755) != 0 && errno != EEXIST { throw FileIO.ioError("create directory", dir) }
+            }
+            created.insert(relDir)
+        }
+    }
+
+    // MARK: planning
+
+    struct Plan {
+        var job: Int
+        var chunks: [ChunkRef]
+        var locations: [Store.Located]
+    }
+
+    func plan(_ entries: [(String, Tree.Entry)]) throws -> [Plan] {
+        let ids = entries.map(\.1.id)
+        var plans: [Plan] = []
+        plans.reserveCapacity(entries.count)
+        let located = try store.locateMany(ids)
+        var needChunks: [(Int, [ChunkRef])] = []
+        for (i, l) in located.enumerated() {
+            guard let l else {
+                throw StoreError(.notFound, "the content of \(entries[i].0) (blob \(ids[i].short())) is not in the store",
+                                 hint: "fetch it from a remote, or run `trove fsck` to see what is missing")
+            }
+            if l.location.record.type == .chunk {
+                plans.append(Plan(job: i, chunks: [ChunkRef(id: ids[i], length: UInt64(l.location.record.rawLength))], locations: [l]))
+            } else {
+                needChunks.append((i, try store.chunks(ofBlob: ids[i])))
+            }
+        }
+        for (i, chunks) in needChunks {
+            let locs = try store.locateMany(chunks.map(\.id))
+            var out: [Store.Located] = []
+            for (k, l) in locs.enumerated() {
+                guard let l else {
+                    throw StoreError(.notFound, "chunk \(chunks[k].id.short()) of \(entries[i].0) is not in the store",
+                                     hint: "fetch it from a remote, or run `trove fsck` to see what is missing")
+                }
+                out.append(l)
+            }
+            plans.append(Plan(job: i, chunks: chunks, locations: out))
+        }
+        return plans
+    }
+
+    // MARK: writing
+
+    /// Writes each (relative path, entry) under the root. Existing files are replaced atomically.
+    public func write(_ entries: [(String, Tree.Entry)]) throws -> [Written] {
+        var created = Set<String>()
+        for (path, e) in entries {
+            try checkPath(path)
+            try makeParents(path, created: &created)
+            if e.kind == .directory { throw StoreError(.invalidInput, "\(path) is a directory entry, not a file") }
+        }
+        let plans = try plan(entries)
+        var written = [Written?](repeating: nil, count: entries.count)
+        let small = plans.filter { $0.chunks.reduce(0) { $0 + $1.length } <= UInt64(Materializer.smallLimit) }
+        let large = plans.filter { $0.chunks.reduce(0) { $0 + $1.length } > UInt64(Materializer.smallLimit) }
+        let lock = Mutex()
+        var next = 0
+        var failure: Error?
+        DispatchQueue.concurrentPerform(iterations: min(threads, max(1, small.count))) { _ in
+            let reader = ChunkReader()
+            while true {
+                let k: Int? = lock.withLock {
+                    guard failure == nil, next < small.count else { return nil }
+                    defer { next += 1 }
+                    return next
+                }
+                guard let k else { break }
+                let plan = small[k]
+                do {
+                    let (path, entry) = entries[plan.job]
+                    let w = try writeSmall(path: path, entry: entry, plan: plan, reader: reader)
+                    lock.withLock { written[plan.job] = w }
+                    progress?.advance(entry.size)
+                } catch {
+                    lock.withLock { if failure == nil { failure = error } }
+                }
+            }
+        }
+        if let failure { throw failure }
+        for plan in large {
+            let (path, entry) = entries[plan.job]
+            written[plan.job] = try writeLarge(path: path, entry: entry, plan: plan)
+        }
+        return written.map { $0! }
+    }
+
+    /// Reusable buffers for reading, decompressing and verifying chunks.
+    final class ChunkReader {
+        let decompressor = Decompressor()
+        var stored: UnsafeMutableRawPointer = .allocate(byteCount: 1, alignment: 64)
+        var storedCapacity = 1
+
+        deinit { stored.deallocate() }
+
+        /// Reads the chunk at `l` into `destination` (room for its raw length) and verifies it.
+        func read(_ l: Store.Located, into destination: UnsafeMutableRawPointer) throws {
+            let rec = l.location.record
+            let packPath = l.files.path(l.location.pack)
+            let fd = try l.files.fd(l.location.pack)
+            let raw = Int(rec.rawLength)
+            switch rec.codec {
+            case .raw:
+                try FileIO.preadAll(fd, destination, raw, offset: rec.dataOffset, path: packPath)
+            case .zstd:
+                let n = Int(rec.storedLength)
+                if n > storedCapacity {
+                    stored.deallocate()
+                    storedCapacity = max(n, 512 << 10)
+                    stored = .allocate(byteCount: storedCapacity, alignment: 64)
+                }
+                try FileIO.preadAll(fd, stored, n, offset: rec.dataOffset, path: packPath)
+                try decoding("chunk \(rec.id.hex) in pack \(packPath)") {
+                    try decompressor.decompress(UnsafeRawBufferPointer(start: stored, count: n), into: destination, rawLength: raw)
+                }
+            }
+            let actual = SHA256.hash(destination, count: raw)
+            guard actual == rec.id else {
+                throw StoreError(.integrity, "chunk \(rec.id.hex) in pack \(packPath) is corrupt (its bytes hash to \(actual.short()))",
+                                 hint: "run `trove fsck --full`; fetch the data again from a remote or backup")
+            }
+        }
+    }
+
+    func tempPath(for path: String) -> String {
+        let full = root + "/" + path
+        return FileIO.dirname(full) + "/.trove-tmp-\(FileIO.basename(full))-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    }
+
+    func writeSmall(path: String, entry: Tree.Entry, plan: Plan, reader: ChunkReader) throws -> Written {
+        let size = Int(plan.chunks.reduce(0) { $0 + $1.length })
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(size, 1), alignment: 64)
+        defer { buffer.deallocate() }
+        var offset = 0
+        for (c, l) in zip(plan.chunks, plan.locations) {
+            try reader.read(l, into: buffer + offset)
+            offset += Int(c.length)
+        }
+        if entry.kind == .symlink {
+            let target = String(decoding: UnsafeRawBufferPointer(start: buffer, count: size), as: UTF8.self)
+            return try writeSymlink(path: path, target: target)
+        }
+        let tmp = tempPath(for: path)
+        let fd = try FileIO.open(tmp, O_WRONLY | O_CREAT | O_EXCL, mode: entry.executable ? 0o777 : 0o666)
+        do {
+            try FileIO.writeAll(fd, buffer, size, path: tmp)
+            return try finishFile(fd: fd, tmp: tmp, path: path)
+        } catch {
+            close(fd)
+            unlink(tmp)
+            throw error
+        }
+    }
+
+    func writeSymlink(path: String, target: String) throws -> Written {
+        try Materializer.checkSymlinkTarget(target, at: path)
+        let tmp = tempPath(for: path)
+        guard symlink(target, tmp) == 0 else { throw FileIO.ioError("create symlink", tmp) }
+        var st = stat()
+        lstat(tmp, &st)
+        do { try replace(tmp: tmp, path: path) } catch { unlink(tmp); throw error }
+        return Written(path: path, mtime: Materializer.nanos(st.st_mtim), ctime: Materializer.nanos(st.st_ctim),
+                       inode: UInt64(st.st_ino), device: UInt64(st.st_dev))
+    }
+
+    /// Renames the temp file over `path`; a directory in the way is an error.
+    func replace(tmp: String, path: String) throws {
+        let full = root + "/" + path
+        var st = stat()
+        if lstat(full, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR {
+            throw StoreError(.conflict, "cannot write \(path): a directory is in the way", hint: "move or remove it")
+        }
+        try FileIO.rename(tmp, full)
+    }
+
+    func finishFile(fd: Int32, tmp: String, path: String) throws -> Written {
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw FileIO.ioError("stat", tmp) }
+        close(fd)
+        try replace(tmp: tmp, path: path)
+        return Written(path: path, mtime: Materializer.nanos(st.st_mtim), ctime: Materializer.nanos(st.st_ctim),
+                       inode: UInt64(st.st_ino), device: UInt64(st.st_dev))
+    }
+
+    static func nanos(_ t: timespec) -> Int64 { Int64(t.tv_sec) * 1_000_000_000 + Int64(t.tv_nsec) }
+
+    /// Large files: chunks are read, verified and written at their offsets by several threads
+    /// into a temp file that replaces the target only when all of it is verified.
+    func writeLarge(path: String, entry: Tree.Entry, plan: Plan) throws -> Written {
+        let tmp = tempPath(for: path)
+        let fd = try FileIO.open(tmp, O_WRONLY | O_CREAT | O_EXCL, mode: entry.executable ? 0o777 : 0o666)
+        var offsets: [Int] = []
+        var o = 0
+        for c in plan.chunks { offsets.append(o); o += Int(c.length) }
+        let total = o
+        do {
+            if ftruncate(fd, off_t(total)) != 0 { throw FileIO.ioError("size", tmp) }
+            let lock = Mutex()
+            var next = 0
+            var failure: Error?
+            let maxChunk = Int(plan.chunks.map(\.length).max() ?? 0)
+            DispatchQueue.concurrentPerform(iterations: threads) { _ in
+                let reader = ChunkReader()
+                let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(maxChunk, 1), alignment: 64)
+                defer { buffer.deallocate() }
+                while true {
+                    // Hand out runs of 16 chunks so that each thread reads mostly sequentially.
+                    let range: Range<Int>? = lock.withLock {
+                        guard failure == nil, next < plan.chunks.count else { return nil }
+                        let r = next..<min(next + 16, plan.chunks.count)
+                        next = r.upperBound
+                        return r
+                    }
+                    guard let range else { break }
+                    do {
+                        var bytes: UInt64 = 0
+                        for i in range {
+                            try reader.read(plan.locations[i], into: buffer)
+                            try FileIO.pwriteAll(fd, buffer, Int(plan.chunks[i].length), offset: offsets[i], path: tmp)
+                            bytes += plan.chunks[i].length
+                        }
+                        progress?.advance(bytes)
+                    } catch {
+                        lock.withLock { if failure == nil { failure = error } }
+                    }
+                }
+            }
+            if let failure { throw failure }
+            return try finishFile(fd: fd, tmp: tmp, path: path)
+        } catch {
+            close(fd)
+            unlink(tmp)
+            throw error
+        }
+    }
+
+    /// Streams a blob to a file descriptor in order (for `cat`), verifying each chunk.
+    public static func stream(store: Store, blob: ObjectID, to fd: Int32, path: String = "stdout") throws {
+        let chunks = try store.chunks(ofBlob: blob)
+        let reader = ChunkReader()
+        let maxChunk = Int(chunks.map(\.length).max() ?? 0)
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(maxChunk, 1), alignment: 64)
+        defer { buffer.deallocate() }
+        for batch in stride(from: 0, to: chunks.count, by: 256) {
+            let slice = Array(chunks[batch..<min(batch + 256, chunks.count)])
+            let locs = try store.locateMany(slice.map(\.id))
+            for (c, l) in zip(slice, locs) {
+                guard let l else { throw StoreError(.notFound, "chunk \(c.id.short()) of blob \(blob.short()) is not in the store") }
+                try reader.read(l, into: buffer)
+                try FileIO.writeAll(fd, buffer, Int(c.length), path: path)
+            }
+        }
+    }
+
+    /// Reads a whole (small) blob into memory, verified.
+    public static func readBlob(store: Store, blob: ObjectID) throws -> [UInt8] {
+        let chunks = try store.chunks(ofBlob: blob)
+        let total = Int(chunks.reduce(0) { $0 + $1.length })
+        var out = [UInt8](repeating: 0, count: total)
+        let reader = ChunkReader()
+        let locs = try store.locateMany(chunks.map(\.id))
+        try out.withUnsafeMutableBytes { buf in
+            var offset = 0
+            for (c, l) in zip(chunks, locs) {
+                guard let l else { throw StoreError(.notFound, "chunk \(c.id.short()) of blob \(blob.short()) is not in the store") }
+                try reader.read(l, into: buf.baseAddress! + offset)
+                offset += Int(c.length)
+            }
+        }
+        return out
+    }
+}

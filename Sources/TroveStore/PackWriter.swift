@@ -1,0 +1,159 @@
+import CLinux
+import Glibc
+import TroveCore
+
+/// Appends objects to a temporary pack and makes it durable when it reaches the target size:
+/// trailer, fsync, rename to `packs/<checksum>.pack`, fsync the directory, then hand the
+/// records to `onFinish` (which indexes them). Not thread-safe: one writer per session, guarded
+/// by its owner.
+final class PackWriter {
+    let directory: String
+    let targetSize: Int
+    private let onFinish: (_ name: String, _ size: UInt64, _ records: [PackFormat.IndexRecord]) throws -> Void
+
+    private var fd: Int32 = -1
+    private var tempPath = ""
+    private var records: [PackFormat.IndexRecord] = []
+    private var offset: UInt64 = 0
+    private var syncedUpTo: UInt64 = 0
+    private let buffer: UnsafeMutableRawPointer
+    private let bufferCapacity = 1 << 20
+    private var buffered = 0
+    /// Ids written to the open pack (not yet indexed).
+    private(set) var pendingIDs: Set<ObjectID> = []
+
+    init(directory: String, targetSize: Int,
+         onFinish: @escaping (_ name: String, _ size: UInt64, _ records: [PackFormat.IndexRecord]) throws -> Void) {
+        self.directory = directory
+        self.targetSize = targetSize
+        self.onFinish = onFinish
+        buffer = .allocate(byteCount: bufferCapacity, alignment: 64)
+    }
+
+    deinit {
+        if fd >= 0 {
+            close(fd)
+            unlink(tempPath)
+        }
+        buffer.deallocate()
+    }
+
+    var isOpen: Bool { fd >= 0 }
+
+    private func openPack() throws {
+        tempPath = "\(directory)/tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).pack"
+        fd = try FileIO.open(tempPath, O_WRONLY | O_CREAT | O_EXCL, mode: 0o444)
+        records = []
+        offset = 0
+        syncedUpTo = 0
+        buffered = 0
+        try put(PackFormat.header())
+    }
+
+    private func flushBuffer() throws {
+        guard buffered > 0 else { return }
+        try FileIO.writeAll(fd, buffer, buffered, path: tempPath)
+        buffered = 0
+        // Start write-back early so that the fsync at the end of the pack has little left to do.
+        if offset - syncedUpTo >= 16 << 20 {
+            _ = trove_start_writeback(fd, Int64(syncedUpTo), Int64(offset - syncedUpTo))
+            syncedUpTo = offset
+        }
+    }
+
+    private func put(_ pointer: UnsafeRawPointer, _ count: Int) throws {
+        if count >= bufferCapacity {
+            try flushBuffer()
+            try FileIO.writeAll(fd, pointer, count, path: tempPath)
+        } else {
+            if buffered + count > bufferCapacity { try flushBuffer() }
+            (buffer + buffered).copyMemory(from: pointer, byteCount: count)
+            buffered += count
+        }
+        offset += UInt64(count)
+    }
+
+    private func put(_ bytes: [UInt8]) throws {
+        try bytes.withUnsafeBytes { if $0.count > 0 { try put($0.baseAddress!, $0.count) } }
+    }
+
+    /// Appends one object. `stored` is the compressed form when `codec` is zstd, else the raw bytes.
+    func append(type: ObjectType, id: ObjectID, codec: PackFormat.Codec, rawLength: Int, stored: UnsafeRawBufferPointer) throws {
+        if fd < 0 { try openPack() }
+        let rec = PackFormat.IndexRecord(id: id, type: type, codec: codec, offset: offset,
+                                         rawLength: UInt32(rawLength), storedLength: UInt32(stored.count))
+        try put(PackFormat.entryHeader(type: type, codec: codec, rawLength: rawLength, storedLength: stored.count, id: id))
+        if stored.count > 0 { try put(stored.baseAddress!, stored.count) }
+        records.append(rec)
+        pendingIDs.insert(id)
+        if offset >= UInt64(targetSize) { try finish() }
+    }
+
+    /// Makes the open pack durable and indexed. No-op when nothing was written.
+    func finish() throws {
+        guard fd >= 0 else { return }
+        let (trailer, checksum) = PackFormat.trailer(records: records, indexOffset: offset)
+        try put(trailer)
+        try flushBuffer()
+        try FileIO.fsync(fd, path: tempPath)
+        close(fd)
+        fd = -1
+        let name = checksum.hex
+        let final = "\(directory)/\(name).pack"
+        try FileIO.rename(tempPath, final)
+        try FileIO.fsyncDirectory(directory)
+        let done = records
+        records = []
+        try onFinish(name, offset, done)
+        pendingIDs = []
+    }
+}
+
+/// Open pack files for reading, shared by threads.
+final class PackFiles: @unchecked Sendable {
+    let directory: String
+    private var fds: [String: Int32] = [:]
+    private let lock = Mutex()
+
+    init(directory: String) { self.directory = directory }
+
+    deinit { for fd in fds.values { close(fd) } }
+
+    func path(_ name: String) -> String { "\(directory)/\(name).pack" }
+
+    func fd(_ name: String) throws -> Int32 {
+        try lock.withLock {
+            if let fd = fds[name] { return fd }
+            let p = path(name)
+            let fd = Glibc.open(p, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else {
+                if errno == ENOENT {
+                    throw StoreError(.integrity, "pack \(p) is missing but the index names it",
+                                     hint: "run `trove fsck --rebuild-index`")
+                }
+                throw FileIO.ioError("open", p)
+            }
+            fds[name] = fd
+            return fd
+        }
+    }
+
+    func forget(_ name: String) {
+        lock.withLock {
+            if let fd = fds.removeValue(forKey: name) { close(fd) }
+        }
+    }
+}
+
+/// A pthread mutex (Foundation-free).
+final class Mutex: @unchecked Sendable {
+    private var m = pthread_mutex_t()
+    init() { pthread_mutex_init(&m, nil) }
+    deinit { pthread_mutex_destroy(&m) }
+    @inline(__always)
+    func withLock<T>(_ body: () throws -> T) rethrows -> T {
+        pthread_mutex_lock(&m)
+        defer { pthread_mutex_unlock(&m) }
+        return try body()
+    }
+}

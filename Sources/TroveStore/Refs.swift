@@ -1,0 +1,177 @@
+import Glibc
+import TroveCore
+
+/// Refs are small files under `refs/` holding a commit id; HEAD is `ref: refs/heads/NAME` or an
+/// id. Every move takes `NAME.lock` (O_EXCL), compares the current value with the expected
+/// one, writes, fsyncs, renames and appends a reflog line (`logs/NAME`).
+public struct Refs: Sendable {
+    public let root: String
+
+    public init(root: String) { self.root = root }
+
+    public enum Head: Equatable, Sendable {
+        case branch(String)
+        case detached(ObjectID)
+    }
+
+    /// Checks a ref name (`heads/main`, `tags/v1`, `runs/x`): no `..`, no empty or dot-leading
+    /// components, no control or special characters.
+    public static func validate(_ name: String) throws {
+        let comps = name.split(separator: "/", omittingEmptySubsequences: false)
+        let badChars = Set(" ~^:?*[\\\u{7f}")
+        guard !name.isEmpty, !comps.contains(where: { $0.isEmpty || $0.hasPrefix(".") || $0.hasSuffix(".lock") }),
+              !name.contains(".."), !name.contains("@{"),
+              !name.unicodeScalars.contains(where: { $0.value < 0x20 || badChars.contains(Character($0)) })
+        else {
+            throw StoreError(.invalidInput, "\(name.debugDescription) is not a valid ref name",
+                             hint: "use letters, digits, '-', '_', '.' and '/' (no '..', no leading '.', no spaces)")
+        }
+    }
+
+    func path(_ ref: String) -> String { "\(root)/refs/\(ref)" }
+
+    public func head() throws -> Head {
+        let text = try FileIO.readText(root + "/HEAD").trimmingCharacters(in: " \n\r\t")
+        if text.hasPrefix("ref: refs/") { return .branch(String(text.dropFirst("ref: refs/".count))) }
+        guard let id = ObjectID(hex: text) else { throw StoreError(.integrity, "\(root)/HEAD is malformed: \(text.debugDescription)") }
+        return .detached(id)
+    }
+
+    /// The commit HEAD points at (nil on an unborn branch).
+    public func headCommit() throws -> ObjectID? {
+        switch try head() {
+        case .branch(let b): return try read(b)
+        case .detached(let id): return id
+        }
+    }
+
+    public func read(_ ref: String) throws -> ObjectID? {
+        let p = path(ref)
+        guard FileIO.exists(p) else { return nil }
+        let text = try FileIO.readText(p).trimmingCharacters(in: " \n\r\t")
+        guard let id = ObjectID(hex: text) else { throw StoreError(.integrity, "ref \(ref) is malformed (\(p))") }
+        return id
+    }
+
+    /// All refs under `prefix` (e.g. "heads/"), sorted.
+    public func list(prefix: String = "") throws -> [(name: String, id: ObjectID)] {
+        var out: [(String, ObjectID)] = []
+        func walk(_ rel: String) throws {
+            let dir = rel.isEmpty ? "\(root)/refs" : "\(root)/refs/\(rel)"
+            for name in try FileIO.listDirectory(dir).sorted() where !name.hasSuffix(".lock") && !name.hasPrefix(".tmp-") {
+                let r = rel.isEmpty ? name : "\(rel)/\(name)"
+                if FileIO.isDirectory("\(root)/refs/\(r)") { try walk(r) } else if let id = try read(r) { out.append((r, id)) }
+            }
+        }
+        try walk("")
+        return out.filter { $0.0.hasPrefix(prefix) }
+    }
+
+    /// Compare-and-swap: moves `ref` from `expected` (nil = must not exist) to `new` (nil = delete).
+    public func update(_ ref: String, from expected: ObjectID?, to new: ObjectID?, message: String, force: Bool = false) throws {
+        try Refs.validate(ref)
+        let p = path(ref)
+        try FileIO.mkdirs(FileIO.dirname(p))
+        let lockPath = p + ".lock"
+        let fd = Glibc.open(lockPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        if fd < 0 {
+            if errno == EEXIST {
+                throw StoreError(.conflict, "ref \(ref) is being updated by another process (\(lockPath) exists)",
+                                 hint: "retry; if no trove process is running, remove \(lockPath)")
+            }
+            throw FileIO.ioError("lock", lockPath)
+        }
+        var locked = true
+        defer {
+            if locked { close(fd); unlink(lockPath) }
+        }
+        let current = try read(ref)
+        if !force && current != expected {
+            throw StoreError(.conflict, "ref \(ref) moved (now \(current?.short() ?? "absent"), expected \(expected?.short() ?? "absent")), retry",
+                             hint: "another command changed it at the same time; run the command again")
+        }
+        if let new {
+            try FileIO.writeAll(fd, Array((new.hex + "\n").utf8), path: lockPath)
+            try FileIO.fsync(fd, path: lockPath)
+            close(fd)
+            locked = false
+            do { try FileIO.rename(lockPath, p) } catch { unlink(lockPath); throw error }
+        } else {
+            close(fd)
+            locked = false
+            unlink(p)
+            unlink(lockPath)
+        }
+        try FileIO.fsyncDirectory(FileIO.dirname(p))
+        try appendReflog(ref, old: current, new: new, message: message)
+    }
+
+    public func setHead(_ head: Head, message: String) throws {
+        let text: String
+        let old = try? headCommit()
+        switch head {
+        case .branch(let b): try Refs.validate(b); text = "ref: refs/\(b)\n"
+        case .detached(let id): text = id.hex + "\n"
+        }
+        try FileIO.atomicWrite(root + "/HEAD", Array(text.utf8))
+        try appendReflog("HEAD", old: old ?? nil, new: try headCommit(), message: message)
+    }
+
+    public struct ReflogEntry: Sendable {
+        public var old: ObjectID?
+        public var new: ObjectID?
+        public var time: Int64
+        public var message: String
+    }
+
+    func reflogPath(_ ref: String) -> String { ref == "HEAD" ? "\(root)/logs/HEAD" : "\(root)/logs/refs/\(ref)" }
+
+    func appendReflog(_ ref: String, old: ObjectID?, new: ObjectID?, message: String) throws {
+        let p = reflogPath(ref)
+        try FileIO.mkdirs(FileIO.dirname(p))
+        let line = "\(old?.hex ?? String(repeating: "0", count: 64)) \(new?.hex ?? String(repeating: "0", count: 64)) \(Int64(time(nil))) \(message.replacingNewlines())\n"
+        let fd = try FileIO.open(p, O_WRONLY | O_CREAT | O_APPEND)
+        defer { close(fd) }
+        try FileIO.writeAll(fd, Array(line.utf8), path: p)
+        try FileIO.fsync(fd, path: p)
+    }
+
+    public func reflog(_ ref: String) throws -> [ReflogEntry] {
+        let p = reflogPath(ref)
+        guard FileIO.exists(p) else { return [] }
+        return try FileIO.readText(p).split(separator: "\n").compactMap { line in
+            let parts = line.split(separator: " ", maxSplits: 3, omittingEmptySubsequences: false)
+            guard parts.count >= 3 else { return nil }
+            let zero = ObjectID.zero
+            let old = ObjectID(hex: String(parts[0])).flatMap { $0 == zero ? nil : $0 }
+            let new = ObjectID(hex: String(parts[1])).flatMap { $0 == zero ? nil : $0 }
+            return ReflogEntry(old: old, new: new, time: Int64(parts[2]) ?? 0, message: parts.count > 3 ? String(parts[3]) : "")
+        }
+    }
+
+    /// Every reflog file (HEAD and refs), for gc.
+    public func allReflogs() throws -> [[ReflogEntry]] {
+        var out: [[ReflogEntry]] = [try reflog("HEAD")]
+        func walk(_ rel: String) throws {
+            let dir = "\(root)/logs/refs" + (rel.isEmpty ? "" : "/\(rel)")
+            for name in try FileIO.listDirectory(dir) {
+                let r = rel.isEmpty ? name : "\(rel)/\(name)"
+                if FileIO.isDirectory("\(root)/logs/refs/\(r)") { try walk(r) } else { out.append(try reflog(r)) }
+            }
+        }
+        try walk("")
+        return out
+    }
+}
+
+extension String {
+    func replacingNewlines() -> String { String(map { $0 == "\n" || $0 == "\r" ? " " : $0 }) }
+}
+
+extension Refs {
+    /// The short name of the checked-out branch (`main`), or nil when HEAD is detached.
+    public func branchName() throws -> String? {
+        guard case .branch(let b) = try head() else { return nil }
+        return b.hasPrefix("heads/") ? String(b.dropFirst(6)) : b
+    }
+}

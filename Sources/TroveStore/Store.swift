@@ -1,0 +1,326 @@
+import Glibc
+import TroveCore
+
+/// A Trove store on local disk: packs, refs, config and the SQLite index, with an optional
+/// working tree. Reads verify every object against its id.
+public final class Store: @unchecked Sendable {
+    /// The store directory (`.trove` or `.git/trove`).
+    public let root: String
+    /// The working tree's top, when the store has one.
+    public let workTree: String?
+    public private(set) var config: StoreConfig
+    public let index: ObjectIndex
+    public let parameters: ChunkerParameters
+    let packFiles: PackFiles
+    let alternates: [AlternateStore]
+
+    public var packsDirectory: String { root + "/packs" }
+    public var configPath: String { root + "/config" }
+
+    public static let directoryName = ".trove"
+
+    init(root: String, workTree: String?) throws {
+        self.root = root
+        self.workTree = workTree
+        guard FileIO.exists(root + "/config") else {
+            throw StoreError(.notAStore, "\(root) is not a trove store (no config file)", hint: "run `trove init` first")
+        }
+        config = try StoreConfig.parse(try FileIO.readText(root + "/config"), path: root + "/config")
+        guard config["format.version"] == "1" else {
+            throw StoreError(.invalidInput, "store \(root) has format version \(config["format.version"] ?? "?"); this trove reads version 1",
+                             hint: "upgrade trove")
+        }
+        parameters = try config.chunkerParameters()
+        index = try ObjectIndex(path: root + "/index.db")
+        packFiles = PackFiles(directory: root + "/packs")
+        alternates = try Store.readAlternates(root).map { AlternateStore(root: $0) }
+        try reconcileIndex()
+    }
+
+    /// Creates a store at `root`. Chunker parameters are recorded and fixed from here on.
+    @discardableResult
+    public static func initialize(root: String, workTree: String?, parameters: ChunkerParameters = .default) throws -> Store {
+        do { try parameters.validate() } catch let e as CoreError { throw StoreError(.invalidInput, e.message) }
+        if FileIO.exists(root + "/config") {
+            throw StoreError(.conflict, "a trove store already exists at \(root)")
+        }
+        for dir in ["", "/packs", "/refs/heads", "/refs/tags", "/logs"] { try FileIO.mkdirs(root + dir) }
+        var config = StoreConfig()
+        config["format.version"] = "1"
+        config["chunker.min"] = "\(parameters.minSize)"
+        config["chunker.avg"] = "\(parameters.avgSize)"
+        config["chunker.max"] = "\(parameters.maxSize)"
+        try FileIO.atomicWrite(root + "/HEAD", Array("ref: refs/heads/main\n".utf8))
+        // The config file is written last: its presence marks a complete store.
+        try FileIO.atomicWrite(root + "/config", Array(config.render().utf8))
+        return try Store(root: root, workTree: workTree)
+    }
+
+    public static func open(root: String, workTree: String?) throws -> Store {
+        try Store(root: root, workTree: workTree)
+    }
+
+    /// Finds the store for `directory`: `$TROVE_DIR`, else the nearest `.trove/` or `.git/trove/`
+    /// above it.
+    public static func discover(from directory: String, environment: [String: String]) throws -> Store {
+        if let dir = environment["TROVE_DIR"], !dir.isEmpty {
+            let root = FileIO.absolute(dir)
+            let work = environment["TROVE_WORK_TREE"].map { FileIO.absolute($0) }
+                ?? (FileIO.basename(root) == directoryName ? FileIO.dirname(root) : nil)
+            return try Store(root: root, workTree: work)
+        }
+        var dir = FileIO.absolute(directory)
+        while true {
+            if FileIO.exists(dir + "/\(directoryName)/config") {
+                return try Store(root: dir + "/\(directoryName)", workTree: dir)
+            }
+            if FileIO.exists(dir + "/.git/trove/config") {
+                return try Store(root: dir + "/.git/trove", workTree: dir)
+            }
+            if dir == "/" { break }
+            dir = FileIO.dirname(dir)
+        }
+        throw StoreError(.notAStore, "no trove store in \(FileIO.absolute(directory)) or any folder above it",
+                         hint: "run `trove init` to create one, or set TROVE_DIR")
+    }
+
+    public func setConfig(_ key: String, _ value: String?) throws {
+        if let known = StoreConfig.known.first(where: { $0.name == key }), known.immutable {
+            throw StoreError(.invalidInput, "\(key) is fixed when the store is created",
+                             hint: "create a new store with `trove init --chunk-avg ...` to use other chunker settings")
+        }
+        var c = config
+        c[key] = value
+        if key == "pack.size" || key == "pack.compression-level" || key == "core.threads" || key == "gc.grace-seconds" {
+            if let value, Int(value) == nil { throw StoreError(.invalidInput, "\(key) takes a whole number, not \(value)") }
+        }
+        try FileIO.atomicWrite(configPath, Array(c.render().utf8))
+        config = c
+    }
+
+    var packTargetSize: Int { (try? config.int("pack.size")) ?? nil ?? 64 << 20 }
+    var compressionLevel: Int { (try? config.int("pack.compression-level")) ?? nil ?? 3 }
+    public var threads: Int {
+        if let t = (try? config.int("core.threads")) ?? nil, t > 0 { return t }
+        return max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+    }
+
+    // MARK: index upkeep
+
+    /// Brings the index in line with the pack files: indexes packs it lacks (a crash between
+    /// rename and index), drops rows of packs that are gone.
+    func reconcileIndex() throws {
+        let onDisk = Set(try FileIO.listDirectory(packsDirectory).filter { $0.hasSuffix(".pack") && !$0.hasPrefix("tmp-") }
+            .map { String($0.dropLast(5)) })
+        let indexed = Set(try index.packs().map(\.name))
+        for name in onDisk.subtracting(indexed).sorted() {
+            let (size, records) = try Store.readPackIndex(path: packFiles.path(name), name: name)
+            try index.addPack(name: name, size: size, records: records)
+        }
+        let gone = indexed.subtracting(onDisk)
+        if !gone.isEmpty { try index.removePacks(Array(gone)) }
+        if try index.meta("stage.ready") == nil { try resetStageToHead() }
+    }
+
+    /// Reads a pack's trailer: footer, then index, checked against the footer checksum.
+    static func readPackIndex(path: String, name: String) throws -> (UInt64, [PackFormat.IndexRecord]) {
+        let fd = try FileIO.open(path, O_RDONLY)
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw FileIO.ioError("stat", path) }
+        let size = UInt64(st.st_size)
+        guard size >= UInt64(PackFormat.headerSize + PackFormat.footerSize) else {
+            throw StoreError(.integrity, "pack \(path) is truncated (\(size) bytes)")
+        }
+        return try decoding("pack \(path)") {
+            try PackFormat.checkHeader(try FileIO.pread(fd, count: PackFormat.headerSize, offset: 0, path: path), pack: path)
+            let footer = try PackFormat.parseFooter(try FileIO.pread(fd, count: PackFormat.footerSize, offset: size - UInt64(PackFormat.footerSize), path: path),
+                                                    fileSize: size, pack: path)
+            let trailer = try FileIO.pread(fd, count: footer.trailerLength(fileSize: size), offset: footer.indexOffset, path: path)
+            return (size, try PackFormat.parseIndex(trailer, footer: footer, pack: path))
+        }
+    }
+
+    /// Recreates the object index from the pack files.
+    public func rebuildIndex() throws -> (packs: Int, objects: Int) {
+        try index.clearObjects()
+        var objects = 0, packs = 0
+        for name in try FileIO.listDirectory(packsDirectory).sorted() where name.hasSuffix(".pack") && !name.hasPrefix("tmp-") {
+            let n = String(name.dropLast(5))
+            let (size, records) = try Store.readPackIndex(path: packFiles.path(n), name: n)
+            try index.addPack(name: n, size: size, records: records)
+            objects += records.count
+            packs += 1
+        }
+        return (packs, objects)
+    }
+
+    // MARK: alternates
+
+    static func readAlternates(_ root: String) throws -> [String] {
+        let path = root + "/alternates"
+        guard FileIO.exists(path) else { return [] }
+        return try FileIO.readText(path).split(separator: "\n").map { $0.trimmingCharacters(in: " \t\r") }
+            .filter { !$0.isEmpty && !$0.hasPrefix("#") }
+            .map { FileIO.absolute($0, base: root) }
+    }
+
+    public func alternatePaths() throws -> [String] { try Store.readAlternates(root) }
+
+    public func setAlternates(_ paths: [String]) throws {
+        for p in paths where !FileIO.isDirectory(p + "/packs") {
+            throw StoreError(.invalidInput, "\(p) is not a trove store (no packs folder)")
+        }
+        try FileIO.atomicWrite(root + "/alternates", Array(paths.map { $0 + "\n" }.joined().utf8))
+    }
+
+    // MARK: reading
+
+    struct Located {
+        var files: PackFiles
+        var location: ObjectIndex.Location
+    }
+
+    func locate(_ id: ObjectID) throws -> Located? {
+        if let loc = try index.locate(id) { return Located(files: packFiles, location: loc) }
+        for alt in alternates { if let l = try alt.locate(id) { return l } }
+        return nil
+    }
+
+    func locateMany(_ ids: [ObjectID]) throws -> [Located?] {
+        var out = try index.locate(ids).map { $0.map { Located(files: packFiles, location: $0) } }
+        if !alternates.isEmpty {
+            for i in out.indices where out[i] == nil {
+                for alt in alternates { if let l = try alt.locate(ids[i]) { out[i] = l; break } }
+            }
+        }
+        return out
+    }
+
+    public func has(_ id: ObjectID) throws -> Bool { try locate(id) != nil }
+
+    public func type(of id: ObjectID) throws -> ObjectType? { try locate(id)?.location.record.type }
+
+    /// Reads and decompresses an object's bytes, checking them against the id.
+    func readVerified(_ located: Located, decompressor: Decompressor? = nil) throws -> [UInt8] {
+        let rec = located.location.record
+        let pack = located.files.path(located.location.pack)
+        let fd = try located.files.fd(located.location.pack)
+        let stored = try FileIO.pread(fd, count: Int(rec.storedLength), offset: rec.dataOffset, path: pack)
+        var raw: [UInt8]
+        switch rec.codec {
+        case .raw:
+            raw = stored
+        case .zstd:
+            raw = [UInt8](repeating: 0, count: Int(rec.rawLength))
+            let d = decompressor ?? Decompressor()
+            try decoding("object \(rec.id.hex) in pack \(pack)") {
+                try stored.withUnsafeBytes { src in
+                    try raw.withUnsafeMutableBytes { dst in
+                        try d.decompress(src, into: dst.baseAddress ?? UnsafeMutableRawPointer(bitPattern: 1)!, rawLength: dst.count)
+                    }
+                }
+            }
+        }
+        guard raw.count == Int(rec.rawLength) else {
+            throw StoreError(.integrity, "object \(rec.id.hex) in pack \(pack) has the wrong length")
+        }
+        if rec.type == .blob {
+            _ = try decoding("blob manifest \(rec.id.hex) in pack \(pack)") { try BlobManifest.decode(raw, expectedID: rec.id) }
+        } else if SHA256.hash(raw) != rec.id {
+            throw StoreError(.integrity, "object \(rec.id.hex) in pack \(pack) is corrupt: its bytes hash to \(SHA256.hash(raw).hex)",
+                             hint: "run `trove fsck --full`; restore the pack from another copy (a remote or backup)")
+        }
+        return raw
+    }
+
+    public func read(_ id: ObjectID) throws -> (ObjectType, [UInt8]) {
+        guard let l = try locate(id) else {
+            throw StoreError(.notFound, "object \(id.hex) is not in the store",
+                             hint: "the store may be incomplete: fetch it from a remote or run `trove fsck`")
+        }
+        return (l.location.record.type, try readVerified(l))
+    }
+
+    func read(_ id: ObjectID, expecting type: ObjectType) throws -> [UInt8] {
+        let (t, bytes) = try read(id)
+        guard t == type else { throw StoreError(.invalidInput, "object \(id.short()) is a \(t), not a \(type)") }
+        return bytes
+    }
+
+    public func tree(_ id: ObjectID) throws -> Tree {
+        let bytes = try read(id, expecting: .tree)
+        return try decoding("tree \(id.hex)") { try Tree.decode(bytes) }
+    }
+
+    public func commit(_ id: ObjectID) throws -> Commit {
+        let bytes = try read(id, expecting: .commit)
+        return try decoding("commit \(id.hex)") { try Commit.decode(bytes) }
+    }
+
+    /// The chunks of a blob, in order. A blob of one chunk is that chunk.
+    public func chunks(ofBlob id: ObjectID) throws -> [ChunkRef] {
+        guard let l = try locate(id) else {
+            throw StoreError(.notFound, "blob \(id.hex) is not in the store",
+                             hint: "the store may be incomplete: fetch it from a remote or run `trove fsck`")
+        }
+        switch l.location.record.type {
+        case .chunk:
+            return [ChunkRef(id: id, length: UInt64(l.location.record.rawLength))]
+        case .blob:
+            let m = try decoding("blob \(id.hex)") { try BlobManifest.decode(try readVerified(l), expectedID: id) }
+            switch m.level {
+            case .chunks: return m.entries
+            case .segments:
+                var out: [ChunkRef] = []
+                for s in m.entries {
+                    let seg = try decoding("segment \(s.id.hex)") { try Segment.decode(try read(s.id, expecting: .segment)) }
+                    guard seg.byteCount == s.length else {
+                        throw StoreError(.integrity, "segment \(s.id.hex) of blob \(id.hex) has the wrong length")
+                    }
+                    out.append(contentsOf: seg.chunks)
+                }
+                return out
+            }
+        default:
+            throw StoreError(.invalidInput, "object \(id.short()) is a \(l.location.record.type), not a file")
+        }
+    }
+
+    /// Objects a blob needs besides its chunks (its manifest and segments).
+    func manifestObjects(ofBlob id: ObjectID) throws -> [ObjectID] {
+        guard let l = try locate(id), l.location.record.type == .blob else { return [] }
+        let m = try decoding("blob \(id.hex)") { try BlobManifest.decode(try readVerified(l), expectedID: id) }
+        return [id] + (m.level == .segments ? m.entries.map(\.id) : [])
+    }
+}
+
+/// Another store whose packs this one reads from (a shared cache on scratch, say). Its pack
+/// trailers are read into memory on first use; its SQLite index, if any, is not touched.
+final class AlternateStore: @unchecked Sendable {
+    let root: String
+    let files: PackFiles
+    private var table: [ObjectID: ObjectIndex.Location]?
+    private let lock = Mutex()
+
+    init(root: String) {
+        self.root = root
+        files = PackFiles(directory: root + "/packs")
+    }
+
+    func locate(_ id: ObjectID) throws -> Store.Located? {
+        try lock.withLock {
+            if table == nil {
+                var t: [ObjectID: ObjectIndex.Location] = [:]
+                for name in try FileIO.listDirectory(files.directory) where name.hasSuffix(".pack") && !name.hasPrefix("tmp-") {
+                    let n = String(name.dropLast(5))
+                    for r in try Store.readPackIndex(path: files.path(n), name: n).1 where t[r.id] == nil {
+                        t[r.id] = ObjectIndex.Location(pack: n, record: r)
+                    }
+                }
+                table = t
+            }
+            return table![id].map { Store.Located(files: files, location: $0) }
+        }
+    }
+}
