@@ -19,8 +19,10 @@ let package = Package(
         // Linux calls that need _GNU_SOURCE (write-back hints).
         .systemLibrary(name: "CLinux"),
 
+        // The FastCDC inner loop in C: the one hot loop that must not depend on the optimiser.
+        .target(name: "CFastCDC", cSettings: [.unsafeFlags(["-O3"])]),
         // Ids, hashing, the chunker, object and pack codecs: pure values, no file I/O.
-        .target(name: "TroveCore", dependencies: ["COpenSSL", "CZstd"]),
+        .target(name: "TroveCore", dependencies: ["COpenSSL", "CZstd", "CFastCDC"]),
         // The local store: packs, SQLite index, refs, stage and working tree, fsck, gc. No networking.
         .target(name: "TroveStore", dependencies: [
             "TroveCore", "CLinux",

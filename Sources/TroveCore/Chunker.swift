@@ -1,3 +1,5 @@
+import CFastCDC
+
 /// FastCDC content-defined chunking with normalised chunking (Xia et al., 2016/2020).
 ///
 /// The gear table, the mask layout and the cut rule are part of the store format
@@ -61,6 +63,19 @@ public enum Chunker {
     /// gives the same chunks.
     @inline(__always)
     public static func cut(_ base: UnsafePointer<UInt8>, count: Int, parameters p: ChunkerParameters) -> Int {
+        if count <= p.minSize { return count }
+        return Int(trove_fastcdc_cut(base, count, p.minSize, p.avgSize, p.maxSize, p.maskSmall, p.maskLarge, gearTable))
+    }
+
+    /// The gear table as a stable C array for the C loop.
+    nonisolated(unsafe) static let gearTable: UnsafeMutablePointer<UInt64> = {
+        let t = UnsafeMutablePointer<UInt64>.allocate(capacity: 256)
+        for (i, g) in gear.enumerated() { t[i] = g }
+        return t
+    }()
+
+    /// The reference loop, one byte a step; the C loop must give the same cuts (tested).
+    public static func referenceCut(_ base: UnsafePointer<UInt8>, count: Int, parameters p: ChunkerParameters) -> Int {
         if count <= p.minSize { return count }
         let n = min(count, p.maxSize)
         let normal = min(p.avgSize, n)

@@ -171,31 +171,65 @@ public final class Ingester: @unchecked Sendable {
 
     // MARK: large files
 
+    /// A buffer of whole chunks and the per-chunk results. Per-chunk fields are raw buffers,
+    /// because hashing threads write disjoint elements at once (Swift arrays would race).
     final class Batch {
         let data: UnsafeMutableRawPointer
         let compressed: UnsafeMutableRawPointer
         let capacity: Int
+        let maxChunks: Int
         var length = 0
-        var starts: [Int] = []
-        var lengths: [Int] = []
-        var ids: [ObjectID] = []
+        var count = 0
+        let starts: UnsafeMutablePointer<Int>
+        let lengths: UnsafeMutablePointer<Int>
+        let ids: UnsafeMutablePointer<ObjectID>
         /// Compressed length per chunk; 0 = store raw.
-        var compressedLengths: [Int] = []
+        let compressedLengths: UnsafeMutablePointer<Int>
 
         static let slack = 2048
 
         init(capacity: Int, minChunk: Int) {
             self.capacity = capacity
+            maxChunks = capacity / minChunk + 2
             data = .allocate(byteCount: capacity, alignment: 64)
-            compressed = .allocate(byteCount: capacity + (capacity / minChunk + 2) * Batch.slack, alignment: 64)
+            compressed = .allocate(byteCount: capacity + maxChunks * Batch.slack, alignment: 64)
+            starts = .allocate(capacity: maxChunks)
+            lengths = .allocate(capacity: maxChunks)
+            ids = .allocate(capacity: maxChunks)
+            ids.initialize(repeating: .zero, count: maxChunks)
+            compressedLengths = .allocate(capacity: maxChunks)
         }
 
         deinit {
             data.deallocate()
             compressed.deallocate()
+            starts.deallocate()
+            lengths.deallocate()
+            ids.deallocate()
+            compressedLengths.deallocate()
+        }
+
+        func append(start: Int, length: Int) {
+            starts[count] = start
+            lengths[count] = length
+            compressedLengths[count] = 0
+            count += 1
         }
 
         func compressedRegion(_ i: Int) -> UnsafeMutableRawPointer { compressed + starts[i] + i * Batch.slack }
+    }
+
+    /// Compression contexts for hashing tasks; tasks of several batches run at once, and a
+    /// context must never be shared by two threads.
+    final class CompressorPool: @unchecked Sendable {
+        private var free: [Compressor] = []
+        private let lock = Mutex()
+        let level: Int
+
+        init(level: Int) { self.level = level }
+
+        func take() -> Compressor { lock.withLock { free.popLast() } ?? Compressor(level: level) }
+        func give(_ c: Compressor) { lock.withLock { free.append(c) } }
     }
 
     /// A fixed set of batches; `take` blocks until one is free.
@@ -232,7 +266,7 @@ public final class Ingester: @unchecked Sendable {
         let writeQueue = DispatchQueue(label: "trove.ingest.write")
         let threads = self.threads
         let level = store.compressionLevel
-        let compressors = (0..<threads).map { _ in Compressor(level: level) }
+        let compressors = CompressorPool(level: level)
         let state = Mutex()
         var failure: Error?
         var chunks: [ChunkRef] = []
@@ -259,36 +293,31 @@ public final class Ingester: @unchecked Sendable {
             eof = n < Ingester.batchSize
             let filled = carryLength + n
             total += UInt64(n)
-            batch.starts.removeAll(keepingCapacity: true)
-            batch.lengths.removeAll(keepingCapacity: true)
+            batch.count = 0
             let base = batch.data.assumingMemoryBound(to: UInt8.self)
             var offset = 0
             while offset < filled {
                 let remaining = filled - offset
                 if !eof && remaining < p.maxSize { break }
                 let len = Chunker.cut(base + offset, count: remaining, parameters: p)
-                batch.starts.append(offset)
-                batch.lengths.append(len)
+                batch.append(start: offset, length: len)
                 offset += len
             }
             batch.length = offset
             carryLength = filled - offset
             if carryLength > 0 { carry.copyMemory(from: batch.data + offset, byteCount: carryLength) }
-            let count = batch.starts.count
-            batch.ids = [ObjectID](repeating: .zero, count: count)
-            batch.compressedLengths = [Int](repeating: 0, count: count)
-            if total == 0 && eof && count == 0 {
-                // An empty file: one empty chunk.
-                batch.starts = [0]; batch.lengths = [0]; batch.ids = [.zero]; batch.compressedLengths = [0]
+            if total == 0 && eof && batch.count == 0 {
+                batch.append(start: 0, length: 0)  // an empty file is one empty chunk
             }
 
             let hashed = DispatchGroup()
-            let parts = min(threads, max(1, batch.starts.count))
+            let parts = min(threads, max(1, batch.count))
             for part in 0..<parts {
                 DispatchQueue.global().async(group: hashed) {
-                    let compressor = compressors[part]
+                    let compressor = compressors.take()
+                    defer { compressors.give(compressor) }
                     var i = part
-                    while i < batch.starts.count {
+                    while i < batch.count {
                         let start = batch.data + batch.starts[i]
                         let len = batch.lengths[i]
                         batch.ids[i] = SHA256.hash(start, count: len)
@@ -311,9 +340,9 @@ public final class Ingester: @unchecked Sendable {
                 hashed.wait()
                 guard !failed() else { return }
                 do {
-                    let present = try writer.present(batch.ids)
+                    let present = try writer.present(Array(UnsafeBufferPointer(start: batch.ids, count: batch.count)))
                     var batchBytes: UInt64 = 0
-                    for i in 0..<batch.ids.count {
+                    for i in 0..<batch.count {
                         let len = batch.lengths[i]
                         batchBytes += UInt64(len)
                         chunks.append(ChunkRef(id: batch.ids[i], length: UInt64(len)))

@@ -17,8 +17,14 @@ final class PackWriter {
     private var offset: UInt64 = 0
     private var syncedUpTo: UInt64 = 0
     private let buffer: UnsafeMutableRawPointer
-    private let bufferCapacity = 1 << 20
+    /// A multiple of the direct-I/O block size.
+    private let bufferCapacity = 8 << 20
     private var buffered = 0
+    /// Writes bypass the page cache (O_DIRECT) when the file system allows it: no copy into
+    /// the cache and little left for fsync. Off with `TROVE_DIRECT_IO=0`.
+    private var direct = false
+    static let directBlock = 4096
+    static let useDirectIO = getenv("TROVE_DIRECT_IO").map { String(cString: $0) != "0" } ?? true
     /// Ids written to the open pack (not yet indexed).
     private(set) var pendingIDs: Set<ObjectID> = []
 
@@ -27,7 +33,7 @@ final class PackWriter {
         self.directory = directory
         self.targetSize = targetSize
         self.onFinish = onFinish
-        buffer = .allocate(byteCount: bufferCapacity, alignment: 64)
+        buffer = .allocate(byteCount: bufferCapacity, alignment: PackWriter.directBlock)
     }
 
     deinit {
@@ -42,7 +48,13 @@ final class PackWriter {
 
     private func openPack() throws {
         tempPath = "\(directory)/tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).pack"
-        fd = try FileIO.open(tempPath, O_WRONLY | O_CREAT | O_EXCL, mode: 0o444)
+        fd = -1
+        direct = false
+        if PackWriter.useDirectIO {
+            fd = Glibc.open(tempPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_DIRECT, 0o444)
+            direct = fd >= 0
+        }
+        if fd < 0 { fd = try FileIO.open(tempPath, O_WRONLY | O_CREAT | O_EXCL, mode: 0o444) }
         records = []
         offset = 0
         syncedUpTo = 0
@@ -50,9 +62,33 @@ final class PackWriter {
         try put(PackFormat.header())
     }
 
-    private func flushBuffer() throws {
+    /// Writes the buffer. With direct I/O only whole blocks go out, except at the end of the
+    /// pack (`final`), where the tail is padded and the file truncated back to its length.
+    private func flushBuffer(final: Bool = false) throws {
         guard buffered > 0 else { return }
-        try FileIO.writeAll(fd, buffer, buffered, path: tempPath)
+        if direct {
+            let block = PackWriter.directBlock
+            let whole = final ? (buffered + block - 1) / block * block : buffered / block * block
+            if whole > buffered { (buffer + buffered).initializeMemory(as: UInt8.self, repeating: 0, count: whole - buffered) }
+            let fileStart = Int(offset) - buffered
+            if whole > 0 {
+                do { try FileIO.pwriteAll(fd, buffer, whole, offset: fileStart, path: tempPath) } catch let e as StoreError where e.code == .io && errno == EINVAL {
+                    // The file system refused direct I/O after all: fall back to buffered writes.
+                    try fallBackToBuffered()
+                    return try flushBuffer(final: final)
+                }
+            }
+            if final {
+                if ftruncate(fd, off_t(offset)) != 0 { throw FileIO.ioError("truncate", tempPath) }
+                buffered = 0
+            } else {
+                let rest = buffered - whole
+                if rest > 0 { buffer.copyMemory(from: buffer + whole, byteCount: rest) }
+                buffered = rest
+            }
+            return
+        }
+        try FileIO.pwriteAll(fd, buffer, buffered, offset: Int(offset) - buffered, path: tempPath)
         buffered = 0
         // Start write-back early so that the fsync at the end of the pack has little left to do.
         if offset - syncedUpTo >= 16 << 20 {
@@ -61,16 +97,22 @@ final class PackWriter {
         }
     }
 
+    private func fallBackToBuffered() throws {
+        let flags = fcntl(fd, F_GETFL)
+        guard flags >= 0, fcntl(fd, F_SETFL, flags & ~O_DIRECT) == 0 else { throw FileIO.ioError("reconfigure", tempPath) }
+        direct = false
+    }
+
     private func put(_ pointer: UnsafeRawPointer, _ count: Int) throws {
-        if count >= bufferCapacity {
-            try flushBuffer()
-            try FileIO.writeAll(fd, pointer, count, path: tempPath)
-        } else {
-            if buffered + count > bufferCapacity { try flushBuffer() }
-            (buffer + buffered).copyMemory(from: pointer, byteCount: count)
-            buffered += count
+        var done = 0
+        while done < count {
+            if buffered == bufferCapacity { try flushBuffer() }
+            let n = min(count - done, bufferCapacity - buffered)
+            (buffer + buffered).copyMemory(from: pointer + done, byteCount: n)
+            buffered += n
+            offset += UInt64(n)
+            done += n
         }
-        offset += UInt64(count)
     }
 
     private func put(_ bytes: [UInt8]) throws {
@@ -94,7 +136,7 @@ final class PackWriter {
         guard fd >= 0 else { return }
         let (trailer, checksum) = PackFormat.trailer(records: records, indexOffset: offset)
         try put(trailer)
-        try flushBuffer()
+        try flushBuffer(final: true)
         try FileIO.fsync(fd, path: tempPath)
         close(fd)
         fd = -1
