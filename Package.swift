@@ -42,7 +42,7 @@ let package = Package(
 
         .testTarget(name: "TroveCoreTests", dependencies: ["TroveCore", "TroveTestSupport"]),
         .testTarget(name: "TroveStoreTests", dependencies: ["TroveStore", "TroveTestSupport"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["TroveTestSupport", "TroveCore"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["TroveTestSupport", "TroveCore", "TroveStore"]),
     ],
     swiftLanguageModes: [.v5]
 )

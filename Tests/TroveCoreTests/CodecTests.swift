@@ -1,0 +1,135 @@
+import TroveCore
+import TroveTestSupport
+import XCTest
+
+final class CodecTests: XCTestCase {
+    func id(_ n: UInt64) -> ObjectID { ObjectID(w0: n, w1: n &* 3, w2: n &* 5, w3: n &* 7) }
+
+    func testObjectIDHexRoundTripsAndRejectsBadInput() {
+        let a = SHA256.hash(Array("hello".utf8))
+        XCTAssertEqual(a.hex, "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824")
+        XCTAssertEqual(ObjectID(hex: a.hex), a)
+        XCTAssertEqual(ObjectID(hex: a.hex.uppercased()), a)
+        XCTAssertNil(ObjectID(hex: String(a.hex.dropLast())))
+        XCTAssertNil(ObjectID(hex: String(a.hex.dropLast()) + "g"))
+        XCTAssertEqual(ObjectID(bytes: a.bytes), a)
+        let r = ObjectID.prefixRange("2cf24db")!
+        XCTAssertTrue(r.low <= a && a <= r.high)
+        XCTAssertFalse(ObjectID.isHexPrefix("xyz"))
+    }
+
+    func testStreamingHashEqualsOneShot() {
+        let data = SeededBytes.bytes(seed: 3, count: 100_000)
+        let h = SHA256.Hasher()
+        h.update(Array(data[..<333]))
+        h.update(Array(data[333...]))
+        XCTAssertEqual(h.finish(), SHA256.hash(data))
+    }
+
+    func testTreeRoundTripsSortedAndRejectsUnsafeNames() throws {
+        let t = try Tree(entries: [
+            .init(name: "b.bin", kind: .file, id: id(1), size: 10),
+            .init(name: "a", kind: .directory, id: id(2), size: 20),
+            .init(name: "run.sh", kind: .file, executable: true, id: id(3), size: 5),
+            .init(name: "l", kind: .symlink, id: id(4), size: 3),
+        ])
+        XCTAssertEqual(t.entries.map(\.name), ["a", "b.bin", "l", "run.sh"])
+        XCTAssertEqual(try Tree.decode(t.encode()), t)
+        for bad in ["", ".", "..", "a/b", ".git", ".trove", ".GIT", "a\u{0}b", "a\\b"] {
+            XCTAssertThrowsError(try Tree(entries: [.init(name: bad, kind: .file, id: id(1), size: 1)]), bad)
+            let crafted = Tree.unchecked(entries: [.init(name: bad, kind: .file, id: id(1), size: 1)])
+            XCTAssertThrowsError(try Tree.decode(crafted.encode()), bad) { error in
+                XCTAssertEqual((error as? CoreError)?.code, .invalidName, bad)
+            }
+        }
+        XCTAssertThrowsError(try Tree(entries: [.init(name: "x", kind: .file, id: id(1), size: 1), .init(name: "x", kind: .file, id: id(2), size: 1)]))
+    }
+
+    func testTreeDecodeRejectsUnsortedTruncatedAndTrailingBytes() throws {
+        let unsorted = Tree.unchecked(entries: [.init(name: "b", kind: .file, id: id(1), size: 1), .init(name: "a", kind: .file, id: id(2), size: 1)])
+        XCTAssertThrowsError(try Tree.decode(unsorted.encode()))
+        let good = try Tree(entries: [.init(name: "a", kind: .file, id: id(1), size: 1)]).encode()
+        XCTAssertThrowsError(try Tree.decode(Array(good.dropLast())))
+        XCTAssertThrowsError(try Tree.decode(good + [0]))
+        var badVersion = good
+        badVersion[4] = 9
+        XCTAssertThrowsError(try Tree.decode(badVersion)) { XCTAssertEqual(($0 as? CoreError)?.code, .unsupportedVersion) }
+    }
+
+    func testCommitRoundTripsWithSortedMetadata() throws {
+        let c = Commit(tree: id(1), parents: [id(2), id(3)], author: "A <a@b>", time: 1_700_000_000, timezoneOffset: -300,
+                       kind: .run, gitCommit: "abc", metadata: ["lr": "0.1", "batch": "32"], message: "train\nmore")
+        let d = try Commit.decode(c.encode())
+        XCTAssertEqual(d, c)
+        XCTAssertEqual(d.metadata.map(\.key), ["batch", "lr"])
+        XCTAssertEqual(d.timezoneOffset, -300)
+        XCTAssertThrowsError(try Commit.decode(Array(c.encode().dropLast(2))))
+    }
+
+    func testManifestRoundTripsAndDetectsTampering() throws {
+        let chunks = (0..<200).map { ChunkRef(id: SHA256.hash(Array("c\($0)".utf8)), length: 1000) }
+        let blob = id(9)
+        let (m, segments) = BlobManifest.make(blobID: blob, size: 200_000, chunks: chunks)
+        XCTAssertEqual(m.level, .segments)
+        XCTAssertGreaterThan(segments.count, 1)
+        var rebuilt: [ChunkRef] = []
+        for (sid, bytes) in segments {
+            XCTAssertEqual(SHA256.hash(bytes), sid)
+            rebuilt += try Segment.decode(bytes).chunks
+        }
+        XCTAssertEqual(rebuilt, chunks)
+        let enc = m.encode()
+        XCTAssertEqual(try BlobManifest.decode(enc, expectedID: blob), m)
+        var flipped = enc
+        flipped[50] ^= 1
+        XCTAssertThrowsError(try BlobManifest.decode(flipped)) { XCTAssertEqual(($0 as? CoreError)?.code, .integrity) }
+        XCTAssertThrowsError(try BlobManifest.decode(enc, expectedID: id(8)))
+        let small = BlobManifest.make(blobID: blob, size: 3000, chunks: Array(chunks.prefix(3))).0
+        XCTAssertEqual(small.level, .chunks)
+    }
+
+    func testSegmentsSplitAtContentDefinedPoints() {
+        let chunks = (0..<1000).map { ChunkRef(id: SHA256.hash(Array("k\($0)".utf8)), length: 1) }
+        let a = Segment.split(chunks)
+        XCTAssertEqual(a.flatMap { $0 }, chunks)
+        XCTAssertTrue(a.dropLast().allSatisfy { $0.count >= 16 && $0.count <= 256 })
+        // Replacing one chunk changes only its own segment (and the boundary it may move).
+        var edited = chunks
+        edited[500] = ChunkRef(id: SHA256.hash(Array("new".utf8)), length: 1)
+        let b = Segment.split(edited)
+        let changed = Set(b.map { Segment(chunks: $0).encode() }).subtracting(Set(a.map { Segment(chunks: $0).encode() }))
+        XCTAssertLessThanOrEqual(changed.count, 2)
+    }
+
+    func testPackTrailerRoundTripsAndChecksItsChecksum() throws {
+        var recs: [PackFormat.IndexRecord] = []
+        for k in 0..<5 {
+            let offset = UInt64(16 + k * 100)
+            recs.append(PackFormat.IndexRecord(id: id(UInt64(k + 1)), type: .chunk, codec: .raw, offset: offset, rawLength: 56, storedLength: 56))
+        }
+        let indexOffset: UInt64 = 16 + 500
+        let (trailer, checksum) = PackFormat.trailer(records: recs, indexOffset: indexOffset)
+        let fileSize = indexOffset + UInt64(trailer.count)
+        let footer = try PackFormat.parseFooter(Array(trailer.suffix(PackFormat.footerSize)), fileSize: fileSize, pack: "p")
+        XCTAssertEqual(footer.checksum, checksum)
+        let parsed: [PackFormat.IndexRecord] = try PackFormat.parseIndex(trailer, footer: footer, pack: "p")
+        XCTAssertEqual(parsed.map { $0.id }, recs.map { $0.id }.sorted())
+        var bad = trailer
+        bad[10] ^= 0xFF
+        XCTAssertThrowsError(try PackFormat.parseIndex(bad, footer: footer, pack: "p")) { XCTAssertEqual(($0 as? CoreError)?.code, .integrity) }
+        XCTAssertThrowsError(try PackFormat.parseFooter(Array(trailer.suffix(PackFormat.footerSize)), fileSize: fileSize + 1, pack: "p"))
+    }
+
+    func testCompressionPaysOnlyForCompressibleData() throws {
+        let c = Compressor(level: 3)
+        let text = Array(String(repeating: "the model weight layer ", count: 3000).utf8)
+        let random = SeededBytes.bytes(seed: 5, count: 64 << 10)
+        var out = [UInt8](repeating: 0, count: Compressor.bound(max(text.count, random.count)))
+        let n = try XCTUnwrap(text.withUnsafeBytes { src in out.withUnsafeMutableBytes { c.compressIfPays(src, into: $0.baseAddress!, capacity: $0.count) } })
+        XCTAssertLessThan(n, text.count / 4)
+        var back = [UInt8](repeating: 0, count: text.count)
+        try out.withUnsafeBytes { src in try back.withUnsafeMutableBytes { try Decompressor().decompress(UnsafeRawBufferPointer(rebasing: src[..<n]), into: $0.baseAddress!, rawLength: text.count) } }
+        XCTAssertEqual(back, text)
+        XCTAssertNil(random.withUnsafeBytes { src in out.withUnsafeMutableBytes { c.compressIfPays(src, into: $0.baseAddress!, capacity: $0.count) } })
+    }
+}
