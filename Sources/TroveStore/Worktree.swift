@@ -305,7 +305,8 @@ public struct Worktree {
         }
 
         public static func current(config: StoreConfig, environment: [String: String]) -> Author {
-            var name = environment["TROVE_AUTHOR_NAME"] ?? config["user.name"] ?? environment["USER"] ?? "unknown"
+            let login = getpwuid(getuid()).flatMap { $0.pointee.pw_name.map { String(cString: $0) } }
+            var name = environment["TROVE_AUTHOR_NAME"] ?? config["user.name"] ?? environment["USER"] ?? login ?? "unknown"
             if let email = environment["TROVE_AUTHOR_EMAIL"] ?? config["user.email"] { name += " <\(email)>" }
             var t = Glibc.time(nil)
             if let fixed = environment["TROVE_COMMIT_TIME"], let v = Int(fixed) { t = v }

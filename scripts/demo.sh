@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The main job, end to end: a ~256 MiB model-like file and a few thousand small files are
+# committed, 1 % of the model changes, and the first version is restored and verified.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/deps.sh
+swift build -c release
+TROVE="$PWD/.build/release/trove"
+DEMO=${TROVE_DEMO_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/trove-demo.XXXXXX")}
+mkdir -p "$DEMO/work" && cd "$DEMO/work"
+echo "== demo folder: $DEMO"
+
+python3 - <<'PY'
+import os, random
+random.seed(20240601)
+# ~256 MiB of float32-like weights: random mantissas, exponents of small values.
+size = 256 << 20
+with open("model.safetensors", "wb") as f:
+    block = 8 << 20
+    for _ in range(size // block):
+        b = bytearray(os.urandom(block))
+        b[3::4] = bytes(0x3C | (x & 0x80) for x in b[3::4])
+        f.write(b)
+words = "the of and model data tensor layer weight bias epoch loss train test step value".split()
+for i in range(3000):
+    d = "dataset/shard%02d" % (i // 100)
+    os.makedirs(d, exist_ok=True)
+    with open("%s/sample%05d.txt" % (d, i), "w") as f:
+        f.write(" ".join(random.choice(words) for _ in range(random.randint(50, 1500))))
+PY
+
+"$TROVE" init
+"$TROVE" add .
+"$TROVE" commit -m "first training run: model and dataset"
+sha256sum model.safetensors > "$DEMO/v1.sha256"
+(cd dataset && find . -type f -exec sha256sum {} + | sort -k2) > "$DEMO/v1-dataset.sha256"
+
+python3 - <<'PY'
+import os
+size = os.path.getsize("model.safetensors")
+with open("model.safetensors", "r+b") as f:   # 1 % of the weights change, in 20 places
+    for k in range(20):
+        f.seek(k * (size // 20) + 4096)
+        f.write(os.urandom(size // 100 // 20))
+PY
+"$TROVE" add model.safetensors
+"$TROVE" commit -m "fine-tune: 1% of the weights changed"
+
+echo; echo "== trove log"; "$TROVE" log
+echo "== trove diff HEAD~1 HEAD"; "$TROVE" diff HEAD~1 HEAD
+echo; echo "== trove du"; "$TROVE" du
+echo; echo "== restore the first version to $DEMO/restored and verify"
+"$TROVE" restore HEAD~1 --to "$DEMO/restored"
+(cd "$DEMO/restored" && sha256sum -c "$DEMO/v1.sha256")
+(cd "$DEMO/restored/dataset" && find . -type f -exec sha256sum {} + | sort -k2) | cmp - "$DEMO/v1-dataset.sha256"
+echo "dataset: all $(wc -l < "$DEMO/v1-dataset.sha256") files identical"
+"$TROVE" fsck --full
+echo "== demo OK"
