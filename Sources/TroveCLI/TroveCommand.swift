@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Glibc
 import TroveCore
 import TroveGit
 import TroveStore
@@ -77,7 +78,16 @@ public enum TroveCLI {
 
     /// Parses and runs one command line; the only place errors become output and exit codes.
     public static func run(_ arguments: [String]) -> Int32 {
+        var arguments = arguments
         let json = arguments.contains("--json")
+        // `trove -C DIR CMD ...`, as git: change folder before anything else.
+        while arguments.count >= 2 && arguments[0] == "-C" {
+            if chdir(arguments[1]) != 0 {
+                report(code: "not-found", message: "cannot change to folder \(arguments[1]): \(FileIO.errorText())", hint: nil, json: json)
+                return ExitStatus.notFound
+            }
+            arguments.removeFirst(2)
+        }
         do {
             var command = try TroveCommand.parseAsRoot(arguments)
             try command.run()

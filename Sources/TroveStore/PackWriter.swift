@@ -1,4 +1,5 @@
 import CLinux
+import Dispatch
 import Glibc
 import TroveCore
 
@@ -16,9 +17,17 @@ final class PackWriter {
     private var records: [PackFormat.IndexRecord] = []
     private var offset: UInt64 = 0
     private var syncedUpTo: UInt64 = 0
-    private let buffer: UnsafeMutableRawPointer
+    /// Two buffers: one fills while the other is written by `io` in the background.
+    private let buffers: [UnsafeMutableRawPointer]
+    private var current = 0
+    private var buffer: UnsafeMutableRawPointer { buffers[current] }
+    private let io = DispatchQueue(label: "trove.pack.write")
+    private let writing = DispatchGroup()
+    private let ioLock = Mutex()
+    private var ioError: Error?
     /// A multiple of the direct-I/O block size.
-    private let bufferCapacity = 8 << 20
+    private let bufferCapacity = PackWriter.bufferSize
+    static let bufferSize = 8 << 20
     private var buffered = 0
     /// Writes bypass the page cache (O_DIRECT) when the file system allows it: no copy into
     /// the cache and little left for fsync. Off with `TROVE_DIRECT_IO=0`.
@@ -33,15 +42,22 @@ final class PackWriter {
         self.directory = directory
         self.targetSize = targetSize
         self.onFinish = onFinish
-        buffer = .allocate(byteCount: bufferCapacity, alignment: PackWriter.directBlock)
+        buffers = (0..<2).map { _ in .allocate(byteCount: PackWriter.bufferSize, alignment: PackWriter.directBlock) }
     }
 
     deinit {
+        writing.wait()
         if fd >= 0 {
             close(fd)
             unlink(tempPath)
         }
-        buffer.deallocate()
+        for b in buffers { b.deallocate() }
+    }
+
+    /// Waits for the background write and rethrows its error.
+    private func settle() throws {
+        writing.wait()
+        if let e = ioLock.withLock({ ioError }) { throw e }
     }
 
     var isOpen: Bool { fd >= 0 }
@@ -62,45 +78,40 @@ final class PackWriter {
         try put(PackFormat.header())
     }
 
-    /// Writes the buffer. With direct I/O only whole blocks go out, except at the end of the
-    /// pack (`final`), where the tail is padded and the file truncated back to its length.
+    /// Hands the buffer to the background writer and continues in the other one. With direct
+    /// I/O only whole blocks go out; the partial block moves to the other buffer. At the end of
+    /// the pack (`final`) the tail is padded, written synchronously, and the file truncated back.
     private func flushBuffer(final: Bool = false) throws {
+        try settle()
         guard buffered > 0 else { return }
-        if direct {
-            let block = PackWriter.directBlock
-            let whole = final ? (buffered + block - 1) / block * block : buffered / block * block
-            if whole > buffered { (buffer + buffered).initializeMemory(as: UInt8.self, repeating: 0, count: whole - buffered) }
-            let fileStart = Int(offset) - buffered
-            if whole > 0 {
-                do { try FileIO.pwriteAll(fd, buffer, whole, offset: fileStart, path: tempPath) } catch let e as StoreError where e.code == .io && errno == EINVAL {
-                    // The file system refused direct I/O after all: fall back to buffered writes.
-                    try fallBackToBuffered()
-                    return try flushBuffer(final: final)
-                }
-            }
-            if final {
-                if ftruncate(fd, off_t(offset)) != 0 { throw FileIO.ioError("truncate", tempPath) }
-                buffered = 0
-            } else {
-                let rest = buffered - whole
-                if rest > 0 { buffer.copyMemory(from: buffer + whole, byteCount: rest) }
-                buffered = rest
-            }
+        let block = PackWriter.directBlock
+        let whole = !direct ? buffered : final ? (buffered + block - 1) / block * block : buffered / block * block
+        if whole > buffered { (buffer + buffered).initializeMemory(as: UInt8.self, repeating: 0, count: whole - buffered) }
+        let fileStart = Int(offset) - buffered
+        if final {
+            if whole > 0 { try FileIO.pwriteAll(fd, buffer, whole, offset: fileStart, path: tempPath) }
+            if direct && ftruncate(fd, off_t(offset)) != 0 { throw FileIO.ioError("truncate", tempPath) }
+            buffered = 0
             return
         }
-        try FileIO.pwriteAll(fd, buffer, buffered, offset: Int(offset) - buffered, path: tempPath)
-        buffered = 0
-        // Start write-back early so that the fsync at the end of the pack has little left to do.
-        if offset - syncedUpTo >= 16 << 20 {
-            _ = trove_start_writeback(fd, Int64(syncedUpTo), Int64(offset - syncedUpTo))
-            syncedUpTo = offset
+        let rest = buffered - whole
+        let next = buffers[1 - current]
+        if rest > 0 { next.copyMemory(from: buffer + whole, byteCount: rest) }
+        let (fd, path, data) = (self.fd, tempPath, buffer)
+        let startWriteback = !direct && offset - syncedUpTo >= 16 << 20
+        let synced = syncedUpTo
+        if startWriteback { syncedUpTo = UInt64(fileStart + whole) }
+        io.async(group: writing) { [self] in
+            do {
+                try FileIO.pwriteAll(fd, data, whole, offset: fileStart, path: path)
+                // Buffered writes: start write-back early so that the final fsync has little left.
+                if startWriteback { _ = trove_start_writeback(fd, Int64(synced), Int64(fileStart + whole) - Int64(synced)) }
+            } catch {
+                ioLock.withLock { if ioError == nil { ioError = error } }
+            }
         }
-    }
-
-    private func fallBackToBuffered() throws {
-        let flags = fcntl(fd, F_GETFL)
-        guard flags >= 0, fcntl(fd, F_SETFL, flags & ~O_DIRECT) == 0 else { throw FileIO.ioError("reconfigure", tempPath) }
-        direct = false
+        current = 1 - current
+        buffered = rest
     }
 
     private func put(_ pointer: UnsafeRawPointer, _ count: Int) throws {
