@@ -56,7 +56,11 @@ public final class Ingester: @unchecked Sendable {
         var failure: Error?
         let workers = min(threads, max(1, small.count))
         DispatchQueue.concurrentPerform(iterations: workers) { _ in
-            let worker = SmallFileWorker(ingester: self)
+            let worker: SmallFileWorker
+            do { worker = try SmallFileWorker(ingester: self) } catch {
+                lock.withLock { if failure == nil { failure = error } }
+                return
+            }
             while true {
                 let k: Int? = lock.withLock {
                     guard failure == nil, next < small.count else { return nil }
@@ -99,8 +103,11 @@ public final class Ingester: @unchecked Sendable {
         var capacity = 0
         var compressedCapacity = 0
 
-        init(ingester: Ingester) {
+        let reader: IndexReader
+
+        init(ingester: Ingester) throws {
             self.ingester = ingester
+            reader = try ingester.store.index.makeReader()
             compressor = Compressor(level: ingester.store.compressionLevel)
             buffer = .allocate(byteCount: 1, alignment: 64)
             compressed = .allocate(byteCount: 1, alignment: 64)
@@ -147,7 +154,7 @@ public final class Ingester: @unchecked Sendable {
                 offset += len
             } while offset < n
             let blobID = chunks.count == 1 ? chunks[0].id : SHA256.hash(buffer, count: n)
-            let present = try ingester.writer.present(chunks.map(\.id))
+            let present = try ingester.writer.present(chunks.map(\.id), reader: reader)
             var newChunks = 0
             var newBytes: UInt64 = 0
             for (i, c) in chunks.enumerated() where !present[i] {
@@ -273,6 +280,7 @@ public final class Ingester: @unchecked Sendable {
         var newChunks = 0
         var newBytes: UInt64 = 0
         var total: UInt64 = 0
+        let reader = try store.index.makeReader()
         let carry = UnsafeMutableRawPointer.allocate(byteCount: p.maxSize, alignment: 64)
         defer { carry.deallocate() }
         var carryLength = 0
@@ -340,7 +348,7 @@ public final class Ingester: @unchecked Sendable {
                 hashed.wait()
                 guard !failed() else { return }
                 do {
-                    let present = try writer.present(Array(UnsafeBufferPointer(start: batch.ids, count: batch.count)))
+                    let present = try writer.present(Array(UnsafeBufferPointer(start: batch.ids, count: batch.count)), reader: reader)
                     var batchBytes: UInt64 = 0
                     for i in 0..<batch.count {
                         let len = batch.lengths[i]

@@ -214,3 +214,31 @@ public final class ObjectIndex: @unchecked Sendable {
 extension ObjectID {
     var data: Data { Data(bytes) }
 }
+
+/// A private read-only connection for one thread's hot lookups (no pool, no transaction per
+/// call): "which of these chunk ids do we have?" at ingest.
+public final class IndexReader: @unchecked Sendable {
+    private let queue: DatabaseQueue
+
+    init(path: String) throws {
+        var config = Configuration()
+        config.readonly = true
+        config.busyMode = .timeout(30)
+        queue = try DatabaseQueue(path: path, configuration: config)
+    }
+
+    public func contains(_ ids: [ObjectID]) throws -> [Bool] {
+        try queue.inDatabase { db in
+            let stmt = try db.cachedStatement(sql: "SELECT 1 FROM object WHERE oid = ?")
+            return try ids.map { try Row.fetchOne(stmt, arguments: [$0.data]) != nil }
+        }
+    }
+}
+
+extension ObjectIndex {
+    public func makeReader() throws -> IndexReader {
+        do { return try IndexReader(path: path) } catch {
+            throw StoreError(.io, "cannot open the store index \(path) for reading: \(error)", underlying: error)
+        }
+    }
+}

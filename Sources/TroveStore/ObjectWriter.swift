@@ -36,9 +36,9 @@ public final class ObjectWriter: @unchecked Sendable {
         return try store.has(id)
     }
 
-    /// Which of `ids` are stored already, with one index transaction.
-    func present(_ ids: [ObjectID]) throws -> [Bool] {
-        var found = try store.index.contains(ids)
+    /// Which of `ids` are stored already (through the caller's own index connection).
+    func present(_ ids: [ObjectID], reader: IndexReader) throws -> [Bool] {
+        var found = try reader.contains(ids)
         if !store.alternates.isEmpty {
             for i in found.indices where !found[i] { found[i] = try store.locate(ids[i]) != nil }
         }
