@@ -19,7 +19,7 @@ extension TroveCommand {
         func run() throws {
             let wt = try options.worktree()
             let specs = try paths.map { try wt.relative($0, cwd: options.cwd) }
-            let lock = try StoreLock(path: wt.store.root + "/lock", exclusive: false)
+            let lock = try wt.store.lock()
             defer { _ = lock }
             let writer = ObjectWriter(store: wt.store)
             let start = Date()

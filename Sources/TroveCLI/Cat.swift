@@ -11,6 +11,8 @@ extension TroveCommand {
 
         func run() throws {
             let store = try options.openStore()
+            let lock = try store.lock()
+            defer { _ = lock }
             let (rev, path) = Store.splitRevisionPath(target)
             guard let path, !path.isEmpty else { throw StoreError(.invalidInput, "cat needs REV:PATH, e.g. HEAD:model.bin") }
             let e = try store.entry(at: path, inCommit: try store.resolve(rev.isEmpty ? "HEAD" : rev))

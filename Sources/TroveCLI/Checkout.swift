@@ -19,7 +19,7 @@ extension TroveCommand {
 
         func run() throws {
             let wt = try options.worktree()
-            let lock = try StoreLock(path: wt.store.root + "/lock", exclusive: false)
+            let lock = try wt.store.lock()
             defer { _ = lock }
             let id = try wt.store.resolve(revision)
             if !paths.isEmpty {
@@ -29,17 +29,24 @@ extension TroveCommand {
                 return
             }
             let head: Refs.Head
+            let bare = revision.hasPrefix("refs/") ? String(revision.dropFirst(5)) : revision
             if let newBranch {
-                try wt.refs.update("heads/\(newBranch)", from: nil, to: id, message: "branch: created from \(revision)")
+                try Refs.validate("heads/\(newBranch)")
+                if try wt.refs.read("heads/\(newBranch)") != nil {
+                    throw StoreError(.conflict, "branch \(newBranch) already exists", hint: "use `trove checkout \(newBranch)`, or pick another name")
+                }
                 head = .branch("heads/\(newBranch)")
-            } else if try wt.refs.read("heads/\(revision)") != nil {
-                head = .branch("heads/\(revision)")
-            } else if revision.hasPrefix("heads/"), try wt.refs.read(revision) != nil {
-                head = .branch(revision)
+            } else if try wt.refs.read("heads/\(bare)") != nil {
+                head = .branch("heads/\(bare)")
+            } else if bare.hasPrefix("heads/"), try wt.refs.read(bare) != nil {
+                head = .branch(bare)
             } else {
                 head = .detached(id)
             }
-            let s = try wt.checkout(id, newHead: head, force: force, progress: options.progress)
+            // A new branch is created only once the working tree has moved.
+            let s = try wt.checkout(id, newHead: head, force: force, progress: options.progress) {
+                if let newBranch { try wt.refs.update("heads/\(newBranch)", from: nil, to: id, message: "branch: created from \(revision)") }
+            }
             if !options.quiet {
                 let where_ = { () -> String in
                     if case .branch(let b) = head { return "branch \(b.dropFirst(6))" }

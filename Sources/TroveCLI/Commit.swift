@@ -23,7 +23,7 @@ extension TroveCommand {
                 }
                 meta[String(m[..<eq])] = String(m[m.index(after: eq)...])
             }
-            let lock = try StoreLock(path: wt.store.root + "/lock", exclusive: false)
+            let lock = try wt.store.lock()
             defer { _ = lock }
             let author = Worktree.Author.current(config: wt.store.config, environment: ProcessInfo.processInfo.environment)
             let id = try wt.commit(message: message, author: author, allowEmpty: allowEmpty, metadata: meta,

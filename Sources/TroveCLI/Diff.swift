@@ -41,8 +41,8 @@ extension TroveCommand {
         static func workingFiles(_ wt: Worktree, chunks: inout [ObjectID: [ChunkRef]]) throws -> [String: Tree.Entry] {
             let staged = try wt.store.index.stage()
             var out: [String: Tree.Entry] = [:]
-            for (path, fs) in try wt.scan() {
-                if let e = staged[path], e.kind == fs.kind, e.size == fs.size, e.mtime != 0, e.mtime == fs.mtime, e.inode == fs.inode {
+            for (path, fs) in try wt.scan(tracked: Set(staged.keys)) {
+                if let e = staged[path], Worktree.matches(e, fs) {
                     out[path] = Tree.Entry(name: FileIO.basename(path), kind: e.kind, executable: e.executable, id: e.id, size: e.size)
                     continue
                 }

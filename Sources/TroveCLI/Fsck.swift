@@ -7,7 +7,8 @@ extension TroveCommand {
             abstract: "Check the store's consistency.",
             discussion: """
                 Quick (default): pack trailers and their checksums, the index against the packs, and that \
-                everything refs, reflogs and the stage reach is present. --full also reads every object, \
+                everything refs, HEAD and the stage reach is present (reflog entries are kept by gc during \
+                the grace period but not required). --full also reads every object, \
                 checks it against its id and rebuilds every file to check its whole-file id. \
                 --rebuild-index recreates the SQLite index from the packs first. Exit status 4 when \
                 problems are found; each names the object and the pack.
@@ -21,7 +22,7 @@ extension TroveCommand {
         func run() throws {
             let store = try options.openStore()
             if rebuildIndex {
-                let lock = try StoreLock(path: store.root + "/lock", exclusive: true, wait: false)
+                let lock = try store.lock(exclusive: true, wait: false)
                 defer { _ = lock }
                 let (p, o) = try store.rebuildIndex()
                 if !json { Console.out("Rebuilt the index: \(o) objects in \(p) packs") }

@@ -33,7 +33,7 @@ extension TroveCommand {
                 top = work
             }
             let store = try Store.initialize(root: root, workTree: top, parameters: params)
-            Console.out("Initialized empty trove store in \(store.root) (chunks \(params))")
+            if !options.quiet { Console.out("Initialized empty trove store in \(store.root) (chunks \(params))") }
         }
     }
 }

@@ -7,7 +7,7 @@ extension TroveCommand {
         static let configuration = CommandConfiguration(abstract: "Show the commit history, newest first.")
 
         @Argument(help: "Where to start (default HEAD).") var revision = "HEAD"
-        @Option(name: .shortAndLong, help: "Show at most N commits.") var maxCount: Int?
+        @Option(name: [.customShort("n"), .long], help: "Show at most N commits.") var maxCount: Int?
         @Flag(help: "One line per commit.") var oneline = false
         @Flag(help: "Follow only first parents.") var firstParent = false
         @Flag(help: "Print as JSON.") var json = false

@@ -15,6 +15,8 @@ extension TroveCommand {
 
         func run() throws {
             let store = try options.openStore()
+            let lock = try store.lock()
+            defer { _ = lock }
             let id = try store.resolve(revision)
             let files = try store.flatten(tree: try store.commit(id).tree)
             var selected: [(String, TroveCore.Tree.Entry)] = []

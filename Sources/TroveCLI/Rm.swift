@@ -13,7 +13,7 @@ extension TroveCommand {
         func run() throws {
             let wt = try options.worktree()
             let specs = try paths.map { try wt.relative($0, cwd: options.cwd) }
-            let lock = try StoreLock(path: wt.store.root + "/lock", exclusive: false)
+            let lock = try wt.store.lock()
             defer { _ = lock }
             for p in try wt.remove(specs, keepFiles: cached, recursive: recursive) where !options.quiet {
                 Console.out("rm \(p)")

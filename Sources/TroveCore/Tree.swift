@@ -37,7 +37,7 @@ public struct Tree: Hashable, Sendable {
         let sorted = entries.sorted { Array($0.name.utf8).lexicographicallyPrecedes(Array($1.name.utf8)) }
         for (i, e) in sorted.enumerated() {
             try Tree.validate(name: e.name)
-            if i > 0, sorted[i - 1].name == e.name {
+            if i > 0, Array(sorted[i - 1].name.utf8) == Array(e.name.utf8) {
                 throw CoreError(.invalidName, "tree has two entries named \(e.name)")
             }
         }
@@ -154,7 +154,9 @@ public struct Commit: Hashable, Sendable {
         self.timezoneOffset = timezoneOffset
         self.kind = kind
         self.gitCommit = gitCommit
-        self.metadata = metadata.sorted { $0.key < $1.key }.map { (key: $0.key, value: $0.value) }
+        // Byte order of the UTF-8 keys: one rule, whatever the platform's string ordering.
+        self.metadata = metadata.sorted { Array($0.key.utf8).lexicographicallyPrecedes(Array($1.key.utf8)) }
+            .map { (key: $0.key, value: $0.value) }
         self.message = message
     }
 
@@ -194,7 +196,7 @@ public struct Commit: Hashable, Sendable {
         var meta: [(key: String, value: String)] = []
         for _ in 0..<nm {
             let k = try r.string(), v = try r.string()
-            if let last = meta.last, !(last.key < k) {
+            if let last = meta.last, !Array(last.key.utf8).lexicographicallyPrecedes(Array(k.utf8)) {
                 throw CoreError(.malformedObject, "commit metadata keys are not sorted or repeat at \(k)")
             }
             meta.append((k, v))

@@ -222,7 +222,8 @@ public enum FileIO {
     }
 }
 
-/// An advisory lock (flock) on a file in the store: shared for writers, exclusive for gc.
+/// An advisory lock (flock) on a file in the store: shared for readers and writers, exclusive
+/// for gc and index rebuilds (which delete or move what readers use).
 public final class StoreLock {
     private let fd: Int32
 

@@ -37,7 +37,7 @@ public struct Fsck {
         var removed: [String] = []
         for name in (try? FileIO.listDirectory(store.packsDirectory)) ?? [] where name.hasPrefix("tmp-") {
             let parts = name.split(separator: "-")
-            if parts.count >= 2, let pid = Int32(parts[1]), kill(pid, 0) != 0 && errno == ESRCH {
+            if parts.count >= 4, parts[1] == PackWriter.hostName, let pid = Int32(parts[2]), kill(pid, 0) != 0 && errno == ESRCH {
                 unlink(store.packsDirectory + "/" + name)
                 removed.append(name)
             }
@@ -98,6 +98,7 @@ public struct Fsck {
         // Reachability.
         let refs = Refs(root: store.root)
         var roots: [(String, ObjectID)] = try refs.list().map { ("ref \($0.name)", $0.id) }
+        // Reflog entries are not required: gc may drop them (`gc --grace 0`).
         if case .detached(let id) = try refs.head() { roots.append(("HEAD", id)) }
         var seen = Set<ObjectID>()
         var blobs: [ObjectID: String] = [:]
@@ -121,7 +122,13 @@ public struct Fsck {
                 for (c, l) in zip(chunks, found) where l == nil {
                     report.problems.append(Problem(object: c.id, message: "missing chunk of \(path)"))
                 }
-                if full && found.allSatisfy({ $0 != nil }) && chunks.count > 1 {
+                for (c, l) in zip(chunks, found) {
+                    if let l, UInt64(l.location.record.rawLength) != c.length {
+                        report.problems.append(Problem(object: c.id, pack: l.location.pack, message: "\(path): chunk length differs from the manifest"))
+                    }
+                }
+                if full && found.allSatisfy({ $0 != nil }) && chunks.count > 1
+                    && zip(chunks, found).allSatisfy({ UInt64($1!.location.record.rawLength) == $0.length }) {
                     let h = SHA256.Hasher()
                     let reader = Materializer.ChunkReader()
                     let buf = UnsafeMutableRawPointer.allocate(byteCount: Int(chunks.map(\.length).max() ?? 1), alignment: 64)

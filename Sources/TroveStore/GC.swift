@@ -62,7 +62,7 @@ public struct GarbageCollector {
     }
 
     public func run() throws -> Report {
-        let lock = try StoreLock(path: store.root + "/lock", exclusive: true, wait: false)
+        let lock = try store.lock(exclusive: true, wait: false)
         defer { _ = lock }
         _ = Fsck.removeStaleTemporaries(store)
         var report = Report()

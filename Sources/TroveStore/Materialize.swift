@@ -110,11 +110,21 @@ public final class Materializer: @unchecked Sendable {
                     throw StoreError(.notFound, "chunk \(chunks[k].id.short()) of \(entries[i].0) is not in the store",
                                      hint: "fetch it from a remote, or run `trove fsck` to see what is missing")
                 }
+                try Materializer.checkLength(chunks[k], l, of: entries[i].0)
                 out.append(l)
             }
             plans.append(Plan(job: i, chunks: chunks, locations: out))
         }
         return plans
+    }
+
+    /// A stored chunk must be exactly as long as the manifest says: buffers are sized from the
+    /// manifest, and a crafted one must never make a read overrun them.
+    static func checkLength(_ c: ChunkRef, _ l: Store.Located, of path: String) throws {
+        guard UInt64(l.location.record.rawLength) == c.length else {
+            throw StoreError(.integrity, "the manifest of \(path) gives chunk \(c.id.short()) \(c.length) bytes, the store has \(l.location.record.rawLength)",
+                             hint: "run `trove fsck --full`")
+        }
     }
 
     // MARK: writing
@@ -362,6 +372,7 @@ public final class Materializer: @unchecked Sendable {
             let locs = try store.locateMany(slice.map(\.id))
             for (c, l) in zip(slice, locs) {
                 guard let l else { throw StoreError(.notFound, "chunk \(c.id.short()) of blob \(blob.short()) is not in the store") }
+                try checkLength(c, l, of: "blob \(blob.short())")
                 try reader.read(l, into: buffer)
                 try FileIO.writeAll(fd, buffer, Int(c.length), path: path)
             }
@@ -379,6 +390,7 @@ public final class Materializer: @unchecked Sendable {
             var offset = 0
             for (c, l) in zip(chunks, locs) {
                 guard let l else { throw StoreError(.notFound, "chunk \(c.id.short()) of blob \(blob.short()) is not in the store") }
+                try checkLength(c, l, of: "blob \(blob.short())")
                 try reader.read(l, into: buf.baseAddress! + offset)
                 offset += Int(c.length)
             }

@@ -62,13 +62,31 @@ final class PackWriter {
 
     var isOpen: Bool { fd >= 0 }
 
+    /// This host's name without dashes, for temporary pack names (`tmp-HOST-PID-RAND.pack`): on
+    /// a shared file system only the host that wrote a temporary pack may judge it abandoned.
+    static let hostName: String = {
+        var buf = [CChar](repeating: 0, count: 256)
+        gethostname(&buf, buf.count - 1)
+        let name = String(cString: buf).filter { $0.isLetter || $0.isNumber || $0 == "." }
+        return name.isEmpty ? "host" : name
+    }()
+
     private func openPack() throws {
-        tempPath = "\(directory)/tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).pack"
+        tempPath = "\(directory)/tmp-\(PackWriter.hostName)-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).pack"
         fd = -1
         direct = false
         if PackWriter.useDirectIO {
             fd = Glibc.open(tempPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_DIRECT, 0o444)
             direct = fd >= 0
+            // Some file systems accept O_DIRECT at open and refuse the writes: probe one block
+            // (overwritten by the pack later) and fall back to buffered writes.
+            if direct {
+                buffers[0].initializeMemory(as: UInt8.self, repeating: 0, count: PackWriter.directBlock)
+                if Glibc.pwrite(fd, buffers[0], PackWriter.directBlock, 0) != PackWriter.directBlock {
+                    let flags = fcntl(fd, F_GETFL)
+                    if flags >= 0 && fcntl(fd, F_SETFL, flags & ~O_DIRECT) == 0 { direct = false } else { close(fd); unlink(tempPath); fd = -1; direct = false }
+                }
+            }
         }
         if fd < 0 { fd = try FileIO.open(tempPath, O_WRONLY | O_CREAT | O_EXCL, mode: 0o444) }
         records = []
@@ -90,7 +108,7 @@ final class PackWriter {
         let fileStart = Int(offset) - buffered
         if final {
             if whole > 0 { try FileIO.pwriteAll(fd, buffer, whole, offset: fileStart, path: tempPath) }
-            if direct && ftruncate(fd, off_t(offset)) != 0 { throw FileIO.ioError("truncate", tempPath) }
+            if ftruncate(fd, off_t(offset)) != 0 { throw FileIO.ioError("truncate", tempPath) }
             buffered = 0
             return
         }

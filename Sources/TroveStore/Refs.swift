@@ -72,49 +72,62 @@ public struct Refs: Sendable {
         try Refs.validate(ref)
         let p = path(ref)
         try FileIO.mkdirs(FileIO.dirname(p))
-        let lockPath = p + ".lock"
-        let fd = Glibc.open(lockPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-        if fd < 0 {
-            if errno == EEXIST {
-                throw StoreError(.conflict, "ref \(ref) is being updated by another process (\(lockPath) exists)",
-                                 hint: "retry; if no trove process is running, remove \(lockPath)")
+        var current: ObjectID?
+        try replaceLocked(p, name: "ref \(ref)", contents: new.map { Array(($0.hex + "\n").utf8) }) {
+            current = try read(ref)
+            if !force && current != expected {
+                throw StoreError(.conflict, "ref \(ref) moved (now \(current?.short() ?? "absent"), expected \(expected?.short() ?? "absent")), retry",
+                                 hint: "another command changed it at the same time; run the command again")
             }
-            throw FileIO.ioError("lock", lockPath)
         }
-        var locked = true
-        defer {
-            if locked { close(fd); unlink(lockPath) }
-        }
-        let current = try read(ref)
-        if !force && current != expected {
-            throw StoreError(.conflict, "ref \(ref) moved (now \(current?.short() ?? "absent"), expected \(expected?.short() ?? "absent")), retry",
-                             hint: "another command changed it at the same time; run the command again")
-        }
-        if let new {
-            try FileIO.writeAll(fd, Array((new.hex + "\n").utf8), path: lockPath)
-            try FileIO.fsync(fd, path: lockPath)
-            close(fd)
-            locked = false
-            do { try FileIO.rename(lockPath, p) } catch { unlink(lockPath); throw error }
-        } else {
-            close(fd)
-            locked = false
-            unlink(p)
-            unlink(lockPath)
-        }
-        try FileIO.fsyncDirectory(FileIO.dirname(p))
         try appendReflog(ref, old: current, new: new, message: message)
     }
 
-    public func setHead(_ head: Head, message: String) throws {
+    /// Points HEAD at a branch or a commit; with `expected`, only if HEAD is still that.
+    public func setHead(_ head: Head, expected: Head? = nil, message: String) throws {
         let text: String
-        let old = try? headCommit()
         switch head {
         case .branch(let b): try Refs.validate(b); text = "ref: refs/\(b)\n"
         case .detached(let id): text = id.hex + "\n"
         }
-        try FileIO.atomicWrite(root + "/HEAD", Array(text.utf8))
-        try appendReflog("HEAD", old: old ?? nil, new: try headCommit(), message: message)
+        var old: ObjectID?
+        try replaceLocked(root + "/HEAD", name: "HEAD", contents: Array(text.utf8)) {
+            if let expected, try self.head() != expected {
+                throw StoreError(.conflict, "HEAD moved while this command ran, retry", hint: "run the command again")
+            }
+            old = try? headCommit()
+        }
+        try appendReflog("HEAD", old: old, new: try headCommit(), message: message)
+    }
+
+    /// Takes `PATH.lock` (O_EXCL), runs `check` under it, then writes `contents` (nil: delete),
+    /// fsyncs, renames over PATH and fsyncs the folder.
+    private func replaceLocked(_ p: String, name: String, contents: [UInt8]?, check: () throws -> Void) throws {
+        let lockPath = p + ".lock"
+        let fd = Glibc.open(lockPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        if fd < 0 {
+            if errno == EEXIST {
+                throw StoreError(.conflict, "\(name) is being updated by another process (\(lockPath) exists)",
+                                 hint: "retry; if no trove process is running, remove \(lockPath)")
+            }
+            throw FileIO.ioError("lock", lockPath)
+        }
+        var open = true
+        defer { if open { close(fd); unlink(lockPath) } }
+        try check()
+        if let contents {
+            try FileIO.writeAll(fd, contents, path: lockPath)
+            try FileIO.fsync(fd, path: lockPath)
+            close(fd)
+            open = false
+            do { try FileIO.rename(lockPath, p) } catch { unlink(lockPath); throw error }
+        } else {
+            close(fd)
+            open = false
+            unlink(p)
+            unlink(lockPath)
+        }
+        try FileIO.fsyncDirectory(FileIO.dirname(p))
     }
 
     public struct ReflogEntry: Sendable {

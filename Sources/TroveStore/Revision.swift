@@ -55,7 +55,7 @@ extension Store {
             guard try has(id) else { throw StoreError(.notFound, "commit \(id.hex) is not in the store") }
             return id
         }
-        if ObjectID.isHexPrefix(name) && name.count >= 4 {
+        if ObjectID.isHexPrefix(name) && name.count >= 7 {
             let hits = try index.ids(withPrefix: name, type: .commit)
             if hits.count > 1 {
                 throw StoreError(.invalidInput, "the id prefix \(name) is ambiguous", hint: "type more digits")

@@ -84,6 +84,11 @@ public final class Store: @unchecked Sendable {
                          hint: "run `trove init` to create one, or set TROVE_DIR")
     }
 
+    /// The store-wide lock: shared for commands that read or add, exclusive for gc.
+    public func lock(exclusive: Bool = false, wait: Bool = true) throws -> StoreLock {
+        try StoreLock(path: root + "/lock", exclusive: exclusive, wait: wait)
+    }
+
     public func setConfig(_ key: String, _ value: String?) throws {
         if let known = StoreConfig.known.first(where: { $0.name == key }), known.immutable {
             throw StoreError(.invalidInput, "\(key) is fixed when the store is created",
@@ -110,9 +115,11 @@ public final class Store: @unchecked Sendable {
     /// Brings the index in line with the pack files: indexes packs it lacks (a crash between
     /// rename and index), drops rows of packs that are gone.
     func reconcileIndex() throws {
+        // The index first, then the folder: a pack that another process finishes in between is
+        // then seen on disk (and indexed again, harmlessly), never taken for a vanished one.
+        let indexed = Set(try index.packs().map(\.name))
         let onDisk = Set(try FileIO.listDirectory(packsDirectory).filter { $0.hasSuffix(".pack") && !$0.hasPrefix("tmp-") }
             .map { String($0.dropLast(5)) })
-        let indexed = Set(try index.packs().map(\.name))
         for name in onDisk.subtracting(indexed).sorted() {
             let (size, records) = try Store.readPackIndex(path: packFiles.path(name), name: name)
             try index.addPack(name: name, size: size, records: records)

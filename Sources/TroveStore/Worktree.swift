@@ -60,19 +60,25 @@ public struct Worktree {
         return Worktree.fileStat(st)
     }
 
-    /// Files and symlinks below `spec` (relative), skipping store folders and ignored paths.
-    public func scan(_ spec: String = "") throws -> [String: FileStat] {
+    /// Files and symlinks below `spec` (relative), skipping store folders, Trove's own temporary
+    /// files and ignored paths — except paths in `tracked`, which stay tracked as in git.
+    public func scan(_ spec: String = "", tracked: Set<String> = []) throws -> [String: FileStat] {
         let ignore = try IgnoreRules.load(top: top)
+        var trackedDirs = Set<String>()
+        for p in tracked {
+            var d = FileIO.dirname(p)
+            while d != "." && !d.isEmpty && trackedDirs.insert(d).inserted { d = FileIO.dirname(d) }
+        }
         var out: [String: FileStat] = [:]
         func walk(_ rel: String) throws {
             let dir = rel.isEmpty ? top : top + "/" + rel
             for name in try FileIO.listDirectory(dir) {
-                if name == ".trove" || name == ".git" { continue }
+                if name == ".trove" || name == ".git" || name.hasPrefix(".trove-tmp-") { continue }
                 let r = rel.isEmpty ? name : rel + "/" + name
                 var st = Glibc.stat()
                 guard lstat(top + "/" + r, &st) == 0 else { continue }
                 let isDir = (st.st_mode & S_IFMT) == S_IFDIR
-                if ignore.ignores(r, isDirectory: isDir) { continue }
+                if ignore.ignores(r, isDirectory: isDir) && !(isDir ? trackedDirs.contains(r) : tracked.contains(r)) { continue }
                 if isDir { try walk(r) } else if let fs = Worktree.fileStat(st) { out[r] = fs }
             }
         }
@@ -84,9 +90,10 @@ public struct Worktree {
         return out
     }
 
-    static func matches(_ entry: StageEntry, _ fs: FileStat) -> Bool {
+    /// The stat cache says the file is unchanged (a zero mtime means "not trusted").
+    public static func matches(_ entry: StageEntry, _ fs: FileStat) -> Bool {
         entry.mtime != 0 && entry.kind == fs.kind && entry.size == fs.size && entry.mtime == fs.mtime
-            && entry.ctime == fs.ctime && entry.inode == fs.inode && entry.executable == fs.executable
+            && entry.ctime == fs.ctime && entry.inode == fs.inode && entry.device == fs.device && entry.executable == fs.executable
     }
 
     /// A stat taken within this many nanoseconds of now may miss a same-tick write: not trusted.
@@ -123,8 +130,9 @@ public struct Worktree {
         var summary = AddSummary()
         let staged = try store.index.stage()
         var found: [String: FileStat] = [:]
+        let trackedPaths = Set(staged.keys)
         for spec in specs {
-            let files = try scan(spec)
+            let files = try scan(spec, tracked: trackedPaths)
             if files.isEmpty && !staged.keys.contains(where: { Worktree.within($0, spec) }) {
                 throw StoreError(.notFound, "pathspec \(spec.isEmpty ? "." : spec) did not match any file")
             }
@@ -243,7 +251,7 @@ public struct Worktree {
         }
         for path in headFiles.keys where staged[path] == nil { s.staged.append((path, .deleted)) }
 
-        let files = try scan()
+        let files = try scan(tracked: Set(staged.keys))
         var refreshed: [StageEntry] = []
         var toHash: [String] = []
         for (path, e) in staged {
@@ -338,7 +346,7 @@ public struct Worktree {
         let summary = "commit: " + (message.split(separator: "\n").first.map(String.init) ?? "")
         switch head {
         case .branch(let b): try refs.update(b, from: parent, to: id, message: summary)
-        case .detached: try refs.setHead(.detached(id), message: summary)
+        case .detached(let old): try refs.setHead(.detached(id), expected: .detached(old), message: summary)
         }
         return id
     }
@@ -353,7 +361,8 @@ public struct Worktree {
 
     /// Moves the working tree, stage and HEAD to `target`. Refuses when local changes would be
     /// lost, unless `force`.
-    public func checkout(_ target: ObjectID, newHead: Refs.Head, force: Bool, progress: ProgressSink?) throws -> CheckoutSummary {
+    public func checkout(_ target: ObjectID, newHead: Refs.Head, force: Bool, progress: ProgressSink?,
+                         beforeMovingHead: () throws -> Void = {}) throws -> CheckoutSummary {
         let targetFiles = try store.flatten(tree: try store.commit(target).tree)
         let staged = try store.index.stage()
         if !force {
@@ -399,6 +408,7 @@ public struct Worktree {
                                       mtime: racy ? 0 : w.mtime, ctime: w.ctime, inode: w.inode, device: w.device))
         }
         try store.index.replaceStage(entries)
+        try beforeMovingHead()
         try refs.setHead(newHead, message: "checkout: moving to \(target.short())")
         summary.written = toWrite.count
         summary.bytes = total
