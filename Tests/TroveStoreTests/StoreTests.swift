@@ -1,0 +1,120 @@
+import TroveCore
+import TroveStore
+import TroveTestSupport
+import XCTest
+
+/// The store in-process, with tiny chunks so that edge cases are cheap to reach.
+final class StoreTests: XCTestCase {
+    let tiny = ChunkerParameters(minSize: 256, avgSize: 1024, maxSize: 4096)
+
+    func makeStore(_ t: TempDir) throws -> Store {
+        try Store.initialize(root: t.path + "/.trove", workTree: t.path, parameters: tiny)
+    }
+
+    func testIngestDeduplicatesAndALargeFileUsesSegments() throws {
+        let t = TempDir()
+        let store = try makeStore(t)
+        var data = SeededBytes.bytes(seed: 1, count: 1 << 20)
+        writeFile(t.path + "/a.bin", data)
+        let w = ObjectWriter(store: store)
+        let r1 = try Ingester(store: store, writer: w).ingest(paths: [t.path + "/a.bin"])[0]
+        try w.finish()
+        XCTAssertEqual(r1.blobID, SHA256.hash(data))
+        XCTAssertGreaterThan(r1.chunkCount, 500)
+        XCTAssertEqual(try store.type(of: r1.blobID), .blob)
+        XCTAssertEqual(try Materializer.readBlob(store: store, blob: r1.blobID), data)
+
+        // A 100-byte edit stores a few chunks and a few segments, not the file.
+        data.replaceSubrange(500_000..<500_100, with: SeededBytes.bytes(seed: 2, count: 100))
+        writeFile(t.path + "/a.bin", data)
+        let before = w.storedBytes
+        let r2 = try Ingester(store: store, writer: w).ingest(paths: [t.path + "/a.bin"])[0]
+        try w.finish()
+        XCTAssertLessThanOrEqual(r2.newChunks, 12, "chunks near the edit only (of \(r2.chunkCount))")
+        XCTAssertLessThan(w.storedBytes - before, 40_000, "chunks plus the changed manifest segments")
+        XCTAssertEqual(try Materializer.readBlob(store: store, blob: r2.blobID), data)
+    }
+
+    func testSmallAndEmptyFilesAreTheirOwnChunk() throws {
+        let t = TempDir()
+        let store = try makeStore(t)
+        writeFile(t.path + "/empty", [])
+        writeFile(t.path + "/small", Array("hello".utf8))
+        let w = ObjectWriter(store: store)
+        let r = try Ingester(store: store, writer: w).ingest(paths: [t.path + "/empty", t.path + "/small"])
+        try w.finish()
+        XCTAssertEqual(r[0].blobID, SHA256.hash([UInt8]()))
+        XCTAssertEqual(try store.type(of: r[0].blobID), .chunk)
+        XCTAssertEqual(try Materializer.readBlob(store: store, blob: r[1].blobID), Array("hello".utf8))
+    }
+
+    func testRefsMoveOnlyFromTheExpectedValue() throws {
+        let t = TempDir()
+        let store = try makeStore(t)
+        let refs = Refs(root: store.root)
+        let a = SHA256.hash(Array("a".utf8)), b = SHA256.hash(Array("b".utf8))
+        try refs.update("heads/x", from: nil, to: a, message: "create")
+        XCTAssertThrowsError(try refs.update("heads/x", from: nil, to: b, message: "again")) {
+            XCTAssertEqual(($0 as? StoreError)?.code, .conflict)
+            XCTAssertTrue(($0 as? StoreError)?.message.contains("retry") == true)
+        }
+        try refs.update("heads/x", from: a, to: b, message: "move")
+        XCTAssertEqual(try refs.read("heads/x"), b)
+        XCTAssertEqual(try refs.reflog("heads/x").map(\.new), [a, b])
+        for bad in ["heads/../x", "heads/.x", "heads/a b", "heads/x.lock", "", "heads//x"] {
+            XCTAssertThrowsError(try refs.update(bad, from: nil, to: a, message: "bad"), bad)
+        }
+        XCTAssertThrowsError(try refs.setHead(.detached(a), expected: .detached(b), message: "cas")) {
+            XCTAssertEqual(($0 as? StoreError)?.code, .conflict)
+        }
+    }
+
+    func testAPackTheIndexMissedIsIndexedOnOpen() throws {
+        let t = TempDir()
+        let store = try makeStore(t)
+        writeFile(t.path + "/a.bin", SeededBytes.bytes(seed: 4, count: 50_000))
+        let w = ObjectWriter(store: store)
+        let id = try Ingester(store: store, writer: w).ingest(paths: [t.path + "/a.bin"])[0].blobID
+        try w.finish()
+        // As after a crash between rename and index: the rows are gone, the pack is there.
+        try store.index.removePacks(try store.index.packs().map(\.name))
+        XCTAssertFalse(try store.has(id))
+        let reopened = try Store.open(root: store.root, workTree: t.path)
+        XCTAssertTrue(try reopened.has(id))
+        XCTAssertEqual(try Materializer.readBlob(store: reopened, blob: id), SeededBytes.bytes(seed: 4, count: 50_000))
+    }
+
+    func testAlternatesServeObjectsOfAnotherStore() throws {
+        let shared = TempDir(), local = TempDir()
+        let cache = try makeStore(shared)
+        writeFile(shared.path + "/w.bin", SeededBytes.bytes(seed: 6, count: 20_000))
+        let w = ObjectWriter(store: cache)
+        let id = try Ingester(store: cache, writer: w).ingest(paths: [shared.path + "/w.bin"])[0].blobID
+        try w.finish()
+        let mine = try makeStore(local)
+        XCTAssertFalse(try mine.has(id))
+        try mine.setAlternates([cache.root])
+        let reopened = try Store.open(root: mine.root, workTree: local.path)
+        XCTAssertEqual(try Materializer.readBlob(store: reopened, blob: id), SeededBytes.bytes(seed: 6, count: 20_000))
+    }
+
+    func testStatusSeesAddsEditsDeletesAndUntracked() throws {
+        let t = TempDir()
+        let store = try makeStore(t)
+        let wt = try Worktree(store: store)
+        writeFile(t.path + "/a", [1])
+        writeFile(t.path + "/b", [2])
+        _ = try wt.add([""], writer: ObjectWriter(store: store), progress: nil)
+        _ = try wt.commit(message: "m", author: .init(name: "t", time: 0, offsetMinutes: 0), allowEmpty: false, writer: ObjectWriter(store: store))
+        XCTAssertTrue(try wt.status().isClean)
+        writeFile(t.path + "/a", [1, 1])
+        try FileManager.default.removeItem(atPath: t.path + "/b")
+        writeFile(t.path + "/c", [3])
+        let s = try wt.status()
+        XCTAssertEqual(s.unstaged.map(\.path), ["a", "b"])
+        XCTAssertEqual(s.unstaged.map(\.change), [.modified, .deleted])
+        XCTAssertEqual(s.untracked, ["c"])
+        XCTAssertThrowsError(try wt.commit(message: "same", author: .init(name: "t", time: 0, offsetMinutes: 0), allowEmpty: false,
+                                           writer: ObjectWriter(store: store)))
+    }
+}
