@@ -1,3 +1,4 @@
+import CLinux
 import Glibc
 import TroveCore
 
@@ -244,4 +245,27 @@ public final class StoreLock {
     }
 
     deinit { close(fd) }
+}
+
+/// A page-aligned buffer of several MiB on huge pages (see `trove_map_buffer`), for the
+/// ingest and restore pipelines' reusable buffers.
+final class LargeBuffer: @unchecked Sendable {
+    let pointer: UnsafeMutableRawPointer
+    let count: Int
+
+    init(_ count: Int) {
+        self.count = count
+        if let p = trove_map_buffer(count) {
+            pointer = p
+        } else {
+            pointer = .allocate(byteCount: count, alignment: 4096)
+            mapped = false
+        }
+    }
+
+    private var mapped = true
+
+    deinit {
+        if mapped { trove_unmap_buffer(pointer, count) } else { pointer.deallocate() }
+    }
 }

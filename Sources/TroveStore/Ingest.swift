@@ -28,7 +28,7 @@ public final class Ingester: @unchecked Sendable {
 
     static let smallLimit = 8 << 20
     static let batchSize = 4 << 20
-    static let batchCount = 6
+    static let batchCount = 8
 
     public init(store: Store, writer: ObjectWriter, threads: Int? = nil) {
         self.store = store
@@ -195,11 +195,16 @@ public final class Ingester: @unchecked Sendable {
 
         static let slack = 2048
 
+        private let dataBuffer: LargeBuffer
+        private let compressedBuffer: LargeBuffer
+
         init(capacity: Int, minChunk: Int) {
             self.capacity = capacity
             maxChunks = capacity / minChunk + 2
-            data = .allocate(byteCount: capacity, alignment: 64)
-            compressed = .allocate(byteCount: capacity + maxChunks * Batch.slack, alignment: 64)
+            dataBuffer = LargeBuffer(capacity)
+            compressedBuffer = LargeBuffer(capacity + maxChunks * Batch.slack)
+            data = dataBuffer.pointer
+            compressed = compressedBuffer.pointer
             starts = .allocate(capacity: maxChunks)
             lengths = .allocate(capacity: maxChunks)
             ids = .allocate(capacity: maxChunks)
@@ -208,8 +213,6 @@ public final class Ingester: @unchecked Sendable {
         }
 
         deinit {
-            data.deallocate()
-            compressed.deallocate()
             starts.deallocate()
             lengths.deallocate()
             ids.deallocate()
@@ -285,6 +288,10 @@ public final class Ingester: @unchecked Sendable {
         defer { carry.deallocate() }
         var carryLength = 0
         var eof = false
+        // After a batch with no compressible chunk, only every 8th chunk of the next batch is
+        // test-compressed (weights and random data cost almost nothing then); one that
+        // compresses turns testing of every chunk back on.
+        var testEvery = 1
 
         func fail(_ e: Error) { state.withLock { if failure == nil { failure = e } } }
         func failed() -> Bool { state.withLock { failure != nil } }
@@ -318,6 +325,7 @@ public final class Ingester: @unchecked Sendable {
                 batch.append(start: 0, length: 0)  // an empty file is one empty chunk
             }
 
+            let stride = state.withLock { testEvery }
             let hashed = DispatchGroup()
             let parts = min(threads, max(1, batch.count))
             for part in 0..<parts {
@@ -329,9 +337,11 @@ public final class Ingester: @unchecked Sendable {
                         let start = batch.data + batch.starts[i]
                         let len = batch.lengths[i]
                         batch.ids[i] = SHA256.hash(start, count: len)
-                        let region = batch.compressedRegion(i)
-                        batch.compressedLengths[i] = compressor.compressIfPays(
-                            UnsafeRawBufferPointer(start: start, count: len), into: region, capacity: len + Batch.slack) ?? 0
+                        if i % stride == 0 {
+                            let region = batch.compressedRegion(i)
+                            batch.compressedLengths[i] = compressor.compressIfPays(
+                                UnsafeRawBufferPointer(start: start, count: len), into: region, capacity: len + Batch.slack) ?? 0
+                        }
                         i += parts
                     }
                 }
@@ -364,6 +374,8 @@ public final class Ingester: @unchecked Sendable {
                             newBytes += UInt64(len)
                         }
                     }
+                    let anyCompressed = (0..<batch.count).contains { batch.compressedLengths[$0] > 0 }
+                    state.withLock { testEvery = anyCompressed ? 1 : 8 }
                     progress?.advance(batchBytes)
                 } catch {
                     fail(error)

@@ -1,3 +1,4 @@
+import CLinux
 import Dispatch
 import Glibc
 import TroveCore
@@ -306,52 +307,122 @@ public final class Materializer: @unchecked Sendable {
 
     static func nanos(_ t: timespec) -> Int64 { Int64(t.tv_sec) * 1_000_000_000 + Int64(t.tv_nsec) }
 
-    /// Large files: chunks are read, verified and written at their offsets by several threads
-    /// into a temp file that replaces the target only when all of it is verified.
+    /// Large files are written in windows of `windowSize` bytes, one window per task, by several
+    /// threads, into a temp file that replaces the target only when all of it is verified.
+    /// Windows go out with direct I/O where the file system allows it (no page-cache copy);
+    /// chunks that straddle two windows are read by both.
+    static let windowSize = 8 << 20
+    /// Restored files normally go through the page cache (they are about to be read);
+    /// `TROVE_DIRECT_OUTPUT=1` writes them with direct I/O instead.
+    static let directOutput = getenv("TROVE_DIRECT_OUTPUT").map { String(cString: $0) == "1" } ?? false
+
     func writeLarge(path: String, entry: Tree.Entry, plan: Plan) throws -> Written {
         let tmp = tempPath(for: path)
-        let fd = try FileIO.open(tmp, O_WRONLY | O_CREAT | O_EXCL, mode: entry.executable ? 0o777 : 0o666)
-        var offsets: [Int] = []
+        let mode: mode_t = entry.executable ? 0o777 : 0o666
+        var fd: Int32 = -1
+        var direct = false
+        if Materializer.directOutput {
+            fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_DIRECT, mode)
+            direct = fd >= 0
+        }
+        if fd < 0 { fd = try FileIO.open(tmp, O_WRONLY | O_CREAT | O_EXCL, mode: mode) }
+        var starts: [Int] = []
         var o = 0
-        for c in plan.chunks { offsets.append(o); o += Int(c.length) }
+        for c in plan.chunks { starts.append(o); o += Int(c.length) }
         let total = o
+        let window = Materializer.windowSize
+        let windows = (total + window - 1) / window
         do {
-            // Allocate the whole file first: the threads then write into allocated extents
-            // instead of contending for the inode's allocation lock. Sparse when unsupported.
             if total > 0 && posix_fallocate(fd, 0, off_t(total)) != 0 {
                 if ftruncate(fd, off_t(total)) != 0 { throw FileIO.ioError("size", tmp) }
             }
             let lock = Mutex()
             var next = 0
             var failure: Error?
+            var directFailed = false
             let maxChunk = Int(plan.chunks.map(\.length).max() ?? 0)
-            DispatchQueue.concurrentPerform(iterations: threads) { _ in
-                let reader = ChunkReader()
-                let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(maxChunk, 1), alignment: 64)
-                defer { buffer.deallocate() }
-                while true {
-                    // Hand out runs of 16 chunks so that each thread reads mostly sequentially.
-                    let range: Range<Int>? = lock.withLock {
-                        guard failure == nil, next < plan.chunks.count else { return nil }
-                        let r = next..<min(next + 16, plan.chunks.count)
-                        next = r.upperBound
-                        return r
+            // Chunk index where each window starts, and a read-ahead hint for a later window:
+            // the pack ranges it needs are requested from the disk while this one is verified.
+            var firstChunk = [Int](repeating: 0, count: windows + 1)
+            do {
+                var i = 0
+                for k in 0..<windows {
+                    while i < starts.count && starts[i] + Int(plan.chunks[i].length) <= k * window { i += 1 }
+                    firstChunk[k] = i
+                }
+                firstChunk[windows] = starts.count
+            }
+            func prefetch(_ k: Int) {
+                guard k < windows else { return }
+                var i = firstChunk[k]
+                let end = min(firstChunk[k + 1] + 1, starts.count)
+                while i < end {
+                    let l = plan.locations[i]
+                    var lo = l.location.record.offset, hi = l.location.record.dataOffset + UInt64(l.location.record.storedLength)
+                    var j = i + 1
+                    while j < end, plan.locations[j].location.pack == l.location.pack, plan.locations[j].files === l.files,
+                          plan.locations[j].location.record.offset >= hi, plan.locations[j].location.record.offset - hi < 1 << 20 {
+                        hi = plan.locations[j].location.record.dataOffset + UInt64(plan.locations[j].location.record.storedLength)
+                        j += 1
                     }
-                    guard let range else { break }
+                    lo = min(lo, hi)
+                    if let fd = try? l.files.fd(l.location.pack) { _ = posix_fadvise(fd, off_t(lo), off_t(hi - lo), POSIX_FADV_WILLNEED) }
+                    i = j
+                }
+            }
+            for k in 0..<min(windows, threads + 1) { prefetch(k) }
+            DispatchQueue.concurrentPerform(iterations: min(threads, max(1, windows))) { _ in
+                let reader = ChunkReader()
+                let chunk = UnsafeMutableRawPointer.allocate(byteCount: max(maxChunk, 1), alignment: 64)
+                let out = UnsafeMutableRawPointer.allocate(byteCount: window, alignment: PackWriter.directBlock)
+                defer { chunk.deallocate(); out.deallocate() }
+                while true {
+                    let k: Int? = lock.withLock {
+                        guard failure == nil, next < windows else { return nil }
+                        defer { next += 1 }
+                        return next
+                    }
+                    guard let k else { break }
+                    prefetch(k + threads + 1)
                     do {
-                        var bytes: UInt64 = 0
-                        for i in range {
-                            try reader.read(plan.locations[i], into: buffer)
-                            try FileIO.pwriteAll(fd, buffer, Int(plan.chunks[i].length), offset: offsets[i], path: tmp)
-                            bytes += plan.chunks[i].length
+                        let lo = k * window, hi = min(total, lo + window)
+                        // The first chunk that ends after `lo`.
+                        var a = 0, b = starts.count
+                        while a < b { let m = (a + b) / 2; if starts[m] + Int(plan.chunks[m].length) <= lo { a = m + 1 } else { b = m } }
+                        var i = a
+                        while i < starts.count && starts[i] < hi {
+                            let cs = starts[i], ce = cs + Int(plan.chunks[i].length)
+                            if cs >= lo && ce <= hi {
+                                try reader.read(plan.locations[i], into: out + (cs - lo))
+                            } else {
+                                try reader.read(plan.locations[i], into: chunk)
+                                let from = max(cs, lo), to = min(ce, hi)
+                                (out + (from - lo)).copyMemory(from: chunk + (from - cs), byteCount: to - from)
+                            }
+                            i += 1
                         }
-                        progress?.advance(bytes)
+                        let length = hi - lo
+                        let block = PackWriter.directBlock
+                        let padded = direct ? (length + block - 1) / block * block : length
+                        if padded > length { (out + length).initializeMemory(as: UInt8.self, repeating: 0, count: padded - length) }
+                        do {
+                            try FileIO.pwriteAll(fd, out, padded, offset: lo, path: tmp)
+                        } catch let e as StoreError where direct && e.code == .io {
+                            // Direct I/O refused after all: write this window through the cache.
+                            lock.withLock { directFailed = true }
+                            let flags = fcntl(fd, F_GETFL)
+                            _ = fcntl(fd, F_SETFL, flags & ~O_DIRECT)
+                            try FileIO.pwriteAll(fd, out, length, offset: lo, path: tmp)
+                        }
+                        progress?.advance(UInt64(length))
                     } catch {
                         lock.withLock { if failure == nil { failure = error } }
                     }
                 }
             }
             if let failure { throw failure }
+            _ = directFailed
+            if direct && ftruncate(fd, off_t(total)) != 0 { throw FileIO.ioError("truncate", tmp) }
             return try finishFile(fd: fd, tmp: tmp, path: path)
         } catch {
             close(fd)

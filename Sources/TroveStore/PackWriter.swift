@@ -19,6 +19,7 @@ final class PackWriter {
     private var syncedUpTo: UInt64 = 0
     /// Two buffers: one fills while the other is written by `io` in the background.
     private let buffers: [UnsafeMutableRawPointer]
+    private let storage: [LargeBuffer]
     private var current = 0
     private var buffer: UnsafeMutableRawPointer { buffers[current] }
     private let io = DispatchQueue(label: "trove.pack.write")
@@ -42,7 +43,8 @@ final class PackWriter {
         self.directory = directory
         self.targetSize = targetSize
         self.onFinish = onFinish
-        buffers = (0..<2).map { _ in .allocate(byteCount: PackWriter.bufferSize, alignment: PackWriter.directBlock) }
+        storage = (0..<2).map { _ in LargeBuffer(PackWriter.bufferSize) }
+        buffers = storage.map(\.pointer)
     }
 
     deinit {
@@ -51,7 +53,6 @@ final class PackWriter {
             close(fd)
             unlink(tempPath)
         }
-        for b in buffers { b.deallocate() }
     }
 
     /// Waits for the background write and rethrows its error.
