@@ -69,6 +69,21 @@ public enum FileIO {
         }
     }
 
+    /// Reads up to `count` bytes at `offset`; fewer only at the end of the file.
+    public static func preadUpTo(_ fd: Int32, _ pointer: UnsafeMutableRawPointer, _ count: Int, offset: UInt64, path: String) throws -> Int {
+        var done = 0
+        while done < count {
+            let n = Glibc.pread(fd, pointer + done, count - done, off_t(offset) + off_t(done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw ioError("read", path)
+            }
+            if n == 0 { break }
+            done += n
+        }
+        return done
+    }
+
     public static func pread(_ fd: Int32, count: Int, offset: UInt64, path: String) throws -> [UInt8] {
         var out = [UInt8](repeating: 0, count: count)
         try out.withUnsafeMutableBytes { if count > 0 { try preadAll(fd, $0.baseAddress!, count, offset: offset, path: path) } }

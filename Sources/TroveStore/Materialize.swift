@@ -217,10 +217,81 @@ public final class Materializer: @unchecked Sendable {
                     try decompressor.decompress(UnsafeRawBufferPointer(start: stored, count: n), into: destination, rawLength: raw)
                 }
             }
-            let actual = SHA256.hash(destination, count: raw)
+            try ChunkReader.verify(rec, destination, pack: packPath)
+        }
+
+        /// Decodes a chunk whose stored bytes are already in memory (a span read) and verifies it.
+        func decode(_ l: Store.Located, stored: UnsafeRawPointer, into destination: UnsafeMutableRawPointer) throws {
+            let rec = l.location.record
+            let packPath = l.files.path(l.location.pack)
+            let raw = Int(rec.rawLength)
+            switch rec.codec {
+            case .raw:
+                destination.copyMemory(from: stored, byteCount: raw)
+            case .zstd:
+                try decoding("chunk \(rec.id.hex) in pack \(packPath)") {
+                    try decompressor.decompress(UnsafeRawBufferPointer(start: stored, count: Int(rec.storedLength)), into: destination, rawLength: raw)
+                }
+            }
+            try ChunkReader.verify(rec, destination, pack: packPath)
+        }
+
+        static func verify(_ rec: PackFormat.IndexRecord, _ bytes: UnsafeRawPointer, pack: String) throws {
+            let actual = SHA256.hash(bytes, count: Int(rec.rawLength))
             guard actual == rec.id else {
-                throw StoreError(.integrity, "chunk \(rec.id.hex) in pack \(packPath) is corrupt (its bytes hash to \(actual.short()))",
+                throw StoreError(.integrity, "chunk \(rec.id.hex) in pack \(pack) is corrupt (its bytes hash to \(actual.short()))",
                                  hint: "run `trove fsck --full`; fetch the data again from a remote or backup")
+            }
+        }
+    }
+
+    /// Reads runs of chunks that sit close together in one pack with one large direct read
+    /// each (no page-cache copy), then decodes and verifies them from memory.
+    final class SpanReader {
+        let reader = ChunkReader()
+        let buffer: LargeBuffer
+        static let maxSpan = 8 << 20
+        static let maxGap: UInt64 = 256 << 10
+
+        init() { buffer = LargeBuffer(SpanReader.maxSpan + 2 * PackWriter.directBlock) }
+
+        /// Calls `use(i, bytes)` for each chunk `i` in `range`, in order, with its verified bytes
+        /// in `scratch` (room for the largest chunk).
+        func read(_ locations: [Store.Located], _ range: Range<Int>, scratch: UnsafeMutableRawPointer,
+                  use: (Int, UnsafeMutableRawPointer) throws -> Void) throws {
+            var i = range.lowerBound
+            while i < range.upperBound {
+                let first = locations[i]
+                guard let fd = try first.files.directFD(first.location.pack) else {
+                    try reader.read(first, into: scratch)
+                    try use(i, scratch)
+                    i += 1
+                    continue
+                }
+                let block = UInt64(PackWriter.directBlock)
+                let lo = first.location.record.offset / block * block
+                var end = first.location.record.dataOffset + UInt64(first.location.record.storedLength)
+                var j = i + 1
+                while j < range.upperBound {
+                    let r = locations[j].location.record
+                    guard locations[j].files === first.files, locations[j].location.pack == first.location.pack,
+                          r.offset >= end, r.offset - end <= SpanReader.maxGap,
+                          r.dataOffset + UInt64(r.storedLength) - lo <= UInt64(SpanReader.maxSpan) else { break }
+                    end = r.dataOffset + UInt64(r.storedLength)
+                    j += 1
+                }
+                let hi = (end + block - 1) / block * block
+                let path = first.files.path(first.location.pack)
+                let got = try FileIO.preadUpTo(fd, buffer.pointer, Int(hi - lo), offset: lo, path: path)
+                guard UInt64(got) >= end - lo else {
+                    throw StoreError(.integrity, "\(path) is truncated: wanted bytes up to \(end)")
+                }
+                for k in i..<j {
+                    let r = locations[k].location.record
+                    try reader.decode(locations[k], stored: buffer.pointer + Int(r.dataOffset - lo), into: scratch)
+                    try use(k, scratch)
+                }
+                i = j
             }
         }
     }
@@ -312,9 +383,10 @@ public final class Materializer: @unchecked Sendable {
     /// Windows go out with direct I/O where the file system allows it (no page-cache copy);
     /// chunks that straddle two windows are read by both.
     static let windowSize = 8 << 20
-    /// Restored files normally go through the page cache (they are about to be read);
-    /// `TROVE_DIRECT_OUTPUT=1` writes them with direct I/O instead.
-    static let directOutput = getenv("TROVE_DIRECT_OUTPUT").map { String(cString: $0) == "1" } ?? false
+    /// Large restored files are written with direct I/O (no page-cache copy; on VMs whose
+    /// memory is reclaimed eagerly, filling the cache costs more than the disk write), unless
+    /// `TROVE_DIRECT_IO=0` or `TROVE_DIRECT_OUTPUT=0`.
+    static let directOutput = PackWriter.useDirectIO && (getenv("TROVE_DIRECT_OUTPUT").map { String(cString: $0) != "0" } ?? true)
 
     func writeLarge(path: String, entry: Tree.Entry, plan: Plan) throws -> Written {
         let tmp = tempPath(for: path)
@@ -341,41 +413,12 @@ public final class Materializer: @unchecked Sendable {
             var failure: Error?
             var directFailed = false
             let maxChunk = Int(plan.chunks.map(\.length).max() ?? 0)
-            // Chunk index where each window starts, and a read-ahead hint for a later window:
-            // the pack ranges it needs are requested from the disk while this one is verified.
-            var firstChunk = [Int](repeating: 0, count: windows + 1)
-            do {
-                var i = 0
-                for k in 0..<windows {
-                    while i < starts.count && starts[i] + Int(plan.chunks[i].length) <= k * window { i += 1 }
-                    firstChunk[k] = i
-                }
-                firstChunk[windows] = starts.count
-            }
-            func prefetch(_ k: Int) {
-                guard k < windows else { return }
-                var i = firstChunk[k]
-                let end = min(firstChunk[k + 1] + 1, starts.count)
-                while i < end {
-                    let l = plan.locations[i]
-                    var lo = l.location.record.offset, hi = l.location.record.dataOffset + UInt64(l.location.record.storedLength)
-                    var j = i + 1
-                    while j < end, plan.locations[j].location.pack == l.location.pack, plan.locations[j].files === l.files,
-                          plan.locations[j].location.record.offset >= hi, plan.locations[j].location.record.offset - hi < 1 << 20 {
-                        hi = plan.locations[j].location.record.dataOffset + UInt64(plan.locations[j].location.record.storedLength)
-                        j += 1
-                    }
-                    lo = min(lo, hi)
-                    if let fd = try? l.files.fd(l.location.pack) { _ = posix_fadvise(fd, off_t(lo), off_t(hi - lo), POSIX_FADV_WILLNEED) }
-                    i = j
-                }
-            }
-            for k in 0..<min(windows, threads + 1) { prefetch(k) }
             DispatchQueue.concurrentPerform(iterations: min(threads, max(1, windows))) { _ in
-                let reader = ChunkReader()
+                let spans = SpanReader()
                 let chunk = UnsafeMutableRawPointer.allocate(byteCount: max(maxChunk, 1), alignment: 64)
-                let out = UnsafeMutableRawPointer.allocate(byteCount: window, alignment: PackWriter.directBlock)
-                defer { chunk.deallocate(); out.deallocate() }
+                let outBuffer = LargeBuffer(window)
+                let out = outBuffer.pointer
+                defer { chunk.deallocate() }
                 while true {
                     let k: Int? = lock.withLock {
                         guard failure == nil, next < windows else { return nil }
@@ -383,23 +426,17 @@ public final class Materializer: @unchecked Sendable {
                         return next
                     }
                     guard let k else { break }
-                    prefetch(k + threads + 1)
                     do {
                         let lo = k * window, hi = min(total, lo + window)
                         // The first chunk that ends after `lo`.
                         var a = 0, b = starts.count
                         while a < b { let m = (a + b) / 2; if starts[m] + Int(plan.chunks[m].length) <= lo { a = m + 1 } else { b = m } }
-                        var i = a
-                        while i < starts.count && starts[i] < hi {
+                        var z = a
+                        while z < starts.count && starts[z] < hi { z += 1 }
+                        try spans.read(plan.locations, a..<z, scratch: chunk) { i, bytes in
                             let cs = starts[i], ce = cs + Int(plan.chunks[i].length)
-                            if cs >= lo && ce <= hi {
-                                try reader.read(plan.locations[i], into: out + (cs - lo))
-                            } else {
-                                try reader.read(plan.locations[i], into: chunk)
-                                let from = max(cs, lo), to = min(ce, hi)
-                                (out + (from - lo)).copyMemory(from: chunk + (from - cs), byteCount: to - from)
-                            }
-                            i += 1
+                            let from = max(cs, lo), to = min(ce, hi)
+                            (out + (from - lo)).copyMemory(from: bytes + (from - cs), byteCount: to - from)
                         }
                         let length = hi - lo
                         let block = PackWriter.directBlock

@@ -189,7 +189,10 @@ final class PackFiles: @unchecked Sendable {
 
     init(directory: String) { self.directory = directory }
 
-    deinit { for fd in fds.values { close(fd) } }
+    deinit {
+        for fd in fds.values { close(fd) }
+        for fd in directFDs.values where fd >= 0 { close(fd) }
+    }
 
     func path(_ name: String) -> String { "\(directory)/\(name).pack" }
 
@@ -210,9 +213,26 @@ final class PackFiles: @unchecked Sendable {
         }
     }
 
+    private var directFDs: [String: Int32] = [:]
+
+    /// A descriptor for large, block-aligned reads that bypass the page cache; nil where the
+    /// file system refuses direct I/O (then use `fd`).
+    func directFD(_ name: String) throws -> Int32? {
+        try lock.withLock {
+            if let fd = directFDs[name] { return fd >= 0 ? fd : nil }
+            let fd = Glibc.open(path(name), O_RDONLY | O_CLOEXEC | O_DIRECT)
+            if fd < 0 && errno == ENOENT {
+                throw StoreError(.integrity, "pack \(path(name)) is missing but the index names it", hint: "run `trove fsck --rebuild-index`")
+            }
+            directFDs[name] = fd
+            return fd >= 0 ? fd : nil
+        }
+    }
+
     func forget(_ name: String) {
         lock.withLock {
             if let fd = fds.removeValue(forKey: name) { close(fd) }
+            if let fd = directFDs.removeValue(forKey: name), fd >= 0 { close(fd) }
         }
     }
 }
