@@ -194,8 +194,15 @@ public enum FileIO {
         defer { closedir(dir) }
         var names: [String] = []
         while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw -> String in
-                String(cString: raw.baseAddress!.assumingMemoryBound(to: CChar.self))
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw -> String? in
+                String(validatingCString: raw.baseAddress!.assumingMemoryBound(to: CChar.self))
+            }
+            guard let name else {
+                let bytes = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                    String(cString: raw.baseAddress!.assumingMemoryBound(to: CChar.self))
+                }
+                throw StoreError(.invalidInput, "a file name in \(path) is not valid UTF-8 (\(bytes.debugDescription)); trove stores UTF-8 names only",
+                                 hint: "rename it (for example with `convmv -f latin1 -t utf8`)")
             }
             if name != "." && name != ".." { names.append(name) }
         }

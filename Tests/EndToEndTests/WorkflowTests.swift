@@ -171,6 +171,17 @@ final class WorkflowTests: XCTestCase {
         XCTAssertTrue(shown.stderr.contains("12.0 MiB"), shown.stderr)
     }
 
+    func testANonUTF8FileNameIsAnErrorNotASilentSkip() {
+        let s = TroveSandbox()
+        s.trove("init")
+        s.write("ok.txt", [1])
+        let r0 = s.shell("printf x > \"$(printf 'bad\\377name')\"")
+        XCTAssertEqual(r0.status, 0, r0.stderr)
+        let r = s.trove("add", ".")
+        XCTAssertEqual(r.status, 2, r.stderr)
+        XCTAssertTrue(r.stderr.contains("not valid UTF-8"), r.stderr)
+    }
+
     func testIgnoreFileKeepsPathsOut() throws {
         let s = TroveSandbox()
         s.trove("init")
