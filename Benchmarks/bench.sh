@@ -63,7 +63,7 @@ measure() {
   [ "$ex" = 0 ] || { echo "  !! $tool $ds $step failed:" >&2; tail -5 "$out" >&2; }
 }
 record() { printf '%s\t%s\t%s\t\t\t\t\t\t%s\n' "$1" "$2" "$3" "$4" >> "$TSV"; }
-bytes() { du -sb "$@" 2>/dev/null | awk '{s+=$1} END {printf "%d\n", s}'; }
+bytes() { du -sb "$@" 2>/dev/null | awk '{s+=$1} END {printf "%.0f\n", s}'; }
 
 name() { [ "$1" = C ] && echo dataset || echo model.bin; }
 place() { # DS VERSION W

@@ -27,8 +27,8 @@ public final class Ingester: @unchecked Sendable {
     public var progress: ProgressSink?
 
     static let smallLimit = 8 << 20
-    static let batchSize = 4 << 20
-    static let batchCount = 8
+    static let batchSize = 8 << 20
+    static let batchCount = 5
 
     public init(store: Store, writer: ObjectWriter, threads: Int? = nil) {
         self.store = store
