@@ -58,17 +58,33 @@ public struct Segment: Hashable, Sendable {
     /// Content-defined grouping of a chunk list: a segment ends after a chunk whose id's first
     /// word is ≡ 0 mod 64 (at least 16, at most 256 chunks a segment; see Docs/format.md).
     public static func split(_ chunks: [ChunkRef]) -> [[ChunkRef]] {
+        var builder = SegmentBuilder()
         var out: [[ChunkRef]] = []
-        var current: [ChunkRef] = []
-        for c in chunks {
-            current.append(c)
-            if (current.count >= 16 && c.id.w0 % 64 == 0) || current.count == 256 {
-                out.append(current)
-                current = []
-            }
-        }
-        if !current.isEmpty { out.append(current) }
+        for c in chunks { if let s = builder.append(c) { out.append(s) } }
+        if let s = builder.finish() { out.append(s) }
         return out
+    }
+}
+
+/// The segment rule applied as chunks arrive, so that a file of any size can be described
+/// while it streams, with only the open segment in memory.
+public struct SegmentBuilder: Sendable {
+    private var current: [ChunkRef] = []
+
+    public init() {}
+
+    /// Adds a chunk; returns a segment when this chunk completes one.
+    public mutating func append(_ c: ChunkRef) -> [ChunkRef]? {
+        current.append(c)
+        guard (current.count >= 16 && c.id.w0 % 64 == 0) || current.count == 256 else { return nil }
+        defer { current = [] }
+        return current
+    }
+
+    /// The last, open segment (nil when empty).
+    public mutating func finish() -> [ChunkRef]? {
+        defer { current = [] }
+        return current.isEmpty ? nil : current
     }
 }
 

@@ -264,6 +264,71 @@ public final class Ingester: @unchecked Sendable {
         }
     }
 
+    /// What the stages of one large-file ingest share. `failure` and `testEvery` are read
+    /// across threads under `lock`; the chunk bookkeeping is touched only by the writer queue.
+    final class LargeIngest: @unchecked Sendable {
+        let lock = Mutex()
+        private var failure: Error?
+        /// After a batch with no compressible chunk, only every 8th chunk of the next batch is
+        /// test-compressed (weights and random data then cost almost nothing); a batch that
+        /// compresses turns testing of every chunk back on.
+        private var testEvery = 1
+
+        func fail(_ e: Error) { lock.withLock { if failure == nil { failure = e } } }
+        var error: Error? { lock.withLock { failure } }
+        var compressionStride: Int {
+            get { lock.withLock { testEvery } }
+            set { lock.withLock { testEvery = newValue } }
+        }
+
+        // Writer queue only. Segments are cut and stored as chunks arrive (DESIGN: a new
+        // version rewrites only the segments around its edits), so memory does not grow with
+        // the file: only the first chunks (until the file is known to need segments), the open
+        // segment and one reference per finished segment are kept.
+        var chunkCount = 0
+        var newChunks = 0
+        var newBytes: UInt64 = 0
+        var firstChunks: [ChunkRef] = []
+        var segments = SegmentBuilder()
+        var segmentRefs: [ChunkRef] = []
+        var streaming = false
+
+        func add(_ c: ChunkRef, writer: ObjectWriter) throws {
+            chunkCount += 1
+            guard streaming else {
+                firstChunks.append(c)
+                if firstChunks.count > BlobManifest.directChunkLimit {
+                    streaming = true
+                    for f in firstChunks { try feed(f, writer: writer) }
+                    firstChunks = []
+                }
+                return
+            }
+            try feed(c, writer: writer)
+        }
+
+        private func feed(_ c: ChunkRef, writer: ObjectWriter) throws {
+            if let group = segments.append(c) { try store(group, writer: writer) }
+        }
+
+        private func store(_ group: [ChunkRef], writer: ObjectWriter) throws {
+            let seg = Segment(chunks: group)
+            let bytes = seg.encode()
+            let id = try writer.put(.segment, bytes, id: SHA256.hash(bytes))
+            segmentRefs.append(ChunkRef(id: id, length: seg.byteCount))
+        }
+
+        /// Writes the blob's manifest (none for a single chunk).
+        func finish(blobID: ObjectID, size: UInt64, ingester: Ingester) throws {
+            guard streaming else {
+                return try ingester.finishBlob(blobID: blobID, size: size, chunks: firstChunks)
+            }
+            if let last = segments.finish() { try store(last, writer: ingester.writer) }
+            let manifest = BlobManifest(blobID: blobID, size: size, level: .segments, entries: segmentRefs)
+            try ingester.writer.put(.blob, manifest.encode(), id: blobID)
+        }
+    }
+
     func ingestLarge(path: String) throws -> IngestResult {
         let fd = try FileIO.open(path, O_RDONLY)
         defer { close(fd) }
@@ -275,33 +340,23 @@ public final class Ingester: @unchecked Sendable {
         let hashQueue = DispatchQueue(label: "trove.ingest.whole-hash")
         let writeQueue = DispatchQueue(label: "trove.ingest.write")
         let threads = self.threads
-        let level = store.compressionLevel
-        let compressors = CompressorPool(level: level)
-        let state = Mutex()
-        var failure: Error?
-        var chunks: [ChunkRef] = []
-        var newChunks = 0
-        var newBytes: UInt64 = 0
-        var total: UInt64 = 0
+        let compressors = CompressorPool(level: store.compressionLevel)
+        let run = LargeIngest()
         let reader = try store.index.makeReader()
+        let writer = self.writer
+        let progress = self.progress
         let carry = UnsafeMutableRawPointer.allocate(byteCount: p.maxSize, alignment: 64)
         defer { carry.deallocate() }
         var carryLength = 0
+        var total: UInt64 = 0
         var eof = false
-        // After a batch with no compressible chunk, only every 8th chunk of the next batch is
-        // test-compressed (weights and random data cost almost nothing then); one that
-        // compresses turns testing of every chunk back on.
-        var testEvery = 1
 
-        func fail(_ e: Error) { state.withLock { if failure == nil { failure = e } } }
-        func failed() -> Bool { state.withLock { failure != nil } }
-
-        while !eof && !failed() {
+        while !eof && run.error == nil {
             let batch = pool.take()
             if carryLength > 0 { batch.data.copyMemory(from: carry, byteCount: carryLength) }
             let n: Int
             do { n = try FileIO.readUpTo(fd, batch.data + carryLength, Ingester.batchSize, path: path) } catch {
-                fail(error)
+                run.fail(error)
                 pool.give(batch)
                 break
             }
@@ -325,7 +380,8 @@ public final class Ingester: @unchecked Sendable {
                 batch.append(start: 0, length: 0)  // an empty file is one empty chunk
             }
 
-            let stride = state.withLock { testEvery }
+            // Chunk ids (and compression) on the worker threads, interleaved.
+            let stride = run.compressionStride
             let hashed = DispatchGroup()
             let parts = min(threads, max(1, batch.count))
             for part in 0..<parts {
@@ -338,14 +394,14 @@ public final class Ingester: @unchecked Sendable {
                         let len = batch.lengths[i]
                         batch.ids[i] = SHA256.hash(start, count: len)
                         if i % stride == 0 {
-                            let region = batch.compressedRegion(i)
                             batch.compressedLengths[i] = compressor.compressIfPays(
-                                UnsafeRawBufferPointer(start: start, count: len), into: region, capacity: len + Batch.slack) ?? 0
+                                UnsafeRawBufferPointer(start: start, count: len), into: batch.compressedRegion(i), capacity: len + Batch.slack) ?? 0
                         }
                         i += parts
                     }
                 }
             }
+            // The whole-file id, in order, on its own queue; the writer, in order, on another.
             let done = DispatchGroup()
             done.enter()
             done.enter()
@@ -353,41 +409,42 @@ public final class Ingester: @unchecked Sendable {
                 wholeHasher.update(batch.data, count: batch.length)
                 done.leave()
             }
-            writeQueue.async { [self] in
+            writeQueue.async {
                 defer { done.leave() }
                 hashed.wait()
-                guard !failed() else { return }
+                guard run.error == nil else { return }
                 do {
                     let present = try writer.present(Array(UnsafeBufferPointer(start: batch.ids, count: batch.count)), reader: reader)
                     var batchBytes: UInt64 = 0
+                    var anyCompressed = false
                     for i in 0..<batch.count {
                         let len = batch.lengths[i]
                         batchBytes += UInt64(len)
-                        chunks.append(ChunkRef(id: batch.ids[i], length: UInt64(len)))
-                        if present[i] { continue }
+                        try run.add(ChunkRef(id: batch.ids[i], length: UInt64(len)), writer: writer)
                         let clen = batch.compressedLengths[i]
+                        anyCompressed = anyCompressed || clen > 0
+                        if present[i] { continue }
                         let stored = clen > 0
                             ? UnsafeRawBufferPointer(start: batch.compressedRegion(i), count: clen)
                             : UnsafeRawBufferPointer(start: batch.data + batch.starts[i], count: len)
                         if try writer.putPrepared(type: .chunk, id: batch.ids[i], codec: clen > 0 ? .zstd : .raw, rawLength: len, stored: stored) {
-                            newChunks += 1
-                            newBytes += UInt64(len)
+                            run.newChunks += 1
+                            run.newBytes += UInt64(len)
                         }
                     }
-                    let anyCompressed = (0..<batch.count).contains { batch.compressedLengths[$0] > 0 }
-                    state.withLock { testEvery = anyCompressed ? 1 : 8 }
+                    run.compressionStride = anyCompressed ? 1 : 8
                     progress?.advance(batchBytes)
                 } catch {
-                    fail(error)
+                    run.fail(error)
                 }
             }
             done.notify(queue: DispatchQueue.global()) { pool.give(batch) }
         }
         writeQueue.sync {}
         hashQueue.sync {}
-        if let failure = state.withLock({ failure }) { throw failure }
+        if let failure = run.error { throw failure }
         let blobID = wholeHasher.finish()
-        try finishBlob(blobID: blobID, size: total, chunks: chunks)
-        return IngestResult(blobID: blobID, size: total, chunkCount: chunks.count, newChunks: newChunks, newBytes: newBytes)
+        try run.finish(blobID: blobID, size: total, ingester: self)
+        return IngestResult(blobID: blobID, size: total, chunkCount: run.chunkCount, newChunks: run.newChunks, newBytes: run.newBytes)
     }
 }

@@ -62,23 +62,36 @@ public struct Worktree {
 
     /// Files and symlinks below `spec` (relative), skipping store folders, Trove's own temporary
     /// files and ignored paths — except paths in `tracked`, which stay tracked as in git.
-    public func scan(_ spec: String = "", tracked: Set<String> = []) throws -> [String: FileStat] {
+    public func scan(_ spec: String = "", tracked: @autoclosure () -> Set<String> = []) throws -> [String: FileStat] {
         let ignore = try IgnoreRules.load(top: top)
+        // Tracked paths (and their folders) are needed only when an ignore rule matches.
+        var trackedPaths: Set<String>?
         var trackedDirs = Set<String>()
-        for p in tracked {
-            var d = FileIO.dirname(p)
-            while d != "." && !d.isEmpty && trackedDirs.insert(d).inserted { d = FileIO.dirname(d) }
+        func isTracked(_ r: String, isDirectory: Bool) -> Bool {
+            if trackedPaths == nil {
+                let t = tracked()
+                trackedPaths = t
+                for p in t {
+                    var d = FileIO.dirname(p)
+                    while d != "." && !d.isEmpty && trackedDirs.insert(d).inserted { d = FileIO.dirname(d) }
+                }
+            }
+            return isDirectory ? trackedDirs.contains(r) : trackedPaths!.contains(r)
         }
         var out: [String: FileStat] = [:]
         func walk(_ rel: String) throws {
             let dir = rel.isEmpty ? top : top + "/" + rel
+            // fstatat against the open folder: no path walk per file.
+            let dirFD = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            guard dirFD >= 0 else { throw FileIO.ioError("open folder", dir) }
+            defer { close(dirFD) }
             for name in try FileIO.listDirectory(dir) {
                 if name == ".trove" || name == ".git" || name.hasPrefix(".trove-tmp-") { continue }
                 let r = rel.isEmpty ? name : rel + "/" + name
                 var st = Glibc.stat()
-                guard lstat(top + "/" + r, &st) == 0 else { continue }
+                guard fstatat(dirFD, name, &st, AT_SYMLINK_NOFOLLOW) == 0 else { continue }
                 let isDir = (st.st_mode & S_IFMT) == S_IFDIR
-                if ignore.ignores(r, isDirectory: isDir) && !(isDir ? trackedDirs.contains(r) : tracked.contains(r)) { continue }
+                if !ignore.isEmpty && ignore.ignores(r, isDirectory: isDir) && !isTracked(r, isDirectory: isDir) { continue }
                 if isDir { try walk(r) } else if let fs = Worktree.fileStat(st) { out[r] = fs }
             }
         }
@@ -465,6 +478,8 @@ public struct IgnoreRules: Sendable {
         }
         return r
     }
+
+    public var isEmpty: Bool { rules.isEmpty }
 
     public func ignores(_ rel: String, isDirectory: Bool) -> Bool {
         var ignored = false
