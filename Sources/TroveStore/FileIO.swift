@@ -27,16 +27,28 @@ public enum FileIO {
         return fd
     }
 
-    public static func writeAll(_ fd: Int32, _ pointer: UnsafeRawPointer, _ count: Int, path: String) throws {
+    /// Runs `step(done)` (a read or write of the bytes from `done` on) until `count` bytes are
+    /// moved or it returns 0 (end of file); retries EINTR. Returns the bytes moved.
+    private static func repeatIO(_ count: Int, _ what: String, _ path: String, _ step: (Int) -> Int) throws -> Int {
         var done = 0
         while done < count {
-            let n = Glibc.write(fd, pointer + done, count - done)
+            let n = step(done)
             if n < 0 {
                 if errno == EINTR { continue }
-                throw ioError("write", path)
+                throw ioError(what, path)
             }
+            if n == 0 { break }
             done += n
         }
+        return done
+    }
+
+    public static func writeAll(_ fd: Int32, _ pointer: UnsafeRawPointer, _ count: Int, path: String) throws {
+        try checkWritten(try repeatIO(count, "write", path) { Glibc.write(fd, pointer + $0, count - $0) }, count, path)
+    }
+
+    private static func checkWritten(_ moved: Int, _ count: Int, _ path: String) throws {
+        guard moved == count else { throw StoreError(.io, "cannot write \(path): the system accepted \(moved) of \(count) bytes") }
     }
 
     public static func writeAll(_ fd: Int32, _ bytes: [UInt8], path: String) throws {
@@ -44,44 +56,19 @@ public enum FileIO {
     }
 
     public static func pwriteAll(_ fd: Int32, _ pointer: UnsafeRawPointer, _ count: Int, offset: Int, path: String) throws {
-        var done = 0
-        while done < count {
-            let n = Glibc.pwrite(fd, pointer + done, count - done, off_t(offset + done))
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw ioError("write", path)
-            }
-            done += n
-        }
-    }
-
-    /// Reads exactly `count` bytes at `offset`; a short read is an integrity error (truncated file).
-    public static func preadAll(_ fd: Int32, _ pointer: UnsafeMutableRawPointer, _ count: Int, offset: UInt64, path: String) throws {
-        var done = 0
-        while done < count {
-            let n = Glibc.pread(fd, pointer + done, count - done, off_t(offset) + off_t(done))
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw ioError("read", path)
-            }
-            if n == 0 { throw StoreError(.integrity, "\(path) is truncated: wanted \(count) bytes at offset \(offset)") }
-            done += n
-        }
+        try checkWritten(try repeatIO(count, "write", path) { Glibc.pwrite(fd, pointer + $0, count - $0, off_t(offset + $0)) }, count, path)
     }
 
     /// Reads up to `count` bytes at `offset`; fewer only at the end of the file.
     public static func preadUpTo(_ fd: Int32, _ pointer: UnsafeMutableRawPointer, _ count: Int, offset: UInt64, path: String) throws -> Int {
-        var done = 0
-        while done < count {
-            let n = Glibc.pread(fd, pointer + done, count - done, off_t(offset) + off_t(done))
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw ioError("read", path)
-            }
-            if n == 0 { break }
-            done += n
+        try repeatIO(count, "read", path) { Glibc.pread(fd, pointer + $0, count - $0, off_t(offset) + off_t($0)) }
+    }
+
+    /// Reads exactly `count` bytes at `offset`; a short read is an integrity error (truncated file).
+    public static func preadAll(_ fd: Int32, _ pointer: UnsafeMutableRawPointer, _ count: Int, offset: UInt64, path: String) throws {
+        guard try preadUpTo(fd, pointer, count, offset: offset, path: path) == count else {
+            throw StoreError(.integrity, "\(path) is truncated: wanted \(count) bytes at offset \(offset)")
         }
-        return done
     }
 
     public static func pread(_ fd: Int32, count: Int, offset: UInt64, path: String) throws -> [UInt8] {
@@ -92,17 +79,7 @@ public enum FileIO {
 
     /// Reads up to `count` bytes (fewer only at end of file).
     public static func readUpTo(_ fd: Int32, _ pointer: UnsafeMutableRawPointer, _ count: Int, path: String) throws -> Int {
-        var done = 0
-        while done < count {
-            let n = Glibc.read(fd, pointer + done, count - done)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw ioError("read", path)
-            }
-            if n == 0 { break }
-            done += n
-        }
-        return done
+        try repeatIO(count, "read", path) { Glibc.read(fd, pointer + $0, count - $0) }
     }
 
     public static func readFile(_ path: String) throws -> [UInt8] {
