@@ -20,3 +20,23 @@ static inline void *trove_map_buffer(size_t count) {
 }
 
 static inline void trove_unmap_buffer(void *p, size_t count) { munmap(p, count); }
+
+#include <stdlib.h>
+
+/// The share of a file's first `size` bytes that is in the page cache (0...1), or -1 when it
+/// cannot be told. Maps the file without touching it and asks mincore(2).
+static inline double trove_resident_fraction(int fd, size_t size) {
+    if (size == 0) return 1.0;
+    void *p = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) return -1.0;
+    size_t page = 4096, pages = (size + page - 1) / page, resident = 0;
+    unsigned char *vec = (unsigned char *)malloc(pages);
+    double result = -1.0;
+    if (vec && mincore(p, size, vec) == 0) {
+        for (size_t i = 0; i < pages; i++) resident += vec[i] & 1;
+        result = (double)resident / (double)pages;
+    }
+    free(vec);
+    munmap(p, size);
+    return result;
+}

@@ -129,6 +129,9 @@ public enum PackFormat {
             guard rec.dataOffset + UInt64(rec.storedLength) <= footer.indexOffset else {
                 throw CoreError(.malformedObject, "pack \(pack) index points past its data")
             }
+            if let last = out.last, !(last.id < rec.id) {
+                throw CoreError(.malformedObject, "pack \(pack) index is not sorted by id")
+            }
             out.append(rec)
         }
         return out

@@ -1,3 +1,4 @@
+import CLinux
 import Dispatch
 import Glibc
 import TroveCore
@@ -181,7 +182,16 @@ public final class Ingester: @unchecked Sendable {
     /// A buffer of whole chunks and the per-chunk results. Per-chunk fields are raw buffers,
     /// because hashing threads write disjoint elements at once (Swift arrays would race).
     final class Batch {
-        let data: UnsafeMutableRawPointer
+        /// Where the chunks start: the carried-over tail of the previous batch sits just before
+        /// `buffer + headroom`, where the read lands (block-aligned, for direct I/O).
+        var data: UnsafeMutableRawPointer
+        let buffer: UnsafeMutableRawPointer
+        /// Room before the read for the carried-over tail: the largest chunk, block-rounded.
+        let headroom: Int
+        /// Filled by the read-ahead thread.
+        var readBytes = 0
+        var readError: Error?
+        let readDone = DispatchGroup()
         let compressed: UnsafeMutableRawPointer
         let capacity: Int
         let maxChunks: Int
@@ -198,12 +208,14 @@ public final class Ingester: @unchecked Sendable {
         private let dataBuffer: LargeBuffer
         private let compressedBuffer: LargeBuffer
 
-        init(capacity: Int, minChunk: Int) {
+        init(capacity: Int, minChunk: Int, headroom: Int) {
             self.capacity = capacity
+            self.headroom = headroom
             maxChunks = capacity / minChunk + 2
-            dataBuffer = LargeBuffer(capacity)
+            dataBuffer = LargeBuffer(headroom + capacity)
             compressedBuffer = LargeBuffer(capacity + maxChunks * Batch.slack)
-            data = dataBuffer.pointer
+            buffer = dataBuffer.pointer
+            data = buffer
             compressed = compressedBuffer.pointer
             starts = .allocate(capacity: maxChunks)
             lengths = .allocate(capacity: maxChunks)
@@ -248,8 +260,8 @@ public final class Ingester: @unchecked Sendable {
         private let lock = Mutex()
         private let available: DispatchSemaphore
 
-        init(count: Int, capacity: Int, minChunk: Int) {
-            free = (0..<count).map { _ in Batch(capacity: capacity, minChunk: minChunk) }
+        init(count: Int, capacity: Int, minChunk: Int, headroom: Int) {
+            free = (0..<count).map { _ in Batch(capacity: capacity, minChunk: minChunk, headroom: headroom) }
             available = DispatchSemaphore(value: count)
         }
 
@@ -329,13 +341,49 @@ public final class Ingester: @unchecked Sendable {
         }
     }
 
-    func ingestLarge(path: String) throws -> IngestResult {
+    /// Opens a large input for reading: with direct I/O when less than half of it is in the
+    /// page cache (reading it through the cache would cost a page-cache fill on top of the
+    /// disk read), through the cache otherwise.
+    static func openInput(_ path: String) throws -> Int32 {
         let fd = try FileIO.open(path, O_RDONLY)
-        defer { close(fd) }
+        var st = stat()
+        if PackWriter.useDirectIO, fstat(fd, &st) == 0, st.st_size >= 64 << 20 {
+            let resident = trove_resident_fraction(fd, Int(st.st_size))
+            if resident >= 0 && resident < 0.5 {
+                let direct = open(path, O_RDONLY | O_CLOEXEC | O_DIRECT)
+                if direct >= 0 {
+                    close(fd)
+                    return direct
+                }
+            }
+        }
         _ = posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
+        return fd
+    }
+
+    func ingestLarge(path: String) throws -> IngestResult {
+        let fd = try Ingester.openInput(path)
+        defer { close(fd) }
+        // Reads run one batch ahead on their own thread, so that chunking never waits on the disk.
+        let readQueue = DispatchQueue(label: "trove.ingest.read")
+        func startRead(_ b: Batch, at offset: UInt64) {
+            b.readError = nil
+            b.readBytes = 0
+            b.readDone.enter()
+            readQueue.async {
+                do {
+                    b.readBytes = try FileIO.preadUpTo(fd, b.buffer + b.headroom, Ingester.batchSize, offset: offset, path: path)
+                } catch {
+                    b.readError = error
+                }
+                b.readDone.leave()
+            }
+        }
         let p = parameters
         let capacity = Ingester.batchSize + p.maxSize
-        let pool = BatchPool(count: Ingester.batchCount, capacity: capacity, minChunk: p.minSize)
+        let block = PackWriter.directBlock
+        let pool = BatchPool(count: Ingester.batchCount, capacity: capacity, minChunk: p.minSize,
+                             headroom: (p.maxSize + block - 1) / block * block)
         let wholeHasher = SHA256.Hasher()
         let hashQueue = DispatchQueue(label: "trove.ingest.whole-hash")
         let writeQueue = DispatchQueue(label: "trove.ingest.write")
@@ -350,17 +398,25 @@ public final class Ingester: @unchecked Sendable {
         var carryLength = 0
         var total: UInt64 = 0
         var eof = false
+        var next: Batch? = pool.take()
+        startRead(next!, at: 0)
 
-        while !eof && run.error == nil {
-            let batch = pool.take()
-            if carryLength > 0 { batch.data.copyMemory(from: carry, byteCount: carryLength) }
-            let n: Int
-            do { n = try FileIO.readUpTo(fd, batch.data + carryLength, Ingester.batchSize, path: path) } catch {
-                run.fail(error)
+        while let batch = next, run.error == nil {
+            next = nil
+            batch.readDone.wait()
+            if let e = batch.readError {
+                run.fail(e)
                 pool.give(batch)
                 break
             }
+            let n = batch.readBytes
             eof = n < Ingester.batchSize
+            if !eof {
+                next = pool.take()
+                startRead(next!, at: total + UInt64(n))
+            }
+            batch.data = batch.buffer + batch.headroom - carryLength
+            if carryLength > 0 { batch.data.copyMemory(from: carry, byteCount: carryLength) }
             let filled = carryLength + n
             total += UInt64(n)
             batch.count = 0
@@ -439,6 +495,10 @@ public final class Ingester: @unchecked Sendable {
                 }
             }
             done.notify(queue: DispatchQueue.global()) { pool.give(batch) }
+        }
+        if let pending = next {
+            pending.readDone.wait()
+            pool.give(pending)
         }
         writeQueue.sync {}
         hashQueue.sync {}

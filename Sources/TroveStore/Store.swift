@@ -26,7 +26,7 @@ public final class Store: @unchecked Sendable {
             throw StoreError(.notAStore, "\(root) is not a trove store (no config file)", hint: "run `trove init` first")
         }
         config = try StoreConfig.parse(try FileIO.readText(root + "/config"), path: root + "/config")
-        guard config["format.version"] == "1" else {
+        guard config.values["format.version"] == "1" else {
             throw StoreError(.invalidInput, "store \(root) has format version \(config["format.version"] ?? "?"); this trove reads version 1",
                              hint: "upgrade trove")
         }
@@ -96,8 +96,14 @@ public final class Store: @unchecked Sendable {
         }
         var c = config
         c[key] = value
-        if key == "pack.size" || key == "pack.compression-level" || key == "core.threads" || key == "gc.grace-seconds" {
-            if let value, Int(value) == nil { throw StoreError(.invalidInput, "\(key) takes a whole number, not \(value)") }
+        let ranges: [String: ClosedRange<Int>] = [
+            "pack.size": (1 << 20)...(4 << 30), "pack.compression-level": 1...19,
+            "core.threads": 1...1024, "gc.grace-seconds": 0...Int(Int32.max),
+        ]
+        if let range = ranges[key], let value {
+            guard let v = Int(value), range.contains(v) else {
+                throw StoreError(.invalidInput, "\(key) takes a whole number in \(range.lowerBound)...\(range.upperBound), not \(value)")
+            }
         }
         try FileIO.atomicWrite(configPath, Array(c.render().utf8))
         config = c
@@ -143,6 +149,9 @@ public final class Store: @unchecked Sendable {
             try PackFormat.checkHeader(try FileIO.pread(fd, count: PackFormat.headerSize, offset: 0, path: path), pack: path)
             let footer = try PackFormat.parseFooter(try FileIO.pread(fd, count: PackFormat.footerSize, offset: size - UInt64(PackFormat.footerSize), path: path),
                                                     fileSize: size, pack: path)
+            guard footer.checksum.hex == name else {
+                throw CoreError(.integrity, "pack \(path) is named \(name) but its checksum is \(footer.checksum.hex)")
+            }
             let trailer = try FileIO.pread(fd, count: footer.trailerLength(fileSize: size), offset: footer.indexOffset, path: path)
             return (size, try PackFormat.parseIndex(trailer, footer: footer, pack: path))
         }
