@@ -32,7 +32,7 @@ public final class ObjectWriter: @unchecked Sendable {
 
     /// True when the object is already stored (index, alternates or this session).
     public func has(_ id: ObjectID) throws -> Bool {
-        if lock.withLock({ pack.pendingIDs.contains(id) }) { return true }
+        if lock.withLock({ pack.isPending(id) }) { return true }
         return try store.has(id)
     }
 
@@ -51,7 +51,7 @@ public final class ObjectWriter: @unchecked Sendable {
         let id = knownID ?? SHA256.hash(bytes)
         if try has(id) { return id }
         try lock.withLock {
-            if pack.pendingIDs.contains(id) { return }
+            if pack.isPending(id) { return }
             let bound = Compressor.bound(bytes.count)
             if scratch.count < bound { scratch = [UInt8](repeating: 0, count: bound) }
             try bytes.withUnsafeBytes { raw in
@@ -72,7 +72,7 @@ public final class ObjectWriter: @unchecked Sendable {
     @discardableResult
     func putPrepared(type: ObjectType, id: ObjectID, codec: PackFormat.Codec, rawLength: Int, stored: UnsafeRawBufferPointer) throws -> Bool {
         try lock.withLock {
-            if pack.pendingIDs.contains(id) { return false }
+            if pack.isPending(id) { return false }
             try appendLocked(type: type, id: id, codec: codec, rawLength: rawLength, stored: stored)
             return true
         }

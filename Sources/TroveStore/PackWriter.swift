@@ -36,7 +36,18 @@ final class PackWriter {
     static let directBlock = 4096
     static let useDirectIO = getenv("TROVE_DIRECT_IO").map { String(cString: $0) != "0" } ?? true
     /// Ids written to the open pack (not yet indexed).
-    private(set) var pendingIDs: Set<ObjectID> = []
+    private var pendingIDs: Set<ObjectID> = []
+    /// Packs being made durable and indexed in the background, with their ids.
+    private let finishing = DispatchGroup()
+    private let finisher = DispatchQueue(label: "trove.pack.finish")
+    private var finishingIDs: [Int: Set<ObjectID>] = [:]
+    private var finishSerial = 0
+
+    /// True when the id was written in this session and is not yet in the index.
+    func isPending(_ id: ObjectID) -> Bool {
+        if pendingIDs.contains(id) { return true }
+        return ioLock.withLock { finishingIDs.values.contains { $0.contains(id) } }
+    }
 
     init(directory: String, targetSize: Int,
          onFinish: @escaping (_ name: String, _ size: UInt64, _ records: [PackFormat.IndexRecord]) throws -> Void) {
@@ -49,6 +60,7 @@ final class PackWriter {
 
     deinit {
         writing.wait()
+        finishing.wait()
         if fd >= 0 {
             close(fd)
             unlink(tempPath)
@@ -158,26 +170,48 @@ final class PackWriter {
         if stored.count > 0 { try put(stored.baseAddress!, stored.count) }
         records.append(rec)
         pendingIDs.insert(id)
-        if offset >= UInt64(targetSize) { try finish() }
+        if offset >= UInt64(targetSize) { try finish(wait: false) }
     }
 
-    /// Makes the open pack durable and indexed. No-op when nothing was written.
-    func finish() throws {
-        guard fd >= 0 else { return }
-        let (trailer, checksum) = PackFormat.trailer(records: records, indexOffset: offset)
-        try put(trailer)
-        try flushBuffer(final: true)
-        try FileIO.fsync(fd, path: tempPath)
-        close(fd)
-        fd = -1
-        let name = checksum.hex
-        let final = "\(directory)/\(name).pack"
-        try FileIO.rename(tempPath, final)
-        try FileIO.fsyncDirectory(directory)
-        let done = records
-        records = []
-        try onFinish(name, offset, done)
-        pendingIDs = []
+    /// Closes the open pack: trailer written here; fsync, rename to `<checksum>.pack`, folder
+    /// fsync and indexing on a background queue, so that the writer goes on with the next
+    /// pack meanwhile. With `wait`, returns only when every pack so far is durable and indexed
+    /// (callers move refs only after that).
+    func finish(wait: Bool = true) throws {
+        if fd >= 0 {
+            let (trailer, checksum) = PackFormat.trailer(records: records, indexOffset: offset)
+            try put(trailer)
+            try flushBuffer(final: true)
+            let (fd, temp, size, done, ids) = (self.fd, tempPath, offset, records, pendingIDs)
+            let directory = self.directory
+            let onFinish = self.onFinish
+            self.fd = -1
+            records = []
+            pendingIDs = []
+            let serial = ioLock.withLock { () -> Int in
+                finishSerial += 1
+                finishingIDs[finishSerial] = ids
+                return finishSerial
+            }
+            finisher.async(group: finishing) { [self] in
+                do {
+                    defer { close(fd) }
+                    try FileIO.fsync(fd, path: temp)
+                    let name = checksum.hex
+                    try FileIO.rename(temp, "\(directory)/\(name).pack")
+                    try FileIO.fsyncDirectory(directory)
+                    try onFinish(name, size, done)
+                } catch {
+                    unlink(temp)
+                    ioLock.withLock { if ioError == nil { ioError = error } }
+                }
+                ioLock.withLock { _ = finishingIDs.removeValue(forKey: serial) }
+            }
+        }
+        if wait {
+            finishing.wait()
+            if let e = ioLock.withLock({ ioError }) { throw e }
+        }
     }
 }
 
