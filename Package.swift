@@ -16,8 +16,8 @@ let package = Package(
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CGit2", pkgConfig: "libgit2", providers: [.apt(["libgit2-dev"])]),
-        // Linux calls that need _GNU_SOURCE (write-back hints).
-        .systemLibrary(name: "CLinux"),
+        // Linux calls that need _GNU_SOURCE (direct I/O, write-back, huge pages, mincore), in C.
+        .target(name: "CLinux"),
 
         // The FastCDC inner loop in C: the one hot loop that must not depend on the optimiser.
         .target(name: "CFastCDC", cSettings: [.unsafeFlags(["-O3"])]),

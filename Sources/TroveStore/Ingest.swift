@@ -350,7 +350,7 @@ public final class Ingester: @unchecked Sendable {
         if PackWriter.useDirectIO, fstat(fd, &st) == 0, st.st_size >= 64 << 20 {
             let resident = trove_resident_fraction(fd, Int(st.st_size))
             if resident >= 0 && resident < 0.5 {
-                let direct = open(path, O_RDONLY | O_CLOEXEC | O_DIRECT)
+                let direct = open(path, O_RDONLY | O_CLOEXEC | TROVE_O_DIRECT)
                 if direct >= 0 {
                     close(fd)
                     return direct

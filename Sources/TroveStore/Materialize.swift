@@ -394,7 +394,7 @@ public final class Materializer: @unchecked Sendable {
         var fd: Int32 = -1
         var direct = false
         if Materializer.directOutput {
-            fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_DIRECT, mode)
+            fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | TROVE_O_DIRECT, mode)
             direct = fd >= 0
         }
         if fd < 0 { fd = try FileIO.open(tmp, O_WRONLY | O_CREAT | O_EXCL, mode: mode) }
@@ -448,7 +448,7 @@ public final class Materializer: @unchecked Sendable {
                             // Direct I/O refused after all: write this window through the cache.
                             lock.withLock { directFailed = true }
                             let flags = fcntl(fd, F_GETFL)
-                            _ = fcntl(fd, F_SETFL, flags & ~O_DIRECT)
+                            _ = fcntl(fd, F_SETFL, flags & ~TROVE_O_DIRECT)
                             try FileIO.pwriteAll(fd, out, length, offset: lo, path: tmp)
                         }
                         progress?.advance(UInt64(length))

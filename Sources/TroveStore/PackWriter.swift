@@ -30,7 +30,7 @@ final class PackWriter {
     private let bufferCapacity = PackWriter.bufferSize
     static let bufferSize = 8 << 20
     private var buffered = 0
-    /// Writes bypass the page cache (O_DIRECT) when the file system allows it: no copy into
+    /// Writes bypass the page cache (TROVE_O_DIRECT) when the file system allows it: no copy into
     /// the cache and little left for fsync. Off with `TROVE_DIRECT_IO=0`.
     private var direct = false
     static let directBlock = 4096
@@ -89,15 +89,15 @@ final class PackWriter {
         fd = -1
         direct = false
         if PackWriter.useDirectIO {
-            fd = Glibc.open(tempPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_DIRECT, 0o444)
+            fd = Glibc.open(tempPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | TROVE_O_DIRECT, 0o444)
             direct = fd >= 0
-            // Some file systems accept O_DIRECT at open and refuse the writes: probe one block
+            // Some file systems accept TROVE_O_DIRECT at open and refuse the writes: probe one block
             // (overwritten by the pack later) and fall back to buffered writes.
             if direct {
                 buffers[0].initializeMemory(as: UInt8.self, repeating: 0, count: PackWriter.directBlock)
                 if Glibc.pwrite(fd, buffers[0], PackWriter.directBlock, 0) != PackWriter.directBlock {
                     let flags = fcntl(fd, F_GETFL)
-                    if flags >= 0 && fcntl(fd, F_SETFL, flags & ~O_DIRECT) == 0 { direct = false } else { close(fd); unlink(tempPath); fd = -1; direct = false }
+                    if flags >= 0 && fcntl(fd, F_SETFL, flags & ~TROVE_O_DIRECT) == 0 { direct = false } else { close(fd); unlink(tempPath); fd = -1; direct = false }
                 }
             }
         }
@@ -254,7 +254,7 @@ final class PackFiles: @unchecked Sendable {
     func directFD(_ name: String) throws -> Int32? {
         try lock.withLock {
             if let fd = directFDs[name] { return fd >= 0 ? fd : nil }
-            let fd = Glibc.open(path(name), O_RDONLY | O_CLOEXEC | O_DIRECT)
+            let fd = Glibc.open(path(name), O_RDONLY | O_CLOEXEC | TROVE_O_DIRECT)
             if fd < 0 && errno == ENOENT {
                 throw StoreError(.integrity, "pack \(path(name)) is missing but the index names it", hint: "run `trove fsck --rebuild-index`")
             }
