@@ -90,8 +90,6 @@ public struct ObjectID: Hashable, Comparable, Sendable, CustomStringConvertible 
         return (l, h)
     }
 
-    public func hasPrefix(_ prefix: String) -> Bool { hex.hasPrefix(prefix.lowercased()) }
-
     private static func hexValue(_ c: UInt8) -> UInt64? {
         switch c {
         case UInt8(ascii: "0")...UInt8(ascii: "9"): return UInt64(c - UInt8(ascii: "0"))

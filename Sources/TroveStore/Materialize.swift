@@ -411,7 +411,6 @@ public final class Materializer: @unchecked Sendable {
             let lock = Mutex()
             var next = 0
             var failure: Error?
-            var directFailed = false
             let maxChunk = Int(plan.chunks.map(\.length).max() ?? 0)
             DispatchQueue.concurrentPerform(iterations: min(threads, max(1, windows))) { _ in
                 let spans = SpanReader()
@@ -446,7 +445,6 @@ public final class Materializer: @unchecked Sendable {
                             try FileIO.pwriteAll(fd, out, padded, offset: lo, path: tmp)
                         } catch let e as StoreError where direct && e.code == .io {
                             // Direct I/O refused after all: write this window through the cache.
-                            lock.withLock { directFailed = true }
                             let flags = fcntl(fd, F_GETFL)
                             _ = fcntl(fd, F_SETFL, flags & ~TROVE_O_DIRECT)
                             try FileIO.pwriteAll(fd, out, length, offset: lo, path: tmp)
@@ -458,7 +456,6 @@ public final class Materializer: @unchecked Sendable {
                 }
             }
             if let failure { throw failure }
-            _ = directFailed
             if direct && ftruncate(fd, off_t(total)) != 0 { throw FileIO.ioError("truncate", tmp) }
             return try finishFile(fd: fd, tmp: tmp, path: path)
         } catch {

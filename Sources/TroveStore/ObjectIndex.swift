@@ -100,14 +100,6 @@ public final class ObjectIndex: @unchecked Sendable {
         }
     }
 
-    /// Which of `ids` are indexed.
-    public func contains(_ ids: [ObjectID]) throws -> [Bool] {
-        try pool.read { db in
-            let stmt = try db.cachedStatement(sql: "SELECT 1 FROM object WHERE oid = ?")
-            return try ids.map { try Row.fetchOne(stmt, arguments: [$0.data]) != nil }
-        }
-    }
-
     /// Ids of `type` (any type when nil) whose hex starts with `prefix`.
     public func ids(withPrefix prefix: String, type: ObjectType? = nil, limit: Int = 2) throws -> [ObjectID] {
         guard let range = ObjectID.prefixRange(prefix) else { return [] }
@@ -164,10 +156,6 @@ public final class ObjectIndex: @unchecked Sendable {
         }
     }
 
-    public struct Counts: Sendable {
-        public var byType: [ObjectType: (count: Int, raw: UInt64, stored: UInt64)]
-    }
-
     public func objectCounts() throws -> [ObjectType: (count: Int, raw: UInt64, stored: UInt64)] {
         try pool.read { db in
             var out: [ObjectType: (count: Int, raw: UInt64, stored: UInt64)] = [:]
@@ -177,18 +165,6 @@ public final class ObjectIndex: @unchecked Sendable {
                 }
             }
             return out
-        }
-    }
-
-    /// Every indexed object of the given pack, by offset.
-    public func records(inPack name: String) throws -> [PackFormat.IndexRecord] {
-        try pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT o.oid, o.type, o.codec, o.offset, o.raw, o.stored FROM object o JOIN pack p ON p.id = o.pack WHERE p.name = ? ORDER BY o.offset", arguments: [name]).compactMap { row in
-                guard let id = ObjectID(bytes: row[0] as Data), let t = ObjectType(rawValue: UInt8(row[1] as Int)),
-                      let c = PackFormat.Codec(rawValue: UInt8(row[2] as Int)) else { return nil }
-                return PackFormat.IndexRecord(id: id, type: t, codec: c, offset: UInt64(row[3] as Int64),
-                                              rawLength: UInt32(row[4] as Int64), storedLength: UInt32(row[5] as Int64))
-            }
         }
     }
 
@@ -204,10 +180,6 @@ public final class ObjectIndex: @unchecked Sendable {
 
     public func meta(_ key: String) throws -> String? {
         try pool.read { db in try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = ?", arguments: [key]) }
-    }
-
-    public func setMeta(_ key: String, _ value: String) throws {
-        try pool.write { db in try db.execute(sql: "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", arguments: [key, value]) }
     }
 }
 

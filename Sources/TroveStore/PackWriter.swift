@@ -73,8 +73,6 @@ final class PackWriter {
         if let e = ioLock.withLock({ ioError }) { throw e }
     }
 
-    var isOpen: Bool { fd >= 0 }
-
     /// This host's name without dashes, for temporary pack names (`tmp-HOST-PID-RAND.pack`): on
     /// a shared file system only the host that wrote a temporary pack may judge it abandoned.
     static let hostName: String = {

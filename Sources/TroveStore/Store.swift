@@ -181,8 +181,6 @@ public final class Store: @unchecked Sendable {
             .map { FileIO.absolute($0, base: root) }
     }
 
-    public func alternatePaths() throws -> [String] { try Store.readAlternates(root) }
-
     public func setAlternates(_ paths: [String]) throws {
         for p in paths where !FileIO.isDirectory(p + "/packs") {
             throw StoreError(.invalidInput, "\(p) is not a trove store (no packs folder)")
