@@ -40,14 +40,18 @@ public final class Ingester: @unchecked Sendable {
 
     // MARK: many files
 
-    /// Stores `paths` (regular files) and returns one result per path, in order.
-    public func ingest(paths: [String]) throws -> [IngestResult] {
+    /// Stores `paths` (regular files) and returns one result per path, in order. `sizes`, when
+    /// the caller has them from a scan, only choose the path (whole read or streaming); a file
+    /// that grew since is still read completely.
+    public func ingest(paths: [String], sizes known: [UInt64]? = nil) throws -> [IngestResult] {
         var results = [IngestResult?](repeating: nil, count: paths.count)
-        var sizes = [Int](repeating: 0, count: paths.count)
-        for (i, p) in paths.enumerated() {
-            var st = stat()
-            guard lstat(p, &st) == 0 else { throw FileIO.ioError("stat", p) }
-            sizes[i] = Int(st.st_size)
+        var sizes = known?.map { Int($0) } ?? []
+        if sizes.count != paths.count {
+            sizes = try paths.map { p in
+                var st = stat()
+                guard lstat(p, &st) == 0 else { throw FileIO.ioError("stat", p) }
+                return Int(st.st_size)
+            }
         }
         let small = paths.indices.filter { sizes[$0] <= Ingester.smallLimit }
         let large = paths.indices.filter { sizes[$0] > Ingester.smallLimit }

@@ -194,7 +194,23 @@ public final class Materializer: @unchecked Sendable {
         var stored: UnsafeMutableRawPointer = .allocate(byteCount: 1, alignment: 64)
         var storedCapacity = 1
 
-        deinit { stored.deallocate() }
+        private var file: UnsafeMutableRawPointer = .allocate(byteCount: 1, alignment: 64)
+        private var fileCapacity = 1
+
+        deinit {
+            stored.deallocate()
+            file.deallocate()
+        }
+
+        /// A reusable buffer for one whole (small) file of `size` bytes.
+        func fileBuffer(_ size: Int) -> UnsafeMutableRawPointer {
+            if size > fileCapacity {
+                file.deallocate()
+                fileCapacity = max(size, 256 << 10)
+                file = .allocate(byteCount: fileCapacity, alignment: 64)
+            }
+            return file
+        }
 
         /// Reads the chunk at `l` into `destination` (room for its raw length) and verifies it.
         func read(_ l: Store.Located, into destination: UnsafeMutableRawPointer) throws {
@@ -303,8 +319,7 @@ public final class Materializer: @unchecked Sendable {
 
     func writeSmall(path: String, entry: Tree.Entry, plan: Plan, reader: ChunkReader) throws -> Written {
         let size = Int(plan.chunks.reduce(0) { $0 + $1.length })
-        let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(size, 1), alignment: 64)
-        defer { buffer.deallocate() }
+        let buffer = reader.fileBuffer(size)
         var offset = 0
         for (c, l) in zip(plan.chunks, plan.locations) {
             try reader.read(l, into: buffer + offset)

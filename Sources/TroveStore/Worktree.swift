@@ -162,7 +162,7 @@ public struct Worktree {
         progress?.begin(total: total, label: "adding")
         let ingester = Ingester(store: store, writer: writer)
         ingester.progress = progress
-        let results = try ingester.ingest(paths: toHash.map { top + "/" + $0 })
+        let results = try ingester.ingest(paths: toHash.map { top + "/" + $0 }, sizes: toHash.map { found[$0]!.size })
         progress?.end()
         let now = Worktree.now()
         var updates: [StageEntry] = []

@@ -45,36 +45,35 @@ final class CraftedTreeTests: XCTestCase {
         assertRefused(s, mentioning: "unsafe tree entry")
     }
 
-    func testNamesWithSlashesOrAbsolutePathsAreRefused() throws {
-        for name in ["../outside", "/tmp/evil", "a/../../outside"] {
+    /// For each value, a store whose HEAD tree holds the one entry `entry(value)` makes
+    /// (with a blob of `content(value)`) is refused with `mentioning` in the error.
+    func assertEachRefused(_ values: [String], mentioning: String, content: (String) -> String,
+                           entry: @escaping (String, ObjectID, UInt64) -> Tree.Entry) throws {
+        for value in values {
             let s = TroveSandbox("trove-crafted")
             try craft(s) { w in
-                let (id, n) = try self.blob(w, "pwned")
-                return [Tree.Entry(name: name, kind: .file, id: id, size: n)]
+                let (id, n) = try self.blob(w, content(value))
+                return [entry(value, id, n)]
             }
-            assertRefused(s, mentioning: "unsafe tree entry")
+            assertRefused(s, mentioning: mentioning)
+        }
+    }
+
+    func testNamesWithSlashesOrAbsolutePathsAreRefused() throws {
+        try assertEachRefused(["../outside", "/tmp/evil", "a/../../outside"], mentioning: "unsafe tree entry", content: { _ in "pwned" }) {
+            Tree.Entry(name: $0, kind: .file, id: $1, size: $2)
         }
     }
 
     func testStoreFolderEntriesAreRefused() throws {
-        for name in [".trove", ".git"] {
-            let s = TroveSandbox("trove-crafted")
-            try craft(s) { w in
-                let (id, n) = try self.blob(w, "x")
-                return [Tree.Entry(name: name, kind: .file, id: id, size: n)]
-            }
-            assertRefused(s, mentioning: "reserved name")
+        try assertEachRefused([".trove", ".git"], mentioning: "reserved name", content: { _ in "x" }) {
+            Tree.Entry(name: $0, kind: .file, id: $1, size: $2)
         }
     }
 
     func testSymlinkPointingOutsideIsRefused() throws {
-        for target in ["../../outside", "/etc/passwd", "d/../../.."] {
-            let s = TroveSandbox("trove-crafted")
-            try craft(s) { w in
-                let (id, n) = try self.blob(w, target)
-                return [Tree.Entry(name: "link", kind: .symlink, id: id, size: n)]
-            }
-            assertRefused(s, mentioning: "points outside")
+        try assertEachRefused(["../../outside", "/etc/passwd", "d/../../.."], mentioning: "points outside", content: { $0 }) { _, id, n in
+            Tree.Entry(name: "link", kind: .symlink, id: id, size: n)
         }
     }
 
