@@ -28,11 +28,15 @@ let package = Package(
             "TroveCore", "CLinux",
             .product(name: "GRDB", package: "GRDB.swift"),
         ]),
+        // The sync protocol's messages and pack stream: pure values and codecs, no I/O.
+        .target(name: "TroveProtocol", dependencies: ["TroveCore"]),
+        // Push, fetch, clone over a Remote: the serving side, path and stdio/SSH transports.
+        .target(name: "TroveSync", dependencies: ["TroveCore", "TroveProtocol", "TroveStore"]),
         // libgit2 bridge: finds the enclosing git repository (pointers, filter and hooks come later).
         .target(name: "TroveGit", dependencies: ["CGit2"]),
         // The command tree, output rendering (text, --json, progress) and errors → exit codes.
         .target(name: "TroveCLI", dependencies: [
-            "TroveCore", "TroveStore", "TroveGit",
+            "TroveCore", "TroveStore", "TroveGit", "TroveProtocol", "TroveSync",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // @main only.
@@ -42,6 +46,7 @@ let package = Package(
 
         .testTarget(name: "TroveCoreTests", dependencies: ["TroveCore", "TroveTestSupport"]),
         .testTarget(name: "TroveStoreTests", dependencies: ["TroveStore", "TroveTestSupport"]),
+        .testTarget(name: "TroveSyncTests", dependencies: ["TroveSync", "TroveProtocol", "TroveStore", "TroveTestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["TroveTestSupport", "TroveCore", "TroveStore"]),
     ],
     swiftLanguageModes: [.v5]

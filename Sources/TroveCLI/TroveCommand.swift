@@ -4,6 +4,7 @@ import Glibc
 import TroveCore
 import TroveGit
 import TroveStore
+import TroveSync
 
 /// The `trove` command tree.
 public struct TroveCommand: ParsableCommand {
@@ -13,7 +14,9 @@ public struct TroveCommand: ParsableCommand {
         discussion: """
             Exit codes: 0 success, 1 unexpected failure, 2 invalid input or usage, 3 not found \
             (revision, path, object or store), 4 integrity error (corrupt or missing data), \
-            5 conflict (ref moved, local changes, lock held), 6 I/O error (disk full, permissions). \
+            5 conflict (ref moved, local changes, lock held, non-fast-forward push), 6 I/O error \
+            (disk full, permissions), 7 remote unreachable or connection lost, 8 remote refused \
+            the credentials or role. \
             See Docs/cli.md.
             """,
         version: TroveVersion.string,
@@ -21,15 +24,13 @@ public struct TroveCommand: ParsableCommand {
             Init.self, Add.self, Rm.self, Status.self, Commit.self, Log.self, Show.self, Diff.self,
             Checkout.self, Restore.self, Branch.self, Tag.self, Ls.self, Cat.self,
             Fsck.self, Gc.self, Du.self, Config.self,
+            RemoteCmd.self, Push.self, Fetch.self, Pull.self, Clone.self, ServeStdio.self,
         ]
     )
 
     public init() {}
 }
 
-public enum TroveVersion {
-    public static let string = "0.1.0"
-}
 
 /// Options every command that works on a store takes.
 struct StoreOptions: ParsableArguments {
@@ -64,6 +65,22 @@ public enum TroveCLI {
         public static let integrity: Int32 = 4
         public static let conflict: Int32 = 5
         public static let io: Int32 = 6
+        /// The remote could not be reached, or the connection broke.
+        public static let transport: Int32 = 7
+        /// The remote refused the credentials or the role.
+        public static let denied: Int32 = 8
+    }
+
+    static func status(for code: SyncError.Code) -> Int32 {
+        switch code {
+        case .invalidInput: ExitStatus.invalidInput
+        case .notFound: ExitStatus.notFound
+        case .integrity: ExitStatus.integrity
+        case .conflict: ExitStatus.conflict
+        case .io: ExitStatus.io
+        case .transport: ExitStatus.transport
+        case .unauthorized, .forbidden: ExitStatus.denied
+        }
     }
 
     static func status(for code: StoreError.Code) -> Int32 {
@@ -95,6 +112,9 @@ public enum TroveCLI {
         } catch let e as CommandFailed {
             return e.code
         } catch let e as StoreError {
+            report(code: e.code.rawValue, message: e.message, hint: e.hint, json: json)
+            return status(for: e.code)
+        } catch let e as SyncError {
             report(code: e.code.rawValue, message: e.message, hint: e.hint, json: json)
             return status(for: e.code)
         } catch let e as CoreError {

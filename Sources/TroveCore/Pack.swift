@@ -137,3 +137,60 @@ public enum PackFormat {
         return out
     }
 }
+
+extension PackFormat {
+    /// The raw bytes of a stored object, checked against its id: a chunk, segment, tree or
+    /// commit must hash to it; a blob manifest must carry it and pass its own checksum (a
+    /// manifest is named by its file's content, which only the chunks can prove).
+    public static func verifiedRaw(type: ObjectType, codec: Codec, rawLength: Int, id: ObjectID,
+                                   stored: UnsafeRawBufferPointer, decompressor: Decompressor) throws -> [UInt8] {
+        var raw: [UInt8]
+        switch codec {
+        case .raw:
+            guard stored.count == rawLength else {
+                throw CoreError(.integrity, "object \(id.hex) has \(stored.count) bytes, its header says \(rawLength)")
+            }
+            raw = Array(stored)
+        case .zstd:
+            raw = [UInt8](repeating: 0, count: rawLength)
+            try raw.withUnsafeMutableBytes { dst in
+                try decompressor.decompress(stored, into: dst.baseAddress ?? UnsafeMutableRawPointer(bitPattern: 1)!, rawLength: rawLength)
+            }
+        }
+        if type == .blob {
+            _ = try BlobManifest.decode(raw, expectedID: id)
+        } else {
+            let actual = SHA256.hash(raw)
+            guard actual == id else {
+                throw CoreError(.integrity, "object \(id.hex) is corrupt: its bytes hash to \(actual.hex)")
+            }
+        }
+        return raw
+    }
+}
+
+/// One object as a pack holds it (and as the sync protocol carries it): header fields and
+/// the stored bytes (zstd-compressed when `codec` says so).
+public struct PackedObject: Sendable {
+    public var type: ObjectType
+    public var codec: PackFormat.Codec
+    public var rawLength: Int
+    public var id: ObjectID
+    public var stored: [UInt8]
+
+    public init(type: ObjectType, codec: PackFormat.Codec, rawLength: Int, id: ObjectID, stored: [UInt8]) {
+        self.type = type
+        self.codec = codec
+        self.rawLength = rawLength
+        self.id = id
+        self.stored = stored
+    }
+
+    /// Checks the bytes against the id (see `PackFormat.verifiedRaw`) and returns them raw.
+    @discardableResult
+    public func verify(_ decompressor: Decompressor) throws -> [UInt8] {
+        try stored.withUnsafeBytes {
+            try PackFormat.verifiedRaw(type: type, codec: codec, rawLength: rawLength, id: id, stored: $0, decompressor: decompressor)
+        }
+    }
+}

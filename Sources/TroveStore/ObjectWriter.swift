@@ -78,6 +78,19 @@ public final class ObjectWriter: @unchecked Sendable {
         }
     }
 
+    /// Stores an object received from a peer after checking it against its id (a corrupt or
+    /// forged object is an integrity error and is not written). Returns false when the store
+    /// already had it.
+    @discardableResult
+    public func putReceived(_ o: PackedObject, decompressor: Decompressor) throws -> Bool {
+        do { try o.verify(decompressor) } catch let e as CoreError {
+            throw StoreError(.integrity, "received object \(o.id.hex) is corrupt or forged: \(e.message)",
+                             hint: "nothing of it was stored; the remote's copy may be damaged (run `trove fsck --full` there)", underlying: e)
+        }
+        if try has(o.id) { return false }
+        return try o.stored.withUnsafeBytes { try putPrepared(type: o.type, id: o.id, codec: o.codec, rawLength: o.rawLength, stored: $0) }
+    }
+
     private func appendLocked(type: ObjectType, id: ObjectID, codec: PackFormat.Codec, rawLength: Int, stored: UnsafeRawBufferPointer) throws {
         try pack.append(type: type, id: id, codec: codec, rawLength: rawLength, stored: stored)
         storedBytes += UInt64(stored.count)

@@ -69,18 +69,66 @@ public struct Refs: Sendable {
 
     /// Compare-and-swap: moves `ref` from `expected` (nil = must not exist) to `new` (nil = delete).
     public func update(_ ref: String, from expected: ObjectID?, to new: ObjectID?, message: String, force: Bool = false) throws {
-        try Refs.validate(ref)
-        let p = path(ref)
-        try FileIO.mkdirs(FileIO.dirname(p))
-        var current: ObjectID?
-        try replaceLocked(p, name: "ref \(ref)", contents: new.map { Array(($0.hex + "\n").utf8) }) {
-            current = try read(ref)
-            if !force && current != expected {
-                throw StoreError(.conflict, "ref \(ref) moved (now \(current?.short() ?? "absent"), expected \(expected?.short() ?? "absent")), retry",
+        try updateAll([Update(ref: ref, expected: expected, new: new, force: force)], message: message)
+    }
+
+    /// One move of `updateAll`.
+    public struct Update: Sendable {
+        public var ref: String
+        public var expected: ObjectID?
+        public var new: ObjectID?
+        public var force: Bool
+
+        public init(ref: String, expected: ObjectID?, new: ObjectID?, force: Bool = false) {
+            self.ref = ref
+            self.expected = expected
+            self.new = new
+            self.force = force
+        }
+    }
+
+    /// Moves several refs at once: every lock is taken and every expected value checked
+    /// before any ref changes, so a conflict on one leaves all of them as they were. `check`
+    /// runs under the locks with the current values (to refuse, e.g., a non-fast-forward).
+    public func updateAll(_ updates: [Update], message: String,
+                          check: (_ ref: String, _ current: ObjectID?) throws -> Void = { _, _ in }) throws {
+        var locked: [(Update, String, Int32)] = []
+        defer { for (_, lockPath, fd) in locked where fd >= 0 { close(fd); unlink(lockPath) } }
+        for u in updates.sorted(by: { $0.ref < $1.ref }) {
+            try Refs.validate(u.ref)
+            let p = path(u.ref)
+            try FileIO.mkdirs(FileIO.dirname(p))
+            let lockPath = p + ".lock"
+            locked.append((u, lockPath, try takeLock(lockPath, name: "ref \(u.ref)")))
+        }
+        var olds: [ObjectID?] = []
+        for (u, _, _) in locked {
+            let current = try read(u.ref)
+            if !u.force && current != u.expected {
+                throw StoreError(.conflict, "ref \(u.ref) moved (now \(current?.short() ?? "absent"), expected \(u.expected?.short() ?? "absent")), retry",
                                  hint: "another command changed it at the same time; run the command again")
             }
+            try check(u.ref, current)
+            olds.append(current)
         }
-        try appendReflog(ref, old: current, new: new, message: message)
+        for k in locked.indices {
+            let (u, lockPath, fd) = locked[k]
+            let p = path(u.ref)
+            if let new = u.new {
+                try FileIO.writeAll(fd, Array((new.hex + "\n").utf8), path: lockPath)
+                try FileIO.fsync(fd, path: lockPath)
+                close(fd)
+                locked[k].2 = -1
+                do { try FileIO.rename(lockPath, p) } catch { unlink(lockPath); throw error }
+            } else {
+                close(fd)
+                locked[k].2 = -1
+                unlink(p)
+                unlink(lockPath)
+            }
+        }
+        for dir in Set(locked.map { FileIO.dirname(path($0.0.ref)) }) { try FileIO.fsyncDirectory(dir) }
+        for (k, (u, _, _)) in locked.enumerated() { try appendReflog(u.ref, old: olds[k], new: u.new, message: message) }
     }
 
     /// Points HEAD at a branch or a commit; with `expected`, only if HEAD is still that.
@@ -100,10 +148,8 @@ public struct Refs: Sendable {
         try appendReflog("HEAD", old: old, new: try headCommit(), message: message)
     }
 
-    /// Takes `PATH.lock` (O_EXCL), runs `check` under it, then writes `contents` (nil: delete),
-    /// fsyncs, renames over PATH and fsyncs the folder.
-    private func replaceLocked(_ p: String, name: String, contents: [UInt8]?, check: () throws -> Void) throws {
-        let lockPath = p + ".lock"
+    /// Creates a lock file (O_EXCL): held by whoever created it, until renamed or removed.
+    private func takeLock(_ lockPath: String, name: String) throws -> Int32 {
         let fd = Glibc.open(lockPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         if fd < 0 {
             if errno == EEXIST {
@@ -112,6 +158,14 @@ public struct Refs: Sendable {
             }
             throw FileIO.ioError("lock", lockPath)
         }
+        return fd
+    }
+
+    /// Takes `PATH.lock` (O_EXCL), runs `check` under it, then writes `contents` (nil: delete),
+    /// fsyncs, renames over PATH and fsyncs the folder.
+    private func replaceLocked(_ p: String, name: String, contents: [UInt8]?, check: () throws -> Void) throws {
+        let lockPath = p + ".lock"
+        let fd = try takeLock(lockPath, name: name)
         var open = true
         defer { if open { close(fd); unlink(lockPath) } }
         try check()

@@ -15,6 +15,7 @@ public final class Store: @unchecked Sendable {
     let alternates: [AlternateStore]
 
     public var packsDirectory: String { root + "/packs" }
+    public var refs: Refs { Refs(root: root) }
     public var configPath: String { root + "/config" }
 
     public static let directoryName = ".trove"
@@ -40,12 +41,19 @@ public final class Store: @unchecked Sendable {
     /// Creates a store at `root`. Chunker parameters are recorded and fixed from here on.
     @discardableResult
     public static func initialize(root: String, workTree: String?, parameters: ChunkerParameters = .default) throws -> Store {
+        try createLayout(root: root, parameters: parameters, extra: [:])
+        return try Store(root: root, workTree: workTree)
+    }
+
+    /// Makes a store's folders, HEAD and config (Docs/format.md §Layout); `extra` config keys
+    /// mark, e.g., a bare store.
+    static func createLayout(root: String, parameters: ChunkerParameters, extra: [String: String]) throws {
         do { try parameters.validate() } catch let e as CoreError { throw StoreError(.invalidInput, e.message) }
         if FileIO.exists(root + "/config") {
             throw StoreError(.conflict, "a trove store already exists at \(root)")
         }
         for dir in ["", "/packs", "/refs/heads", "/refs/tags", "/logs"] { try FileIO.mkdirs(root + dir) }
-        var config = StoreConfig()
+        var config = StoreConfig(values: extra)
         config["format.version"] = "1"
         config["chunker.min"] = "\(parameters.minSize)"
         config["chunker.avg"] = "\(parameters.avgSize)"
@@ -53,7 +61,6 @@ public final class Store: @unchecked Sendable {
         try FileIO.atomicWrite(root + "/HEAD", Array("ref: refs/heads/main\n".utf8))
         // The config file is written last: its presence marks a complete store.
         try FileIO.atomicWrite(root + "/config", Array(config.render().utf8))
-        return try Store(root: root, workTree: workTree)
     }
 
     public static func open(root: String, workTree: String?) throws -> Store {
@@ -190,19 +197,16 @@ public final class Store: @unchecked Sendable {
 
     // MARK: reading
 
-    struct Located {
-        var files: PackFiles
-        var location: ObjectIndex.Location
-    }
+    typealias Located = ObjectLocation
 
-    func locate(_ id: ObjectID) throws -> Located? {
-        if let loc = try index.locate(id) { return Located(files: packFiles, location: loc) }
+    public func locate(_ id: ObjectID) throws -> ObjectLocation? {
+        if let loc = try index.locate(id) { return ObjectLocation(files: packFiles, location: loc) }
         for alt in alternates { if let l = try alt.locate(id) { return l } }
         return nil
     }
 
-    func locateMany(_ ids: [ObjectID]) throws -> [Located?] {
-        var out = try index.locate(ids).map { $0.map { Located(files: packFiles, location: $0) } }
+    public func locateMany(_ ids: [ObjectID]) throws -> [ObjectLocation?] {
+        var out = try index.locate(ids).map { $0.map { ObjectLocation(files: packFiles, location: $0) } }
         if !alternates.isEmpty {
             for i in out.indices where out[i] == nil {
                 for alt in alternates { if let l = try alt.locate(ids[i]) { out[i] = l; break } }
@@ -210,131 +214,16 @@ public final class Store: @unchecked Sendable {
         }
         return out
     }
-
-    public func has(_ id: ObjectID) throws -> Bool { try locate(id) != nil }
-
-    public func type(of id: ObjectID) throws -> ObjectType? { try locate(id)?.location.record.type }
-
-    /// Reads and decompresses an object's bytes, checking them against the id.
-    func readVerified(_ located: Located, decompressor: Decompressor? = nil) throws -> [UInt8] {
-        let rec = located.location.record
-        let pack = located.files.path(located.location.pack)
-        let fd = try located.files.fd(located.location.pack)
-        let stored = try FileIO.pread(fd, count: Int(rec.storedLength), offset: rec.dataOffset, path: pack)
-        var raw: [UInt8]
-        switch rec.codec {
-        case .raw:
-            raw = stored
-        case .zstd:
-            raw = [UInt8](repeating: 0, count: Int(rec.rawLength))
-            let d = decompressor ?? Decompressor()
-            try decoding("object \(rec.id.hex) in pack \(pack)") {
-                try stored.withUnsafeBytes { src in
-                    try raw.withUnsafeMutableBytes { dst in
-                        try d.decompress(src, into: dst.baseAddress ?? UnsafeMutableRawPointer(bitPattern: 1)!, rawLength: dst.count)
-                    }
-                }
-            }
-        }
-        guard raw.count == Int(rec.rawLength) else {
-            throw StoreError(.integrity, "object \(rec.id.hex) in pack \(pack) has the wrong length")
-        }
-        if rec.type == .blob {
-            _ = try decoding("blob manifest \(rec.id.hex) in pack \(pack)") { try BlobManifest.decode(raw, expectedID: rec.id) }
-        } else if SHA256.hash(raw) != rec.id {
-            throw StoreError(.integrity, "object \(rec.id.hex) in pack \(pack) is corrupt: its bytes hash to \(SHA256.hash(raw).hex)",
-                             hint: "run `trove fsck --full`; restore the pack from another copy (a remote or backup)")
-        }
-        return raw
-    }
-
-    public func read(_ id: ObjectID) throws -> (ObjectType, [UInt8]) {
-        guard let l = try locate(id) else {
-            throw StoreError(.notFound, "object \(id.hex) is not in the store",
-                             hint: "the store may be incomplete: fetch it from a remote or run `trove fsck`")
-        }
-        return (l.location.record.type, try readVerified(l))
-    }
-
-    func read(_ id: ObjectID, expecting type: ObjectType) throws -> [UInt8] {
-        let (t, bytes) = try read(id)
-        guard t == type else { throw StoreError(.invalidInput, "object \(id.short()) is a \(t), not a \(type)") }
-        return bytes
-    }
-
-    public func tree(_ id: ObjectID) throws -> Tree {
-        let bytes = try read(id, expecting: .tree)
-        return try decoding("tree \(id.hex)") { try Tree.decode(bytes) }
-    }
-
-    public func commit(_ id: ObjectID) throws -> Commit {
-        let bytes = try read(id, expecting: .commit)
-        return try decoding("commit \(id.hex)") { try Commit.decode(bytes) }
-    }
-
-    /// The chunks of a blob, in order. A blob of one chunk is that chunk.
-    public func chunks(ofBlob id: ObjectID) throws -> [ChunkRef] {
-        guard let l = try locate(id) else {
-            throw StoreError(.notFound, "blob \(id.hex) is not in the store",
-                             hint: "the store may be incomplete: fetch it from a remote or run `trove fsck`")
-        }
-        switch l.location.record.type {
-        case .chunk:
-            return [ChunkRef(id: id, length: UInt64(l.location.record.rawLength))]
-        case .blob:
-            let m = try decoding("blob \(id.hex)") { try BlobManifest.decode(try readVerified(l), expectedID: id) }
-            switch m.level {
-            case .chunks: return m.entries
-            case .segments:
-                var out: [ChunkRef] = []
-                for s in m.entries {
-                    let seg = try decoding("segment \(s.id.hex)") { try Segment.decode(try read(s.id, expecting: .segment)) }
-                    guard seg.byteCount == s.length else {
-                        throw StoreError(.integrity, "segment \(s.id.hex) of blob \(id.hex) has the wrong length")
-                    }
-                    out.append(contentsOf: seg.chunks)
-                }
-                return out
-            }
-        default:
-            throw StoreError(.invalidInput, "object \(id.short()) is a \(l.location.record.type), not a file")
-        }
-    }
-
-    /// Objects a blob needs besides its chunks (its manifest and segments).
-    func manifestObjects(ofBlob id: ObjectID) throws -> [ObjectID] {
-        guard let l = try locate(id), l.location.record.type == .blob else { return [] }
-        let m = try decoding("blob \(id.hex)") { try BlobManifest.decode(try readVerified(l), expectedID: id) }
-        return [id] + (m.level == .segments ? m.entries.map(\.id) : [])
-    }
 }
 
-/// Another store whose packs this one reads from (a shared cache on scratch, say). Its pack
-/// trailers are read into memory on first use; its SQLite index, if any, is not touched.
+extension Store: ObjectSource {}
+
+/// Another store whose packs this one reads from (a shared cache on scratch, say), through a
+/// `PackTable`; its SQLite index, if any, is not touched.
 final class AlternateStore: @unchecked Sendable {
-    let root: String
-    let files: PackFiles
-    private var table: [ObjectID: ObjectIndex.Location]?
-    private let lock = Mutex()
+    let table: PackTable
 
-    init(root: String) {
-        self.root = root
-        files = PackFiles(directory: root + "/packs")
-    }
+    init(root: String) { table = PackTable(directory: root + "/packs") }
 
-    func locate(_ id: ObjectID) throws -> Store.Located? {
-        try lock.withLock {
-            if table == nil {
-                var t: [ObjectID: ObjectIndex.Location] = [:]
-                for name in try FileIO.listDirectory(files.directory) where name.hasSuffix(".pack") && !name.hasPrefix("tmp-") {
-                    let n = String(name.dropLast(5))
-                    for r in try Store.readPackIndex(path: files.path(n), name: n).1 where t[r.id] == nil {
-                        t[r.id] = ObjectIndex.Location(pack: n, record: r)
-                    }
-                }
-                table = t
-            }
-            return table![id].map { Store.Located(files: files, location: $0) }
-        }
-    }
+    func locate(_ id: ObjectID) throws -> ObjectLocation? { try table.locate(id) }
 }

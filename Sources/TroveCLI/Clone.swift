@@ -1,0 +1,82 @@
+import ArgumentParser
+import Foundation
+import TroveCore
+import TroveStore
+import TroveProtocol
+import TroveSync
+
+extension TroveCommand {
+    struct Clone: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Copy a remote store into a new folder and check out its branch.",
+            discussion: """
+                Creates DIR (default: the last part of the URL), a store in DIR/.trove with the \
+                remote's chunker settings, the remote `origin`, fetches every ref (to \
+                remotes/origin/...) with the chunks of the remote HEAD's branch, creates that \
+                branch and checks it out. --bare makes a store without a working tree (for a \
+                shared file system): no SQLite index, packs and refs only.
+                """)
+
+        @Argument(help: "The remote's URL.") var url: String
+        @Argument(help: "The folder to create.") var directory: String?
+        @Option(name: .customLong("from"), help: "Another remote URL to fetch chunks from as well (repeatable).") var peers: [String] = []
+        @OptionGroup var options: StoreOptions
+
+        func run() throws {
+            let target = FileIO.absolute(directory ?? Clone.defaultDirectory(url), base: options.cwd)
+            if FileIO.exists(target), !(try FileIO.listDirectory(target).isEmpty) {
+                throw StoreError(.conflict, "\(target) exists and is not empty", hint: "name another folder")
+            }
+            let absoluteURL: String
+            if case .path(let p) = try RemoteURL.parse(url, relativeTo: options.cwd) { absoluteURL = p } else { absoluteURL = url }
+            let remote = try Remotes.open(absoluteURL, store: nil)
+            let (info, _) = try remote.hello()
+            remote.close()
+            try FileIO.mkdirs(target)
+            let store = try Store.initialize(root: target + "/" + Store.directoryName, workTree: target, parameters: info.chunker)
+            try store.setConfig("remote.origin.url", absoluteURL)
+            let run = FetchRun(store: store, name: "origin", url: absoluteURL, peers: peers, progress: options.progress)
+            let (r, _) = try run.run(refs: nil)
+            FetchRun.report(r, from: url, quiet: options.quiet)
+            let wt = try Worktree(store: store)
+            guard let head = info.head, let tip = r.refs.first(where: { $0.name == head })?.new else {
+                if !options.quiet { Console.out("Cloned an empty store (no branch to check out) into \(target)") }
+                return
+            }
+            let s = try wt.checkout(tip, newHead: .branch(head), force: true, progress: options.progress) {
+                try store.refs.update(head, from: nil, to: tip, message: "clone: from \(url)")
+            }
+            if !options.quiet {
+                Console.out("Cloned \(url) into \(target): \(head.dropFirst(6)) at \(tip.short()), \(s.written) file(s) (\(Format.bytes(s.bytes)))")
+            }
+        }
+
+        static func defaultDirectory(_ url: String) -> String {
+            var last = url.split(separator: "/").last.map(String.init) ?? "clone"
+            if let colon = last.lastIndex(of: ":") { last = String(last[last.index(after: colon)...]) }
+            for suffix in [".trove", "/.trove"] where last.hasSuffix(suffix) { last = String(last.dropLast(suffix.count)) }
+            return last.isEmpty || last == ".trove" ? "clone" : last
+        }
+    }
+
+    struct ServeStdio: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "serve-stdio",
+            abstract: "Serve a store over stdin/stdout (what ssh runs on the far side).",
+            discussion: """
+                Speaks the stream transport of Docs/protocol.md until the client says bye or closes \
+                the connection. PATH may be a store or a working tree that holds one. Not for \
+                interactive use.
+                """)
+
+        @Argument(help: "The store to serve.") var path: String
+        @Option(help: "Largest upload accepted, in bytes.") var maxUpload = SyncProtocol.defaultMaxUploadBytes
+
+        func run() throws {
+            let root = FileIO.absolute(path)
+            let service = SyncService(store: try SharedStore(root: PathRemote.storeRoot(root)))
+            service.maxUploadBytes = maxUpload
+            try StreamServer.serve(service, input: 0, output: 1)
+        }
+    }
+}

@@ -1,0 +1,161 @@
+import Glibc
+import TroveCore
+
+/// Where one object is stored: its pack and index record.
+public struct ObjectLocation: Sendable {
+    let files: PackFiles
+    let location: ObjectIndex.Location
+
+    public var record: PackFormat.IndexRecord { location.record }
+    public var pack: String { location.pack }
+}
+
+/// Anything objects can be read from: a working store (SQLite index) or a shared store (pack
+/// trailers in memory). Every read is verified against the id.
+public protocol ObjectSource: AnyObject, Sendable {
+    func locate(_ id: ObjectID) throws -> ObjectLocation?
+    func locateMany(_ ids: [ObjectID]) throws -> [ObjectLocation?]
+}
+
+extension ObjectSource {
+    public func has(_ id: ObjectID) throws -> Bool { try locate(id) != nil }
+
+    /// For each id, whether it is stored.
+    public func contains(_ ids: [ObjectID]) throws -> [Bool] { try locateMany(ids).map { $0 != nil } }
+
+    public func type(of id: ObjectID) throws -> ObjectType? { try locate(id)?.record.type }
+
+    /// The bytes as stored (compressed or raw), unverified: for sending to a peer, which
+    /// verifies them on receipt.
+    public func storedBytes(_ l: ObjectLocation) throws -> [UInt8] {
+        let path = l.files.path(l.pack)
+        return try FileIO.pread(try l.files.fd(l.pack), count: Int(l.record.storedLength), offset: l.record.dataOffset, path: path)
+    }
+
+    /// Reads and decompresses an object's bytes, checking them against the id.
+    func readVerified(_ located: ObjectLocation, decompressor: Decompressor? = nil) throws -> [UInt8] {
+        let rec = located.record
+        let stored = try storedBytes(located)
+        do {
+            return try stored.withUnsafeBytes { s in
+                try PackFormat.verifiedRaw(type: rec.type, codec: rec.codec, rawLength: Int(rec.rawLength), id: rec.id,
+                                           stored: s, decompressor: decompressor ?? Decompressor())
+            }
+        } catch let e as CoreError {
+            throw StoreError(.integrity, "\(e.message) (pack \(located.files.path(located.pack)))",
+                             hint: "run `trove fsck --full`; restore the pack from another copy (a remote or backup)", underlying: e)
+        }
+    }
+
+    public func read(_ id: ObjectID) throws -> (ObjectType, [UInt8]) {
+        guard let l = try locate(id) else {
+            throw StoreError(.notFound, "object \(id.hex) is not in the store",
+                             hint: "the store may be incomplete: fetch it from a remote or run `trove fsck`")
+        }
+        return (l.record.type, try readVerified(l))
+    }
+
+    func read(_ id: ObjectID, expecting type: ObjectType) throws -> [UInt8] {
+        let (t, bytes) = try read(id)
+        guard t == type else { throw StoreError(.invalidInput, "object \(id.short()) is a \(t), not a \(type)") }
+        return bytes
+    }
+
+    public func tree(_ id: ObjectID) throws -> Tree {
+        let bytes = try read(id, expecting: .tree)
+        return try decoding("tree \(id.hex)") { try Tree.decode(bytes) }
+    }
+
+    public func commit(_ id: ObjectID) throws -> Commit {
+        let bytes = try read(id, expecting: .commit)
+        return try decoding("commit \(id.hex)") { try Commit.decode(bytes) }
+    }
+
+    /// The chunks of a blob, in order. A blob of one chunk is that chunk.
+    public func chunks(ofBlob id: ObjectID) throws -> [ChunkRef] {
+        guard let l = try locate(id) else {
+            throw StoreError(.notFound, "blob \(id.hex) is not in the store",
+                             hint: "the store may be incomplete: fetch it from a remote or run `trove fsck`")
+        }
+        switch l.record.type {
+        case .chunk:
+            return [ChunkRef(id: id, length: UInt64(l.record.rawLength))]
+        case .blob:
+            let m = try decoding("blob \(id.hex)") { try BlobManifest.decode(try readVerified(l), expectedID: id) }
+            switch m.level {
+            case .chunks: return m.entries
+            case .segments:
+                var out: [ChunkRef] = []
+                for s in m.entries {
+                    let seg = try decoding("segment \(s.id.hex)") { try Segment.decode(try read(s.id, expecting: .segment)) }
+                    guard seg.byteCount == s.length else {
+                        throw StoreError(.integrity, "segment \(s.id.hex) of blob \(id.hex) has the wrong length")
+                    }
+                    out.append(contentsOf: seg.chunks)
+                }
+                return out
+            }
+        default:
+            throw StoreError(.invalidInput, "object \(id.short()) is a \(l.record.type), not a file")
+        }
+    }
+
+    /// Objects a blob needs besides its chunks (its manifest and segments); none for a blob
+    /// that is a single chunk.
+    public func manifestObjects(ofBlob id: ObjectID) throws -> [ObjectID] {
+        guard let l = try locate(id), l.record.type == .blob else { return [] }
+        let m = try decoding("blob \(id.hex)") { try BlobManifest.decode(try readVerified(l), expectedID: id) }
+        return [id] + (m.level == .segments ? m.entries.map(\.id) : [])
+    }
+}
+
+/// The objects of a folder of packs, read from the packs' own trailers into memory: no
+/// database, so it is safe on shared file systems (Lustre, GPFS, NFS) and for alternates.
+/// `refresh()` picks up packs written since (by this or another process).
+public final class PackTable: @unchecked Sendable {
+    let files: PackFiles
+    private var table: [ObjectID: ObjectIndex.Location] = [:]
+    private var packs: Set<String> = []
+    private var loaded = false
+    private let lock = Mutex()
+
+    public init(directory: String) { files = PackFiles(directory: directory) }
+
+    public var directory: String { files.directory }
+
+    /// Reads the trailers of packs not seen yet.
+    public func refresh() throws {
+        let names = try FileIO.listDirectory(files.directory).filter { $0.hasSuffix(".pack") && !$0.hasPrefix("tmp-") }
+            .map { String($0.dropLast(5)) }
+        let fresh = names.filter { n in lock.withLock { !packs.contains(n) } }
+        var read: [(String, [PackFormat.IndexRecord])] = []
+        for n in fresh { read.append((n, try Store.readPackIndex(path: files.path(n), name: n).1)) }
+        lock.withLock {
+            for (n, records) in read { addLocked(name: n, records: records) }
+            loaded = true
+        }
+    }
+
+    /// Records a pack this process has just made durable.
+    func add(name: String, records: [PackFormat.IndexRecord]) {
+        lock.withLock { addLocked(name: name, records: records) }
+    }
+
+    private func addLocked(name: String, records: [PackFormat.IndexRecord]) {
+        guard packs.insert(name).inserted else { return }
+        for r in records where table[r.id] == nil { table[r.id] = ObjectIndex.Location(pack: name, record: r) }
+    }
+
+    public var objectCount: Int { lock.withLock { table.count } }
+    public var packNames: [String] { lock.withLock { packs.sorted() } }
+
+    public func locate(_ id: ObjectID) throws -> ObjectLocation? {
+        if !lock.withLock({ loaded }) { try refresh() }
+        return lock.withLock { table[id].map { ObjectLocation(files: files, location: $0) } }
+    }
+
+    public func locateMany(_ ids: [ObjectID]) throws -> [ObjectLocation?] {
+        if !lock.withLock({ loaded }) { try refresh() }
+        return lock.withLock { ids.map { id in table[id].map { ObjectLocation(files: files, location: $0) } } }
+    }
+}

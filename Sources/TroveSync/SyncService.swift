@@ -1,0 +1,168 @@
+import TroveCore
+import TroveProtocol
+import TroveStore
+
+/// The serving side of the protocol for one store: what `serve-stdio`, the daemon and a path
+/// remote run. It holds no state between requests besides the store's pack table, so any
+/// number of services may serve one store (and the store's own commands may run meanwhile).
+public final class SyncService: @unchecked Sendable {
+    public let store: SharedStore
+    public let agent: String
+    public var maxUploadBytes = SyncProtocol.defaultMaxUploadBytes
+
+    public init(store: SharedStore, agent: String = "trove/\(TroveVersion.string)") {
+        self.store = store
+        self.agent = agent
+    }
+
+    public func hello() throws -> ServerInfo {
+        var head: String?
+        if case .branch(let b)? = try? store.refs.head() { head = b }
+        return ServerInfo(agent: agent, chunker: store.parameters, maxUploadBytes: maxUploadBytes,
+                          capabilities: ["missing", "upload", "download", "metadata", "atomic-refs"], head: head)
+    }
+
+    public func refs() throws -> [RefEntry] {
+        try store.refs.list().filter { !$0.name.hasPrefix("remotes/") }.map { RefEntry(name: $0.name, id: $0.id) }
+    }
+
+    /// One flag per id: true when this store lacks it.
+    public func missing(_ ids: [ObjectID]) throws -> [Bool] {
+        try checkBatch(ids.count)
+        try store.table.refresh()
+        return try store.contains(ids).map { !$0 }
+    }
+
+    public func upload(_ next: () throws -> PackedObject?) throws -> SharedStore.Received {
+        try store.receive(maxBytes: maxUploadBytes, next)
+    }
+
+    /// Sends the stored form of each of `ids` this store has (the receiver verifies); ids it
+    /// lacks are left out, and the receiver sees them missing.
+    public func download(_ ids: [ObjectID], emit: (PackedObject) throws -> Void) throws {
+        try checkBatch(ids.count)
+        try store.table.refresh()
+        for (id, l) in zip(ids, try store.locateMany(ids)) {
+            guard let l else { continue }
+            try emit(PackedObject(type: l.record.type, codec: l.record.codec, rawLength: Int(l.record.rawLength), id: id,
+                                  stored: try store.storedBytes(l)))
+        }
+    }
+
+    /// The metadata (commits, trees, blob manifests, segments) reachable from `wants` and not
+    /// from `haves`: a commit's trees are sent as their difference from its first parent's.
+    public func metadata(wants: [ObjectID], haves: [ObjectID], emit: (PackedObject) throws -> Void) throws {
+        try checkBatch(wants.count)
+        try checkBatch(haves.count)
+        try store.table.refresh()
+        for w in wants where try store.type(of: w) != .commit {
+            throw ProtocolError(.notFound, "commit \(w.hex) is not in this store", hint: "list the refs again; it may have been removed")
+        }
+        let known = try Graph.ancestry(of: haves, in: store)
+        var sent = Set<ObjectID>()
+        func send(_ id: ObjectID) throws {
+            guard sent.insert(id).inserted, let l = try store.locate(id) else { return }
+            try emit(PackedObject(type: l.record.type, codec: l.record.codec, rawLength: Int(l.record.rawLength), id: id,
+                                  stored: try store.storedBytes(l)))
+        }
+        for (id, commit) in try Graph.newCommits(from: wants, notIn: known, in: store) {
+            try send(id)
+            let base = try commit.parents.first.flatMap { try store.type(of: $0) == .commit ? try store.commit($0).tree : nil }
+            try Graph.visitDelta(commit.tree, from: base, in: store) { item in
+                switch item {
+                case .tree(let t): try send(t)
+                case .blob(let b, _, _): for m in try store.manifestObjects(ofBlob: b) { try send(m) }
+                }
+            }
+        }
+    }
+
+    /// Applies ref moves atomically: each must match its expected old value, be a
+    /// fast-forward unless forced, and reach only objects this store has.
+    public func updateRefs(_ updates: [RefUpdate]) throws -> [RefUpdateResult] {
+        guard updates.count <= SyncProtocol.maxRefs else { throw ProtocolError(.tooLarge, "\(updates.count) ref updates; the limit is \(SyncProtocol.maxRefs)") }
+        try store.table.refresh()
+        var results: [RefUpdateResult] = []
+        var refused = false
+        for u in updates {
+            let r = try check(u)
+            refused = refused || r.status != .ok
+            results.append(r)
+        }
+        if refused {
+            return results.map { $0.status == .ok ? RefUpdateResult(name: $0.name, status: .notApplied, message: "not applied: another ref of this update was refused") : $0 }
+        }
+        do {
+            try store.refs.updateAll(updates.map { Refs.Update(ref: $0.name, expected: $0.old, new: $0.new, force: false) }, message: "push")
+        } catch let e as StoreError where e.code == .conflict {
+            let status: RefUpdateResult.Status = e.message.contains("being updated") ? .locked : .stale
+            return updates.map { RefUpdateResult(name: $0.name, status: status, message: e.message) }
+        }
+        return updates.map { RefUpdateResult(name: $0.name, status: .ok) }
+    }
+
+    private func check(_ u: RefUpdate) throws -> RefUpdateResult {
+        do { try Refs.validate(u.name) } catch let e as StoreError {
+            return RefUpdateResult(name: u.name, status: .invalidName, message: e.message)
+        }
+        if u.name.hasPrefix("remotes/") {
+            return RefUpdateResult(name: u.name, status: .invalidName, message: "remotes/ refs belong to the store that fetched them; push to another namespace")
+        }
+        let current = try store.refs.read(u.name)
+        guard current == u.old else {
+            return RefUpdateResult(name: u.name, status: .stale,
+                                   message: "ref \(u.name) is at \(current?.short() ?? "nothing"), not \(u.old?.short() ?? "nothing"): fetch first")
+        }
+        guard let new = u.new else { return RefUpdateResult(name: u.name, status: .ok) }
+        if !store.isBare, case .branch(let b)? = try? store.refs.head(), b == u.name {
+            return RefUpdateResult(name: u.name, status: .invalidName,
+                                   message: "\(u.name) is checked out in the store's working tree; pushing would leave its files stale (push to a bare store or another branch)")
+        }
+        if let missing = try firstMissingObject(reachableFrom: new) {
+            return RefUpdateResult(name: u.name, status: .missingObjects, message: "\(u.name) would point at a history missing object \(missing.hex); upload it first")
+        }
+        if let old = current, !u.force, try !Graph.isAncestor(old, of: new, in: store) {
+            return RefUpdateResult(name: u.name, status: .nonFastForward,
+                                   message: "\(u.name): \(new.short()) does not contain \(old.short()) (non-fast-forward); fetch and merge, or push with --force")
+        }
+        return RefUpdateResult(name: u.name, status: .ok)
+    }
+
+    /// Walks the commits that no ref reaches yet and checks every object they need, chunks
+    /// included; returns the first one this store lacks.
+    func firstMissingObject(reachableFrom tip: ObjectID) throws -> ObjectID? {
+        guard try store.type(of: tip) == .commit else { return tip }
+        let complete = try Graph.ancestry(of: try store.refs.list().map(\.id), in: store)
+        var missing: ObjectID?
+        struct Stop: Error {}
+        do {
+            var stack = [tip]
+            var seen = complete
+            while let c = stack.popLast() {
+                guard seen.insert(c).inserted else { continue }
+                guard try store.type(of: c) == .commit else { missing = c; throw Stop() }
+                let commit = try store.commit(c)
+                stack.append(contentsOf: commit.parents)
+                guard try store.has(commit.tree) else { missing = commit.tree; throw Stop() }
+                let base = try commit.parents.first.flatMap { try store.has($0) ? try store.commit($0).tree : nil }
+                try Graph.visitDelta(commit.tree, from: base, in: store) { item in
+                    guard case .blob(let b, _, _) = item else { return }
+                    guard try store.has(b) else { missing = b; throw Stop() }
+                    let chunks = try store.chunks(ofBlob: b).map(\.id)
+                    for (i, present) in try store.contains(chunks).enumerated() where !present { missing = chunks[i]; throw Stop() }
+                }
+            }
+        } catch is Stop {
+        } catch let e as StoreError where e.code == .notFound {
+            // A tree, manifest or segment the walk needed is absent.
+            return missing ?? tip
+        }
+        return missing
+    }
+
+    private func checkBatch(_ n: Int) throws {
+        guard n <= SyncProtocol.maxBatchIDs else {
+            throw ProtocolError(.tooLarge, "\(n) ids in one request; the limit is \(SyncProtocol.maxBatchIDs)", hint: "send them in batches")
+        }
+    }
+}

@@ -1,0 +1,340 @@
+import Glibc
+import Dispatch
+import TroveCore
+import TroveProtocol
+import TroveStore
+
+/// `SRC[:DST]`, with a leading `+` to allow a non-fast-forward. Names are refs without
+/// `refs/` (`heads/main`, `tags/v1`, `runs/r1`); a bare name is a branch, or a tag when only
+/// a tag has it.
+public struct RefSpec: Equatable, Sendable {
+    public var source: String
+    public var destination: String
+    public var force: Bool
+
+    public init(source: String, destination: String, force: Bool = false) {
+        self.source = source
+        self.destination = destination
+        self.force = force
+    }
+
+    public static func parse(_ text: String, refs: Refs) throws -> RefSpec {
+        var t = Substring(text)
+        let force = t.hasPrefix("+")
+        if force { t = t.dropFirst() }
+        let parts = t.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+        let src = try qualify(parts[0], refs: refs)
+        let dst = parts.count > 1 ? try qualify(parts[1], refs: refs, like: src) : src
+        return RefSpec(source: src, destination: dst, force: force)
+    }
+
+    static func qualify(_ name: String, refs: Refs, like other: String? = nil) throws -> String {
+        var n = name.hasPrefix("refs/") ? String(name.dropFirst(5)) : name
+        if !n.contains("/") {
+            if let other, let slash = other.lastIndex(of: "/") { n = other[..<slash] + "/" + n }
+            else if try refs.read("heads/\(n)") == nil, try refs.read("tags/\(n)") != nil { n = "tags/" + n }
+            else { n = "heads/" + n }
+        }
+        try Refs.validate(n)
+        return n
+    }
+}
+
+/// Byte counts of a transfer.
+public struct TransferStats: Sendable {
+    public var objects = 0
+    public var bytes: UInt64 = 0
+    public var uploads = 0
+}
+
+/// The objects a set of commits needs that a peer may lack: each new commit, its tree's
+/// difference from its first parent's tree, and for every changed file its manifest,
+/// segments and chunks. `include` limits which files' chunks are listed.
+struct ObjectCollector {
+    let source: ObjectSource
+    var metadata: [ObjectID] = []
+    var chunks: [(ObjectID, UInt64)] = []
+    private var seen = Set<ObjectID>()
+
+    init(source: ObjectSource) { self.source = source }
+
+    mutating func add(commit id: ObjectID, _ commit: Commit, chunksOf include: PathFilter?) throws {
+        if seen.insert(id).inserted { metadata.append(id) }
+        let base = try commit.parents.first.flatMap { try source.type(of: $0) == .commit ? try source.commit($0).tree : nil }
+        try addTree(commit.tree, from: base, chunksOf: include)
+    }
+
+    mutating func addTree(_ tree: ObjectID, from base: ObjectID?, chunksOf include: PathFilter?) throws {
+        var found: [Graph.Item] = []
+        try Graph.visitDelta(tree, from: base, in: source) { found.append($0) }
+        for item in found {
+            switch item {
+            case .tree(let t):
+                if seen.insert(t).inserted { metadata.append(t) }
+            case let .blob(b, path, size):
+                // A file of one chunk has no manifest: its blob id is the chunk's id.
+                let manifest = try source.type(of: b) == .blob
+                if manifest {
+                    for m in try source.manifestObjects(ofBlob: b) where seen.insert(m).inserted { metadata.append(m) }
+                }
+                guard let include, include.includes(path) else { continue }
+                let parts = manifest ? try source.chunks(ofBlob: b) : [ChunkRef(id: b, length: size)]
+                for c in parts where seen.insert(c.id).inserted { chunks.append((c.id, c.length)) }
+            }
+        }
+    }
+}
+
+/// Sends local commits and everything they need to a remote, then moves the remote's refs.
+public final class Pusher {
+    let store: Store
+    let remote: Remote
+    let remoteName: String?
+    public var progress: ProgressSink?
+    /// Most stored bytes in one upload: a push interrupted at any point re-sends at most this.
+    public var uploadBytes = 64 << 20
+
+    public init(store: Store, remote: Remote, remoteName: String?) {
+        self.store = store
+        self.remote = remote
+        self.remoteName = remoteName
+    }
+
+    public struct Result: Sendable {
+        public var updated: [RefUpdate] = []
+        public var upToDate: [String] = []
+        public var sent = TransferStats()
+    }
+
+    public func push(_ specs: [RefSpec]) throws -> Result {
+        let (info, remoteRefs) = try remote.hello()
+        if info.chunker != store.parameters {
+            // Objects are objects: a push works, but chunks made with other settings do not dedup there.
+            FileHandleErr.write("warning: \(remote.url) chunks with \(info.chunker), this store with \(store.parameters): new data will not deduplicate against it\n")
+        }
+        let theirs = Dictionary(remoteRefs.map { ($0.name, $0.id) }, uniquingKeysWith: { a, _ in a })
+        var result = Result()
+        var updates: [RefUpdate] = []
+        for spec in specs {
+            guard let new = try store.refs.read(spec.source) else {
+                throw SyncError(.notFound, "no local ref \(spec.source) to push", hint: "see `trove branch` and `trove tag` for what exists")
+            }
+            let old = theirs[spec.destination]
+            if old == new { result.upToDate.append(spec.destination); continue }
+            if let old, !spec.force {
+                guard try store.has(old), try Graph.isAncestor(old, of: new, in: store) else {
+                    throw SyncError(.conflict, "\(remote.url) \(spec.destination) is at \(old.short()), which \(spec.source) (\(new.short())) does not contain (non-fast-forward)",
+                                    hint: "fetch and merge first (`trove pull`), or push with --force to overwrite it")
+                }
+            }
+            updates.append(RefUpdate(name: spec.destination, old: old, new: new, force: spec.force))
+        }
+        if !updates.isEmpty {
+            result.sent = try sendObjects(for: updates.compactMap(\.new), theirTips: Array(theirs.values))
+            let results = try remote.updateRefs(updates)
+            let refused = results.filter { $0.status != .ok }
+            if !refused.isEmpty {
+                let lines = refused.map { "  \($0.name): \($0.message)" }.joined(separator: "\n")
+                let code: SyncError.Code = refused.contains { $0.status == .missingObjects } ? .integrity
+                    : refused.contains { $0.status == .invalidName } ? .invalidInput : .conflict
+                throw SyncError(code, "\(remote.url) refused the push:\n\(lines)",
+                                hint: code == .conflict ? "fetch, merge and push again (or --force)" : nil)
+            }
+            result.updated = updates
+        }
+        if let remoteName {
+            for u in updates { try store.refs.update("remotes/\(remoteName)/\(u.name)", from: try store.refs.read("remotes/\(remoteName)/\(u.name)"), to: u.new, message: "push", force: true) }
+        }
+        return result
+    }
+
+    /// Uploads what the remote lacks among the objects `tips` need, in uploads of at most
+    /// `uploadBytes`: chunks first, commits last.
+    func sendObjects(for tips: [ObjectID], theirTips: [ObjectID]) throws -> TransferStats {
+        let known = try Graph.ancestry(of: theirTips.filter { try store.has($0) }, in: store)
+        var collector = ObjectCollector(source: store)
+        for (id, commit) in try Graph.newCommits(from: tips, notIn: known, in: store) {
+            try collector.add(commit: id, commit, chunksOf: .all)
+        }
+        // Metadata goes children-first into `collector.metadata`; send it parents-first.
+        let candidates = collector.chunks.map(\.0) + collector.metadata.reversed()
+        var wanted: [ObjectID] = []
+        for start in stride(from: 0, to: candidates.count, by: SyncProtocol.maxBatchIDs) {
+            let batch = Array(candidates[start..<min(candidates.count, start + SyncProtocol.maxBatchIDs)])
+            for (id, lacks) in zip(batch, try remote.missing(batch)) where lacks { wanted.append(id) }
+        }
+        var stats = TransferStats()
+        let locations = try store.locateMany(wanted)
+        let total = locations.reduce(UInt64(0)) { $0 + UInt64($1?.record.storedLength ?? 0) }
+        progress?.begin(total: total, label: "pushing")
+        defer { progress?.end() }
+        var batch: [PackedObject] = []
+        var batchBytes = 0
+        func flush() throws {
+            guard !batch.isEmpty else { return }
+            _ = try remote.upload(batch)
+            stats.uploads += 1
+            progress?.advance(UInt64(batchBytes))
+            batch = []
+            batchBytes = 0
+        }
+        for (id, l) in zip(wanted, locations) {
+            guard let l else { throw SyncError(.notFound, "object \(id.hex) is not in the local store", hint: "run `trove fsck`") }
+            let o = PackedObject(type: l.record.type, codec: l.record.codec, rawLength: Int(l.record.rawLength), id: id, stored: try store.storedBytes(l))
+            if batchBytes + o.stored.count > uploadBytes { try flush() }
+            batch.append(o)
+            batchBytes += o.stored.count
+            stats.objects += 1
+            stats.bytes += UInt64(o.stored.count)
+        }
+        try flush()
+        return stats
+    }
+}
+
+/// Brings a remote's refs and the objects they need into the local store.
+public final class Fetcher {
+    let store: Store
+    let remote: Remote
+    /// Other peers that may hold chunks; a fetch draws each chunk from whichever has it.
+    let extraPeers: [Remote]
+    let remoteName: String?
+    public var progress: ProgressSink?
+    /// Which files' chunks to fetch (metadata is always fetched whole).
+    public var filter = PathFilter.all
+    /// Metadata only: no chunks.
+    public var metadataOnly = false
+
+    public init(store: Store, remote: Remote, remoteName: String?, extraPeers: [Remote] = []) {
+        self.store = store
+        self.remote = remote
+        self.remoteName = remoteName
+        self.extraPeers = extraPeers
+    }
+
+    public struct Result: Sendable {
+        /// Remote ref name → (old tracking value, new value).
+        public var refs: [(name: String, old: ObjectID?, new: ObjectID)] = []
+        public var head: String?
+        public var metadata = TransferStats()
+        public var chunks = TransferStats()
+    }
+
+    /// Fetches `names` (remote ref names; nil: all of them).
+    public func fetch(_ names: [String]? = nil) throws -> Result {
+        let (info, remoteRefs) = try remote.hello()
+        var result = Result()
+        result.head = info.head
+        var selected = remoteRefs
+        if let names {
+            selected = try names.map { n in
+                guard let r = remoteRefs.first(where: { $0.name == n }) ?? remoteRefs.first(where: { $0.name == "heads/\(n)" || $0.name == "tags/\(n)" }) else {
+                    throw SyncError(.notFound, "\(remote.url) has no ref \(n)", hint: "`trove remote show` lists what it has")
+                }
+                return r
+            }
+        }
+        let writer = ObjectWriter(store: store)
+        let decompressor = Decompressor()
+        let wants = try Array(Set(selected.map(\.id))).filter { try !store.has($0) }
+        if !wants.isEmpty {
+            let haves = try Array(Set(try store.refs.list().map(\.id))).filter { try store.has($0) }.suffix(SyncProtocol.maxBatchIDs)
+            try remote.metadata(wants: wants, haves: Array(haves)) { o in
+                if try writer.putReceived(o, decompressor: decompressor) {
+                    result.metadata.objects += 1
+                    result.metadata.bytes += UInt64(o.stored.count)
+                }
+            }
+            try writer.finish()
+            for w in wants where try store.type(of: w) != .commit {
+                throw SyncError(.integrity, "\(remote.url) did not send commit \(w.hex) it advertised", hint: "try again; run `trove fsck --full` on the remote")
+            }
+        }
+        if !metadataOnly {
+            result.chunks = try fetchChunks(forCommits: selected.map(\.id), writer: writer)
+        }
+        if let remoteName {
+            for r in selected {
+                let tracking = "remotes/\(remoteName)/\(r.name)"
+                let old = try store.refs.read(tracking)
+                if old != r.id { try store.refs.update(tracking, from: old, to: r.id, message: "fetch from \(remote.url)", force: true) }
+                result.refs.append((r.name, old, r.id))
+            }
+        } else {
+            result.refs = selected.map { ($0.name, nil, $0.id) }
+        }
+        return result
+    }
+
+    /// Fetches the chunks the trees of `commits` need (within `filter`) that the store lacks.
+    public func fetchChunks(forCommits commits: [ObjectID], writer: ObjectWriter? = nil) throws -> TransferStats {
+        var collector = ObjectCollector(source: store)
+        for c in Set(commits) { try collector.addTree(try store.commit(c).tree, from: nil, chunksOf: filter) }
+        return try fetchChunks(collector.chunks, writer: writer ?? ObjectWriter(store: store))
+    }
+
+    func fetchChunks(_ chunks: [(ObjectID, UInt64)], writer: ObjectWriter) throws -> TransferStats {
+        let present = try store.contains(chunks.map(\.0))
+        let needed = zip(chunks, present).filter { !$0.1 }.map(\.0)
+        var stats = TransferStats()
+        guard !needed.isEmpty else { return stats }
+        progress?.begin(total: needed.reduce(0) { $0 + $1.1 }, label: "fetching")
+        defer { progress?.end() }
+        // Which peer gets which chunk: spread by bytes over the peers that have it.
+        let peers = [remote] + extraPeers
+        var plan = [[ObjectID]](repeating: [], count: peers.count)
+        if peers.count == 1 {
+            plan[0] = needed.map(\.0)
+        } else {
+            var has = [[Bool]](repeating: [], count: peers.count)
+            for (k, p) in peers.enumerated() {
+                for start in stride(from: 0, to: needed.count, by: SyncProtocol.maxBatchIDs) {
+                    let batch = needed[start..<min(needed.count, start + SyncProtocol.maxBatchIDs)].map(\.0)
+                    has[k] += try p.missing(batch).map { !$0 }
+                }
+            }
+            var load = [UInt64](repeating: 0, count: peers.count)
+            for (i, (id, len)) in needed.enumerated() {
+                guard let k = peers.indices.filter({ has[$0][i] }).min(by: { load[$0] < load[$1] }) else {
+                    throw SyncError(.notFound, "no peer has chunk \(id.hex)", hint: "the remotes are incomplete; run `trove fsck --full` on them")
+                }
+                plan[k].append(id)
+                load[k] += len
+            }
+        }
+        let lock = DispatchQueue(label: "trove.fetch.stats")
+        var failure: Error?
+        DispatchQueue.concurrentPerform(iterations: peers.count) { k in
+            guard !plan[k].isEmpty else { return }
+            let decompressor = Decompressor()
+            do {
+                for start in stride(from: 0, to: plan[k].count, by: 4096) {
+                    let batch = Array(plan[k][start..<min(plan[k].count, start + 4096)])
+                    try peers[k].download(batch) { o in
+                        if try writer.putReceived(o, decompressor: decompressor) {
+                            lock.sync { stats.objects += 1; stats.bytes += UInt64(o.rawLength) }
+                        }
+                        self.progress?.advance(UInt64(o.rawLength))
+                    }
+                }
+            } catch {
+                lock.sync { if failure == nil { failure = error } }
+            }
+        }
+        // What arrived is kept (and indexed) even when a peer failed: the next fetch asks only for the rest.
+        try writer.finish()
+        if let failure { throw failure }
+        let still = try store.contains(needed.map(\.0)).filter { !$0 }.count
+        if still > 0 {
+            throw SyncError(.notFound, "\(remote.url): \(still) chunk(s) were not sent", hint: "the remote is incomplete; run `trove fsck --full` there")
+        }
+        return stats
+    }
+}
+
+enum FileHandleErr {
+    static func write(_ s: String) {
+        var bytes = Array(s.utf8)
+        _ = bytes.withUnsafeMutableBytes { Glibc.write(2, $0.baseAddress, $0.count) }
+    }
+}

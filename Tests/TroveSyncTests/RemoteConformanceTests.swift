@@ -1,0 +1,331 @@
+import Foundation
+import TroveCore
+import TroveProtocol
+import TroveStore
+import TroveSync
+import TroveTestSupport
+import XCTest
+
+/// One suite, run against every transport (path, stdio child process, SSH through a real
+/// sshd): each subclass says how to reach a store.
+class RemoteConformance: XCTestCase {
+    let tiny = ChunkerParameters(minSize: 256, avgSize: 1024, maxSize: 4096)
+    var temp: TempDir!
+
+    override func setUpWithError() throws {
+        temp = TempDir("trove-sync")
+        if type(of: self) == RemoteConformance.self { throw XCTSkip("the base suite runs through its transport subclasses") }
+    }
+
+    /// Opens the store at `path` through this transport.
+    func open(_ path: String, maxUpload: Int = SyncProtocol.defaultMaxUploadBytes) throws -> Remote {
+        fatalError("subclass")
+    }
+
+    // MARK: helpers
+
+    func makeLocal(_ name: String) throws -> Store {
+        let dir = temp.sub(name)
+        return try Store.initialize(root: dir + "/.trove", workTree: dir, parameters: tiny)
+    }
+
+    /// Writes `files` into the store's working tree and commits them all.
+    @discardableResult
+    func commit(_ store: Store, _ files: [String: [UInt8]], message: String = "c") throws -> ObjectID {
+        let wt = try Worktree(store: store)
+        for (p, b) in files {
+            try FileIO.mkdirs(FileIO.dirname(store.workTree! + "/" + p))
+            writeFile(store.workTree! + "/" + p, b)
+        }
+        let w = ObjectWriter(store: store)
+        _ = try wt.add([""], writer: w, progress: nil)
+        try w.finish()
+        return try wt.commit(message: message, author: .init(name: "t", time: 1_700_000_000, offsetMinutes: 0), allowEmpty: true, writer: ObjectWriter(store: store))
+    }
+
+    func makeRemoteStore(_ name: String = "remote") throws -> String {
+        let p = temp.sub(name)
+        try SharedStore.create(root: p, parameters: tiny)
+        return p
+    }
+
+    func packFiles(_ store: String) throws -> [String] {
+        try FileManager.default.contentsOfDirectory(atPath: store + "/packs").sorted()
+    }
+
+    func push(_ store: Store, to remote: Remote, _ refs: [String] = ["heads/main"], force: Bool = false) throws -> Pusher.Result {
+        try Pusher(store: store, remote: remote, remoteName: "origin").push(refs.map { RefSpec(source: $0, destination: $0, force: force) })
+    }
+
+    // MARK: the suite
+
+    func testHelloReportsChunkerAndRefs() throws {
+        let path = try makeRemoteStore()
+        let remote = try open(path)
+        defer { remote.close() }
+        let (info, refs) = try remote.hello()
+        XCTAssertEqual(info.version, SyncProtocol.version)
+        XCTAssertEqual(info.chunker, tiny)
+        XCTAssertEqual(info.head, "heads/main")
+        XCTAssertEqual(refs, [])
+    }
+
+    func testPushThenFetchIntoAnotherStoreGivesTheSameFiles() throws {
+        let a = try makeLocal("a")
+        let model = SeededBytes.bytes(seed: 1, count: 300_000)
+        let tip = try commit(a, ["model.bin": model, "data/x.txt": Array("x".utf8), "data/empty": []])
+        let path = try makeRemoteStore()
+        let remote = try open(path)
+        defer { remote.close() }
+        let pushed = try push(a, to: remote)
+        XCTAssertEqual(pushed.updated.map(\.name), ["heads/main"])
+        XCTAssertGreaterThan(pushed.sent.objects, 250)
+        XCTAssertEqual(try remote.listRefs(), [RefEntry(name: "heads/main", id: tip)])
+        XCTAssertEqual(try a.refs.read("remotes/origin/heads/main"), tip)
+
+        let b = try makeLocal("b")
+        let fetched = try Fetcher(store: b, remote: remote, remoteName: "origin").fetch()
+        XCTAssertEqual(fetched.refs.map(\.new), [tip])
+        let files = try b.flatten(tree: try b.commit(tip).tree)
+        XCTAssertEqual(try Materializer.readBlob(store: b, blob: try XCTUnwrap(files["model.bin"]).id), model)
+        XCTAssertEqual(try Materializer.readBlob(store: b, blob: try XCTUnwrap(files["data/x.txt"]).id), Array("x".utf8))
+        XCTAssertEqual(try Fsck(store: b).run(full: true).problems.count, 0)
+
+        // Nothing new: a second push sends nothing; a second fetch fetches nothing.
+        XCTAssertEqual(try push(a, to: remote).sent.objects, 0)
+        let again = try Fetcher(store: b, remote: remote, remoteName: "origin").fetch()
+        XCTAssertEqual(again.metadata.objects + again.chunks.objects, 0)
+    }
+
+    func testASmallEditSendsOnlyTheChangedChunks() throws {
+        let a = try makeLocal("a")
+        var model = SeededBytes.bytes(seed: 2, count: 400_000)
+        try commit(a, ["model.bin": model])
+        let remote = try open(try makeRemoteStore())
+        defer { remote.close() }
+        let first = try push(a, to: remote).sent
+        model.replaceSubrange(200_000..<200_050, with: SeededBytes.bytes(seed: 3, count: 50))
+        try commit(a, ["model.bin": model])
+        let second = try push(a, to: remote).sent
+        XCTAssertLessThan(second.bytes, first.bytes / 20, "an edit of 50 bytes sends chunks near it and the changed manifest only")
+    }
+
+    func testACorruptObjectRejectsTheWholeUploadAndTheConnectionStaysUsable() throws {
+        let path = try makeRemoteStore()
+        let remote = try open(path)
+        defer { remote.close() }
+        let good = Array("good object".utf8), bad = Array("bad object".utf8)
+        var corrupt = PackedObject(type: .chunk, codec: .raw, rawLength: bad.count, id: SHA256.hash(bad), stored: bad)
+        corrupt.stored[3] ^= 0x01
+        let ok = PackedObject(type: .chunk, codec: .raw, rawLength: good.count, id: SHA256.hash(good), stored: good)
+        XCTAssertThrowsError(try remote.upload([ok, corrupt])) { e in
+            XCTAssertEqual((e as? SyncError)?.code, .integrity, "\(e)")
+        }
+        XCTAssertEqual(try packFiles(path), [], "nothing stored, no temporary file left")
+        XCTAssertEqual(try remote.missing([ok.id]), [true])
+        // The same connection still works.
+        XCTAssertEqual(try remote.upload([ok]).stored, 1)
+        XCTAssertEqual(try remote.missing([ok.id, corrupt.id]), [false, true])
+    }
+
+    func testAForgedIDIsRejected() throws {
+        let path = try makeRemoteStore()
+        let remote = try open(path)
+        defer { remote.close() }
+        let bytes = Array("content".utf8)
+        let forged = PackedObject(type: .chunk, codec: .raw, rawLength: bytes.count, id: SHA256.hash(Array("other".utf8)), stored: bytes)
+        XCTAssertThrowsError(try remote.upload([forged])) { XCTAssertEqual(($0 as? SyncError)?.code, .integrity, "\($0)") }
+        // A manifest whose self-check fails is refused too.
+        let manifest = PackedObject(type: .blob, codec: .raw, rawLength: 40, id: SHA256.hash(bytes), stored: [UInt8](repeating: 7, count: 40))
+        XCTAssertThrowsError(try remote.upload([manifest])) { XCTAssertEqual(($0 as? SyncError)?.code, .integrity, "\($0)") }
+        XCTAssertEqual(try packFiles(path), [])
+    }
+
+    func testAnOversizedUploadIsRejected() throws {
+        let path = try makeRemoteStore()
+        let remote = try open(path, maxUpload: 10_000)
+        defer { remote.close() }
+        let objects = (0..<4).map { i -> PackedObject in
+            let b = SeededBytes.bytes(seed: UInt64(10 + i), count: 4000)
+            return PackedObject(type: .chunk, codec: .raw, rawLength: b.count, id: SHA256.hash(b), stored: b)
+        }
+        XCTAssertThrowsError(try remote.upload(objects)) { XCTAssertEqual(($0 as? SyncError)?.code, .invalidInput, "\($0)") }
+        XCTAssertEqual(try packFiles(path), [])
+        XCTAssertEqual(try remote.upload(Array(objects.prefix(2))).stored, 2)
+    }
+
+    func testARefCannotPointAtObjectsTheRemoteLacks() throws {
+        let a = try makeLocal("a")
+        let tip = try commit(a, ["f": SeededBytes.bytes(seed: 4, count: 20_000)])
+        let path = try makeRemoteStore()
+        let remote = try open(path)
+        defer { remote.close() }
+        // The commit and its tree, but not the chunks.
+        let commitObject = try a.read(tip).1
+        let tree = try a.commit(tip).tree
+        try remote.upload([PackedObject(type: .commit, codec: .raw, rawLength: commitObject.count, id: tip, stored: commitObject),
+                           PackedObject(type: .tree, codec: .raw, rawLength: try a.read(tree).1.count, id: tree, stored: try a.read(tree).1)])
+        let r = try remote.updateRefs([RefUpdate(name: "heads/main", old: nil, new: tip)])
+        XCTAssertEqual(r.map(\.status), [.missingObjects])
+        let unknown = try remote.updateRefs([RefUpdate(name: "heads/x", old: nil, new: SHA256.hash([1, 2, 3]))])
+        XCTAssertEqual(unknown.map(\.status), [.missingObjects])
+        XCTAssertEqual(try remote.listRefs(), [])
+    }
+
+    func testRefUpdatesAreAtomicAndFastForwardOnly() throws {
+        let a = try makeLocal("a")
+        let c1 = try commit(a, ["f": Array("1".utf8)])
+        let remote = try open(try makeRemoteStore())
+        defer { remote.close() }
+        _ = try push(a, to: remote)
+        let c2 = try commit(a, ["f": Array("2".utf8)])
+        _ = try push(a, to: remote)
+        // Back to c1 is not a fast-forward.
+        let back = try remote.updateRefs([RefUpdate(name: "heads/main", old: c2, new: c1)])
+        XCTAssertEqual(back.map(\.status), [.nonFastForward])
+        // One stale update in a request refuses the whole request.
+        let mixed = try remote.updateRefs([RefUpdate(name: "tags/v1", old: nil, new: c1), RefUpdate(name: "heads/main", old: c1, new: c2)])
+        XCTAssertEqual(mixed.map(\.status), [.notApplied, .stale])
+        XCTAssertEqual(try remote.listRefs().map(\.name), ["heads/main"])
+        // Forced, it moves; names are validated.
+        XCTAssertEqual(try remote.updateRefs([RefUpdate(name: "heads/main", old: c2, new: c1, force: true)]).map(\.status), [.ok])
+        XCTAssertEqual(try remote.updateRefs([RefUpdate(name: "heads/../x", old: nil, new: c1)]).map(\.status), [.invalidName])
+        XCTAssertEqual(try remote.updateRefs([RefUpdate(name: "remotes/o/heads/x", old: nil, new: c1)]).map(\.status), [.invalidName])
+    }
+
+    func testTwoConcurrentPushesToOneRefExactlyOneWins() throws {
+        let base = try makeLocal("base")
+        try commit(base, ["f": Array("base".utf8)])
+        let path = try makeRemoteStore()
+        let r0 = try open(path)
+        _ = try push(base, to: r0)
+        r0.close()
+        let stores = try (0..<2).map { i -> Store in
+            let s = try makeLocal("c\(i)")
+            let f = Fetcher(store: s, remote: try open(path), remoteName: "origin")
+            _ = try f.fetch()
+            try s.refs.update("heads/main", from: nil, to: try s.refs.read("remotes/origin/heads/main"), message: "t")
+            _ = try Worktree(store: s).checkout(try s.refs.read("heads/main")!, newHead: .branch("heads/main"), force: true, progress: nil)
+            try commit(s, ["g\(i)": SeededBytes.bytes(seed: UInt64(20 + i), count: 50_000)])
+            return s
+        }
+        let remotes = try stores.map { _ in try open(path) }
+        var outcomes = [Error?](repeating: nil, count: 2)
+        DispatchQueue.concurrentPerform(iterations: 2) { i in
+            do { _ = try push(stores[i], to: remotes[i]) } catch { outcomes[i] = error }
+        }
+        for r in remotes { r.close() }
+        let failures = outcomes.compactMap { $0 }
+        XCTAssertEqual(failures.count, 1, "exactly one push wins: \(outcomes)")
+        XCTAssertEqual((failures.first as? SyncError)?.code, .conflict)
+        XCTAssertTrue("\(failures.first!)".contains("heads/main"), "the error names the ref: \(failures.first!)")
+        let winner = outcomes[0] == nil ? 0 : 1
+        let check = try open(path)
+        defer { check.close() }
+        XCTAssertEqual(try check.listRefs().first?.id, try stores[winner].refs.read("heads/main"))
+        // The loser keeps its commit locally.
+        XCTAssertNotNil(try stores[1 - winner].refs.read("heads/main"))
+    }
+
+    func testDownloadSendsWhatItHasAndLeavesOutTheRest() throws {
+        let a = try makeLocal("a")
+        let tip = try commit(a, ["f": SeededBytes.bytes(seed: 5, count: 10_000)])
+        let remote = try open(try makeRemoteStore())
+        defer { remote.close() }
+        _ = try push(a, to: remote)
+        let chunks = try a.chunks(ofBlob: try a.flatten(tree: try a.commit(tip).tree)["f"]!.id).map(\.id)
+        var got: [ObjectID] = []
+        try remote.download(chunks + [SHA256.hash([9])]) { o in
+            try o.verify(Decompressor())
+            got.append(o.id)
+        }
+        XCTAssertEqual(got, chunks)
+    }
+
+    func testMetadataSendsOnlyWhatTheHavesLack() throws {
+        let a = try makeLocal("a")
+        let c1 = try commit(a, ["x": Array("1".utf8), "dir/y": Array("y".utf8)])
+        let c2 = try commit(a, ["x": Array("2".utf8)])
+        let remote = try open(try makeRemoteStore())
+        defer { remote.close() }
+        _ = try push(a, to: remote)
+        var types: [ObjectType] = []
+        try remote.metadata(wants: [c2], haves: [c1]) { types.append($0.type) }
+        XCTAssertEqual(types.sorted { $0.rawValue < $1.rawValue }, [.tree, .commit], "c2 and its root tree; dir/ did not change")
+        var all: [ObjectType] = []
+        try remote.metadata(wants: [c2], haves: []) { all.append($0.type) }
+        XCTAssertEqual(all.filter { $0 == .commit }.count, 2)
+    }
+}
+
+final class PathRemoteTests: RemoteConformance {
+    override func open(_ path: String, maxUpload: Int = SyncProtocol.defaultMaxUploadBytes) throws -> Remote {
+        let r = try PathRemote(url: path, path: path)
+        r.service.maxUploadBytes = maxUpload
+        return r
+    }
+
+    func testASharedPathStoreGetsNoDatabase() throws {
+        let a = try makeLocal("a")
+        try commit(a, ["f": SeededBytes.bytes(seed: 6, count: 30_000)])
+        let path = try makeRemoteStore()
+        let remote = try open(path)
+        _ = try push(a, to: remote)
+        _ = try Fetcher(store: try makeLocal("b"), remote: remote, remoteName: "origin").fetch()
+        let files = try FileManager.default.contentsOfDirectory(atPath: path)
+        XCTAssertFalse(files.contains { $0.hasPrefix("index.db") }, "SQLite must never live on the shared side: \(files)")
+        XCTAssertTrue(try packFiles(path).allSatisfy { $0.hasSuffix(".pack") && !$0.hasPrefix("tmp-") })
+    }
+}
+
+final class StdioRemoteTests: RemoteConformance {
+    override func open(_ path: String, maxUpload: Int = SyncProtocol.defaultMaxUploadBytes) throws -> Remote {
+        try StreamRemote(url: path, command: [Runner.trovePath, "serve-stdio", path, "--max-upload", "\(maxUpload)"])
+    }
+
+    func testATruncatedUploadLeavesTheStoreUnchanged() throws {
+        let path = try makeRemoteStore()
+        let b = SeededBytes.bytes(seed: 30, count: 100_000)
+        let stream = PackStream.encode([PackedObject(type: .chunk, codec: .raw, rawLength: b.count, id: SHA256.hash(b), stored: b)])
+        var frame = ByteWriter()
+        frame.u32(UInt32(Request.upload.encode().count))
+        frame.raw(Request.upload.encode())
+        // The stream stops half-way: the client died.
+        let input = frame.bytes + Array(stream.prefix(stream.count / 2))
+        let r = Runner.run(Runner.trovePath, ["serve-stdio", path], cwd: temp.path, environment: Runner.environment(home: temp.path), stdin: input)
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertEqual(try packFiles(path), [], "no pack and no temporary file")
+    }
+}
+
+final class SSHRemoteTests: RemoteConformance {
+    static var server: SSHServer?
+
+    override func setUpWithError() throws {
+        try super.setUpWithError()
+        if SSHRemoteTests.server == nil { SSHRemoteTests.server = try SSHServer() }
+    }
+
+    override func open(_ path: String, maxUpload: Int = SyncProtocol.defaultMaxUploadBytes) throws -> Remote {
+        let s = try XCTUnwrap(SSHRemoteTests.server)
+        guard maxUpload == SyncProtocol.defaultMaxUploadBytes else {
+            // The limit is the server's; over ssh, pass it on the remote command line.
+            let cmd = s.sshCommand.split(separator: " ").map(String.init) + ["-p", "\(s.port)", "\(s.user)@127.0.0.1",
+                      "\(Runner.trovePath) serve-stdio \(path) --max-upload \(maxUpload)"]
+            return try StreamRemote(url: s.url(path), command: cmd)
+        }
+        return try RemoteOpener.open(s.url(path), environment: ["TROVE_SSH": s.sshCommand, "TROVE_REMOTE_TROVE": Runner.trovePath])
+    }
+
+    func testAWrongKeyOrClosedPortIsATransportError() throws {
+        let s = try XCTUnwrap(SSHRemoteTests.server)
+        let path = try makeRemoteStore()
+        let wrongKey = s.sshCommand.replacingOccurrences(of: "/client ", with: "/host ")
+        let denied = try RemoteOpener.open(s.url(path), environment: ["TROVE_SSH": wrongKey, "TROVE_REMOTE_TROVE": Runner.trovePath])
+        XCTAssertThrowsError(try denied.hello()) { XCTAssertEqual(($0 as? SyncError)?.code, .transport, "\($0)") }
+        denied.close()
+        let closed = try RemoteOpener.open("ssh://127.0.0.1:1\(path)", environment: ["TROVE_SSH": s.sshCommand])
+        XCTAssertThrowsError(try closed.hello()) { XCTAssertTrue("\($0)".contains("exited with status 255"), "\($0)") }
+        closed.close()
+    }
+}
