@@ -10,6 +10,11 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         // System-library shims: module maps only.
@@ -31,13 +36,31 @@ let package = Package(
         // The sync protocol's messages and pack stream: pure values and codecs, no I/O.
         .target(name: "TroveProtocol", dependencies: ["TroveCore"]),
         // Push, fetch, clone over a Remote: the serving side, path and stdio/SSH transports.
-        .target(name: "TroveSync", dependencies: ["TroveCore", "TroveProtocol", "TroveStore"]),
+        .target(name: "TroveSync", dependencies: [
+            "TroveCore", "TroveProtocol", "TroveStore",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+        ]),
+        // The daemon: projects, tokens and roles, the sync protocol over HTTP(S), metrics.
+        .target(name: "TroveServer", dependencies: [
+            "TroveCore", "TroveProtocol", "TroveStore", "TroveSync",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdCore", package: "hummingbird"),
+            .product(name: "HummingbirdTLS", package: "hummingbird"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         // libgit2 bridge: finds the enclosing git repository (pointers, filter and hooks come later).
         .target(name: "TroveGit", dependencies: ["CGit2"]),
         // The command tree, output rendering (text, --json, progress) and errors → exit codes.
         .target(name: "TroveCLI", dependencies: [
-            "TroveCore", "TroveStore", "TroveGit", "TroveProtocol", "TroveSync",
+            "TroveCore", "TroveStore", "TroveGit", "TroveProtocol", "TroveSync", "TroveServer",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
         // @main only.
         .executableTarget(name: "trove", dependencies: ["TroveCLI"]),

@@ -11,10 +11,11 @@ extension TroveCommand {
             abstract: "Copy a remote store into a new folder and check out its branch.",
             discussion: """
                 Creates DIR (default: the last part of the URL), a store in DIR/.trove with the \
-                remote's chunker settings, the remote `origin`, fetches every ref (to \
-                remotes/origin/...) with the chunks of the remote HEAD's branch, creates that \
-                branch and checks it out. --bare makes a store without a working tree (for a \
-                shared file system): no SQLite index, packs and refs only.
+                remote's chunker settings and the remote `origin`; fetches the metadata of every ref \
+                (to remotes/origin/...) and the chunks of the remote HEAD's branch, creates that \
+                branch and checks it out. Other refs' files are fetched when checked out later \
+                (`trove fetch` brings their chunks). For a store on a shared file system to push \
+                to, use `trove init --bare DIR`.
                 """)
 
         @Argument(help: "The remote's URL.") var url: String
@@ -35,7 +36,7 @@ extension TroveCommand {
             try FileIO.mkdirs(target)
             let store = try Store.initialize(root: target + "/" + Store.directoryName, workTree: target, parameters: info.chunker)
             try store.setConfig("remote.origin.url", absoluteURL)
-            let run = FetchRun(store: store, name: "origin", url: absoluteURL, peers: peers, progress: options.progress)
+            let run = FetchRun(store: store, name: "origin", url: absoluteURL, peers: peers, chunksForHeadOnly: true, progress: options.progress)
             let (r, _) = try run.run(refs: nil)
             FetchRun.report(r, from: url, quiet: options.quiet)
             let wt = try Worktree(store: store)

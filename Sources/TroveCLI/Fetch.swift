@@ -11,6 +11,7 @@ struct FetchRun {
     let url: String
     var peers: [String] = []
     var metadataOnly = false
+    var chunksForHeadOnly = false
     var progress: ProgressSink?
 
     func run(refs: [String]?) throws -> (Fetcher.Result, TimeInterval) {
@@ -22,6 +23,7 @@ struct FetchRun {
         let f = Fetcher(store: store, remote: primary, remoteName: name, extraPeers: extra)
         f.progress = progress
         f.metadataOnly = metadataOnly
+        f.chunksForHeadOnly = chunksForHeadOnly
         return (try f.fetch(refs), Date.timeIntervalSinceReferenceDate - start)
     }
 

@@ -24,7 +24,7 @@ public struct TroveCommand: ParsableCommand {
             Init.self, Add.self, Rm.self, Status.self, Commit.self, Log.self, Show.self, Diff.self,
             Checkout.self, Restore.self, Branch.self, Tag.self, Ls.self, Cat.self,
             Fsck.self, Gc.self, Du.self, Config.self,
-            RemoteCmd.self, Push.self, Fetch.self, Pull.self, Clone.self, ServeStdio.self,
+            RemoteCmd.self, Push.self, Fetch.self, Pull.self, Clone.self, ServeStdio.self, Daemon.self,
         ]
     )
 

@@ -10,7 +10,7 @@ import TroveCore
 /// ignored here and catches up with new packs the next time the store is opened.
 public final class SharedStore: ObjectSource, @unchecked Sendable {
     public let root: String
-    public let config: StoreConfig
+    public private(set) var config: StoreConfig
     public let parameters: ChunkerParameters
     public let refs: Refs
     public let table: PackTable
@@ -43,6 +43,20 @@ public final class SharedStore: ObjectSource, @unchecked Sendable {
         return try SharedStore(root: root)
     }
 
+    /// A free-form setting of the store's config (`project.description`, ...).
+    public func setting(_ key: String) -> String? { (try? StoreConfig.parse(try FileIO.readText(root + "/config"), path: root + "/config"))?.values[key] }
+
+    /// Changes a setting that is not part of the format (never the chunker's), atomically.
+    public func setSetting(_ key: String, _ value: String?) throws {
+        guard !StoreConfig.known.contains(where: { $0.name == key && $0.immutable }), key != "core.bare" else {
+            throw StoreError(.invalidInput, "\(key) cannot be changed")
+        }
+        var c = try StoreConfig.parse(try FileIO.readText(root + "/config"), path: root + "/config")
+        c[key] = value
+        try FileIO.atomicWrite(root + "/config", Array(c.render().utf8))
+        config = c
+    }
+
     public func locate(_ id: ObjectID) throws -> ObjectLocation? { try table.locate(id) }
     public func locateMany(_ ids: [ObjectID]) throws -> [ObjectLocation?] { try table.locateMany(ids) }
 
@@ -62,14 +76,33 @@ public final class SharedStore: ObjectSource, @unchecked Sendable {
     /// `next` reports the end (nil). Any error — a corrupt object, a stream cut short — removes
     /// the temporary pack and leaves the store as it was.
     public func receive(maxBytes: Int, _ next: () throws -> PackedObject?) throws -> Received {
-        try table.refresh()
-        var result = Received()
-        var finished: (String, [PackFormat.IndexRecord])?
-        let writer = PackWriter(directory: packsDirectory, targetSize: Int.max) { name, _, records in finished = (name, records) }
-        let decompressor = Decompressor()
-        var seen = Set<ObjectID>()
-        var total = 0
-        while let o = try next() {
+        let upload = try Upload(store: self, maxBytes: maxBytes)
+        while let o = try next() { try upload.add(o) }
+        return try upload.finish()
+    }
+
+    /// One upload fed object by object (by a stream parser): `finish` makes it durable;
+    /// dropping it unfinished discards everything it received.
+    public final class Upload {
+        let store: SharedStore
+        let maxBytes: Int
+        private var result = Received()
+        private var finished: (String, [PackFormat.IndexRecord])?
+        private var writer: PackWriter!
+        private let decompressor = Decompressor()
+        private var seen = Set<ObjectID>()
+        private var total = 0
+
+        public init(store: SharedStore, maxBytes: Int) throws {
+            self.store = store
+            self.maxBytes = maxBytes
+            try store.table.refresh()
+            writer = PackWriter(directory: store.packsDirectory, targetSize: Int.max) { [unowned self] name, _, records in
+                self.finished = (name, records)
+            }
+        }
+
+        public func add(_ o: PackedObject) throws {
             result.objects += 1
             total += o.stored.count
             guard total <= maxBytes else {
@@ -79,18 +112,21 @@ public final class SharedStore: ObjectSource, @unchecked Sendable {
             do { try o.verify(decompressor) } catch let e as CoreError {
                 throw StoreError(.integrity, "upload rejected: \(e.message)", hint: "nothing was stored; send the objects again", underlying: e)
             }
-            guard seen.insert(o.id).inserted, try table.locate(o.id) == nil else { continue }
+            guard seen.insert(o.id).inserted, try store.table.locate(o.id) == nil else { return }
             try o.stored.withUnsafeBytes {
                 try writer.append(type: o.type, id: o.id, codec: o.codec, rawLength: o.rawLength, stored: $0)
             }
             result.stored += 1
             result.storedBytes += UInt64(o.stored.count)
         }
-        try writer.finish()
-        if let (name, records) = finished {
-            table.add(name: name, records: records)
-            result.pack = name
+
+        public func finish() throws -> Received {
+            try writer.finish()
+            if let (name, records) = finished {
+                store.table.add(name: name, records: records)
+                result.pack = name
+            }
+            return result
         }
-        return result
     }
 }

@@ -74,11 +74,12 @@ public enum RemoteOpener {
             cmd.append(user.map { "\($0)@\(host)" } ?? host)
             let trove = environment["TROVE_REMOTE_TROVE"] ?? "trove"
             // The remote shell parses this line: quote the path.
-            cmd.append("\(shellQuote(trove)) serve-stdio \(shellQuote(path))")
+            // `~/x` must stay unquoted for the remote shell to expand it.
+            let remotePath = path.hasPrefix("~/") ? "~/" + shellQuote(String(path.dropFirst(2))) : shellQuote(path)
+            cmd.append("\(shellQuote(trove)) serve-stdio \(remotePath)")
             return try StreamRemote(url: text, command: cmd)
-        case .http:
-            throw SyncError(.invalidInput, "\(text): the HTTP transport to `trove daemon` is not built yet",
-                            hint: "use a path on a shared file system or ssh://host/path for now")
+        case .http(let u):
+            return try HTTPRemote(url: u, token: try Credentials.token(for: u, environment: environment), caFile: environment["TROVE_CA_FILE"])
         }
     }
 

@@ -60,6 +60,9 @@ public final class StreamRemote: Remote {
     public func hello() throws -> (ServerInfo, [RefEntry]) {
         let r = try request(.hello(version: SyncProtocol.version, agent: "trove/\(TroveVersion.string)"))
         guard case let .hello(info, refs) = r else { throw unexpected(r) }
+        guard info.version == SyncProtocol.version else {
+            throw SyncError(.invalidInput, "\(url) speaks protocol version \(info.version); this trove speaks \(SyncProtocol.version)", hint: "use the same trove release on both sides")
+        }
         return (info, refs)
     }
 

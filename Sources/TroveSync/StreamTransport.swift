@@ -116,13 +116,14 @@ public enum StreamServer {
             let request: Request
             do { request = try Request.decode(frame) } catch let e as CoreError {
                 try send(channel, .error(.invalidInput, message: "malformed request: \(e.message)", hint: nil))
-                return
+                throw SyncError(.invalidInput, "malformed request from the client: \(e.message)")
             }
             if case .bye = request { return }
             do {
                 try handle(request, service, channel)
             } catch let e as StreamAbort {
-                try? send(channel, e.response)
+                // Mid-stream, a frame would be read as stream bytes: hanging up is the signal.
+                if !e.midStream { try? send(channel, e.response) }
                 if case let .error(_, message, _) = e.response { throw SyncError(.transport, "session ended: \(message)") }
                 return
             }
@@ -131,7 +132,10 @@ public enum StreamServer {
     }
 
     /// Errors after which the byte stream cannot be trusted: answer, then hang up.
-    struct StreamAbort: Error { var response: Response }
+    struct StreamAbort: Error {
+        var response: Response
+        var midStream = false
+    }
 
     private static func handle(_ request: Request, _ service: SyncService, _ channel: FrameChannel) throws {
         func answer(_ body: () throws -> Response) throws {
@@ -217,7 +221,7 @@ public enum StreamServer {
         do {
             try produce(emit)
         } catch {
-            if started { throw StreamAbort(response: errorResponse(error)) }
+            if started { throw StreamAbort(response: errorResponse(error), midStream: true) }
             try send(channel, errorResponse(error))
             return
         }
@@ -238,7 +242,7 @@ public enum StreamServer {
 
 extension ProtocolError {
     /// What the serving side reports for an error: the store's codes map onto the protocol's.
-    static func from(_ error: Error) -> ProtocolError {
+    public static func from(_ error: Error) -> ProtocolError {
         switch error {
         case let e as ProtocolError: return e
         case let e as StoreError:

@@ -23,7 +23,11 @@ public final class SyncService: @unchecked Sendable {
     }
 
     public func refs() throws -> [RefEntry] {
-        try store.refs.list().filter { !$0.name.hasPrefix("remotes/") }.map { RefEntry(name: $0.name, id: $0.id) }
+        let list = try store.refs.list().filter { !$0.name.hasPrefix("remotes/") }
+        guard list.count <= SyncProtocol.maxRefs else {
+            throw ProtocolError(.tooLarge, "this store has \(list.count) refs; the protocol lists at most \(SyncProtocol.maxRefs)", hint: "delete old refs (runs/*, tags) on the server")
+        }
+        return list.map { RefEntry(name: $0.name, id: $0.id) }
     }
 
     /// One flag per id: true when this store lacks it.
@@ -35,6 +39,11 @@ public final class SyncService: @unchecked Sendable {
 
     public func upload(_ next: () throws -> PackedObject?) throws -> SharedStore.Received {
         try store.receive(maxBytes: maxUploadBytes, next)
+    }
+
+    /// An upload fed object by object (the daemon parses a request body as it streams in).
+    public func beginUpload() throws -> SharedStore.Upload {
+        try SharedStore.Upload(store: store, maxBytes: maxUploadBytes)
     }
 
     /// Sends the stored form of each of `ids` this store has (the receiver verifies); ids it

@@ -130,7 +130,7 @@ public final class Pusher {
             updates.append(RefUpdate(name: spec.destination, old: old, new: new, force: spec.force))
         }
         if !updates.isEmpty {
-            result.sent = try sendObjects(for: updates.compactMap(\.new), theirTips: Array(theirs.values))
+            result.sent = try sendObjects(for: updates.compactMap(\.new), theirTips: Array(theirs.values), server: info)
             let results = try remote.updateRefs(updates)
             let refused = results.filter { $0.status != .ok }
             if !refused.isEmpty {
@@ -150,7 +150,10 @@ public final class Pusher {
 
     /// Uploads what the remote lacks among the objects `tips` need, in uploads of at most
     /// `uploadBytes`: chunks first, commits last.
-    func sendObjects(for tips: [ObjectID], theirTips: [ObjectID]) throws -> TransferStats {
+    func sendObjects(for tips: [ObjectID], theirTips: [ObjectID], server: ServerInfo) throws -> TransferStats {
+        // What the server accepts bounds what we send at once.
+        let uploadLimit = max(1, min(uploadBytes, server.maxUploadBytes))
+        let batchIDs = max(1, min(SyncProtocol.maxBatchIDs, server.maxBatchIDs))
         let known = try Graph.ancestry(of: theirTips.filter { try store.has($0) }, in: store)
         var collector = ObjectCollector(source: store)
         for (id, commit) in try Graph.newCommits(from: tips, notIn: known, in: store) {
@@ -159,8 +162,8 @@ public final class Pusher {
         // Metadata goes children-first into `collector.metadata`; send it parents-first.
         let candidates = collector.chunks.map(\.0) + collector.metadata.reversed()
         var wanted: [ObjectID] = []
-        for start in stride(from: 0, to: candidates.count, by: SyncProtocol.maxBatchIDs) {
-            let batch = Array(candidates[start..<min(candidates.count, start + SyncProtocol.maxBatchIDs)])
+        for start in stride(from: 0, to: candidates.count, by: batchIDs) {
+            let batch = Array(candidates[start..<min(candidates.count, start + batchIDs)])
             for (id, lacks) in zip(batch, try remote.missing(batch)) where lacks { wanted.append(id) }
         }
         var stats = TransferStats()
@@ -181,7 +184,7 @@ public final class Pusher {
         for (id, l) in zip(wanted, locations) {
             guard let l else { throw SyncError(.notFound, "object \(id.hex) is not in the local store", hint: "run `trove fsck`") }
             let o = PackedObject(type: l.record.type, codec: l.record.codec, rawLength: Int(l.record.rawLength), id: id, stored: try store.storedBytes(l))
-            if batchBytes + o.stored.count > uploadBytes { try flush() }
+            if batchBytes + o.stored.count > uploadLimit { try flush() }
             batch.append(o)
             batchBytes += o.stored.count
             stats.objects += 1
@@ -204,6 +207,8 @@ public final class Fetcher {
     public var filter = PathFilter.all
     /// Metadata only: no chunks.
     public var metadataOnly = false
+    /// Chunks only for the remote HEAD's branch (what a clone checks out).
+    public var chunksForHeadOnly = false
 
     public init(store: Store, remote: Remote, remoteName: String?, extraPeers: [Remote] = []) {
         self.store = store
@@ -239,10 +244,13 @@ public final class Fetcher {
         let wants = try Array(Set(selected.map(\.id))).filter { try !store.has($0) }
         if !wants.isEmpty {
             let haves = try Array(Set(try store.refs.list().map(\.id))).filter { try store.has($0) }.suffix(SyncProtocol.maxBatchIDs)
-            try remote.metadata(wants: wants, haves: Array(haves)) { o in
-                if try writer.putReceived(o, decompressor: decompressor) {
-                    result.metadata.objects += 1
-                    result.metadata.bytes += UInt64(o.stored.count)
+            let perRequest = max(1, min(SyncProtocol.maxBatchIDs, info.maxBatchIDs))
+            for start in stride(from: 0, to: wants.count, by: perRequest) {
+                try remote.metadata(wants: Array(wants[start..<min(wants.count, start + perRequest)]), haves: Array(haves)) { o in
+                    if try writer.putReceived(o, decompressor: decompressor) {
+                        result.metadata.objects += 1
+                        result.metadata.bytes += UInt64(o.stored.count)
+                    }
                 }
             }
             try writer.finish()
@@ -251,7 +259,8 @@ public final class Fetcher {
             }
         }
         if !metadataOnly {
-            result.chunks = try fetchChunks(forCommits: selected.map(\.id), writer: writer)
+            let tips = chunksForHeadOnly ? selected.filter { $0.name == info.head } : selected
+            result.chunks = try fetchChunks(forCommits: tips.map(\.id), writer: writer)
         }
         if let remoteName {
             for r in selected {

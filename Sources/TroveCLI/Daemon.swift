@@ -1,0 +1,165 @@
+import ArgumentParser
+import Foundation
+import Logging
+import TroveCore
+import TroveProtocol
+import TroveServer
+import TroveStore
+
+extension TroveCommand {
+    struct Daemon: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Host projects for push and fetch over HTTP(S), with tokens and roles.",
+            discussion: """
+                `trove daemon --root DIR --listen HOST:PORT` serves every project under DIR/projects \
+                (create them with `trove daemon project create NAME --root DIR`). Clients use \
+                http(s)://HOST:PORT/PROJECT as a remote URL and present a token (TROVE_TOKEN, or \
+                ~/.config/trove/credentials) made with `trove daemon token create`. Routes, statuses \
+                and metrics: Docs/protocol.md §HTTP. SIGTERM or SIGINT stops it gracefully (requests \
+                in flight finish).
+                """,
+            subcommands: [Serve.self, Project.self, Token.self],
+            defaultSubcommand: Serve.self)
+
+        struct RootOption: ParsableArguments {
+            @Option(help: ArgumentHelp("The daemon's folder (projects/, tokens).", valueName: "DIR")) var root: String
+            var path: String { FileIO.absolute(root) }
+        }
+
+        struct Serve: ParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Run the daemon (the default).")
+            @OptionGroup var root: RootOption
+            @Option(help: "Address and port to listen on (port 0: any free port, printed on stdout).") var listen = "127.0.0.1:8470"
+            @Option(help: "PEM certificate chain: serve HTTPS.") var tlsCert: String?
+            @Option(help: "PEM private key for --tls-cert.") var tlsKey: String?
+            @Option(help: "Largest upload accepted, in bytes.") var maxUpload = SyncProtocol.defaultMaxUploadBytes
+            @Option(help: "Uploads processed at once (more get 503 and retry).") var maxUploads = 8
+            @Option(help: "Limit each download stream to this many bytes per second (testing multi-peer fetches).") var limitRate: Int?
+
+            func run() throws {
+                guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65535).contains(port) else {
+                    throw StoreError(.invalidInput, "--listen takes HOST:PORT, not \(listen)")
+                }
+                guard (tlsCert == nil) == (tlsKey == nil) else { throw StoreError(.invalidInput, "--tls-cert and --tls-key go together") }
+                try FileIO.mkdirs(root.path + "/projects")
+                var config = DaemonConfiguration(root: root.path)
+                config.host = String(listen[..<colon])
+                config.port = port
+                config.tlsCertificate = tlsCert
+                config.tlsKey = tlsKey
+                config.maxUploadBytes = maxUpload
+                config.maxConcurrentUploads = maxUploads
+                config.limitRate = limitRate
+                var logger = Logger(label: "trove.daemon")
+                logger.logLevel = ProcessInfo.processInfo.environment["TROVE_LOG"].flatMap { Logger.Level(rawValue: $0) } ?? .warning
+                let scheme = tlsCert == nil ? "http" : "https"
+                let host = config.host
+                let app = try buildApplication(config, logger: logger) { bound in
+                    Console.out("trove daemon listening on \(scheme)://\(host):\(bound) (root \(config.root))")
+                    fflush(stdout)
+                }
+                let done = DispatchSemaphore(value: 0)
+                let failure = FailureBox()
+                Task {
+                    do { try await app.runService() } catch { failure.error = error }
+                    done.signal()
+                }
+                done.wait()
+                if let e = failure.error {
+                    throw StoreError(.io, "the daemon stopped: \(e)", hint: "is \(listen) already in use?")
+                }
+            }
+        }
+
+        struct Project: ParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Create or list projects.", subcommands: [Create.self, List.self])
+
+            struct Create: ParsableCommand {
+                static let configuration = CommandConfiguration(abstract: "Create a project (an empty bare store under ROOT/projects).")
+                @Argument(help: "Its name: lowercase letters, digits, '.', '_', '-'.") var name: String
+                @OptionGroup var root: RootOption
+                @Option(help: "Average chunk size in bytes (a power of two).") var chunkAvg = ChunkerParameters.default.avgSize
+
+                func run() throws {
+                    let p = ChunkerParameters(minSize: chunkAvg / 4, avgSize: chunkAvg, maxSize: chunkAvg * 4)
+                    do { try ProjectRegistry(root: root.path).create(name, parameters: p) } catch let e as ProtocolError {
+                        throw StoreError(.invalidInput, e.message, hint: e.hint)
+                    }
+                    Console.out("Created project \(name) in \(root.path)/projects/\(name)")
+                }
+            }
+
+            struct List: ParsableCommand {
+                static let configuration = CommandConfiguration(abstract: "List projects.")
+                @OptionGroup var root: RootOption
+                @Flag(help: "Print JSON.") var json = false
+
+                func run() throws {
+                    let names = try ProjectRegistry(root: root.path).names()
+                    if json { try Console.json(names); return }
+                    for n in names { Console.out(n) }
+                }
+            }
+        }
+
+        struct Token: ParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Create, list or revoke access tokens.", subcommands: [Create.self, List.self, Revoke.self])
+
+            struct Create: ParsableCommand {
+                static let configuration = CommandConfiguration(
+                    abstract: "Create a token for one project and role; it is printed once and only its hash is kept.")
+                @OptionGroup var root: RootOption
+                @Option(help: "The project it opens.") var project: String
+                @Option(help: "read (list, fetch), write (also push), admin (also settings).") var role: String
+                @Option(help: "Lifetime: 30d, 12h, 90m, or seconds (default: no expiry).") var expires: String?
+                @Flag(help: "Print JSON.") var json = false
+
+                func run() throws {
+                    guard let r = Role(name: role) else { throw StoreError(.invalidInput, "--role takes read, write or admin, not \(role)") }
+                    var seconds: Int64?
+                    if let expires {
+                        guard let s = parseDuration(expires) else { throw StoreError(.invalidInput, "--expires takes 30d, 12h, 90m or a number of seconds, not \(expires)") }
+                        seconds = s
+                    }
+                    do { try ProjectRegistry.validate(project) } catch let e as ProtocolError { throw StoreError(.invalidInput, e.message, hint: e.hint) }
+                    try FileIO.mkdirs(root.path)
+                    let (token, entry) = try TokenStore(root: root.path).create(project: project, role: r, expiresIn: seconds)
+                    if json {
+                        try Console.json(["token": token, "id": entry.id, "project": project, "role": "\(r)", "expires": entry.expires])
+                        return
+                    }
+                    Console.out(token)
+                    Console.err("token \(entry.id) for project \(project), role \(r)\(entry.expires > 0 ? ", expires \(Format.iso(entry.expires, offsetMinutes: 0))" : ""); it is not shown again")
+                }
+            }
+
+            struct List: ParsableCommand {
+                static let configuration = CommandConfiguration(abstract: "List tokens (ids, never the tokens).")
+                @OptionGroup var root: RootOption
+                @Flag(help: "Print JSON.") var json = false
+
+                func run() throws {
+                    let list = try TokenStore(root: root.path).list()
+                    if json {
+                        try Console.json(list.map { ["id": $0.id, "project": $0.project, "role": "\($0.role)", "expires": $0.expires, "created": $0.created] as [String: Any] })
+                        return
+                    }
+                    for e in list { Console.out("\(e.id)  \(e.project)  \(e.role)  \(e.expires == 0 ? "never" : Format.iso(e.expires, offsetMinutes: 0))") }
+                }
+            }
+
+            struct Revoke: ParsableCommand {
+                static let configuration = CommandConfiguration(abstract: "Revoke a token by id (or by its value); it stops working at once.")
+                @OptionGroup var root: RootOption
+                @Argument(help: "The token's id (from `token list`) or the token itself.") var token: String
+
+                func run() throws {
+                    guard try TokenStore(root: root.path).revoke(token) else { throw StoreError(.notFound, "no token \(token)") }
+                    Console.out("Revoked \(token.hasPrefix(TokenStore.prefix) ? "the token" : "token \(token)")")
+                }
+            }
+        }
+    }
+}
+
+final class FailureBox: @unchecked Sendable { var error: Error? }

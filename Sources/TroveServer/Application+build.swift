@@ -1,0 +1,83 @@
+import Foundation
+import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
+import NIOSSL
+import Logging
+import NIOCore
+import NIOPosix
+import TroveCore
+import TroveProtocol
+import TroveStore
+import TroveSync
+
+/// How `trove daemon` runs (flags of `trove daemon serve`).
+public struct DaemonConfiguration: Sendable {
+    public var root: String
+    public var host = "127.0.0.1"
+    /// 0 picks a free port (reported on stdout).
+    public var port = 8470
+    public var tlsCertificate: String?
+    public var tlsKey: String?
+    public var maxUploadBytes = SyncProtocol.defaultMaxUploadBytes
+    /// Uploads processed at once; more get 503 (the client retries with backoff).
+    public var maxConcurrentUploads = 8
+    /// Bytes per second per response stream (for tests of multi-peer fetch); nil = unlimited.
+    public var limitRate: Int?
+
+    public init(root: String) { self.root = root }
+}
+
+/// Everything the routes share.
+struct DaemonState: Sendable {
+    let config: DaemonConfiguration
+    let projects: ProjectRegistry
+    let tokens: TokenStore
+    let metrics: DaemonMetrics
+    let uploads: Limiter
+}
+
+/// Builds the daemon: router, TLS when configured, and a callback with the bound port.
+public func buildApplication(_ config: DaemonConfiguration, logger: Logger,
+                             onRunning: @escaping @Sendable (Int) -> Void) throws -> some ApplicationProtocol {
+    let projects = ProjectRegistry(root: config.root)
+    projects.maxUploadBytes = config.maxUploadBytes
+    let state = DaemonState(config: config, projects: projects, tokens: TokenStore(root: config.root),
+                            metrics: DaemonMetrics(), uploads: Limiter(limit: config.maxConcurrentUploads))
+    let router = buildRouter(state)
+    var server: HTTPServerBuilder = .http1()
+    if let cert = config.tlsCertificate, let key = config.tlsKey {
+        let chain = try NIOSSLCertificate.fromPEMFile(cert).map { NIOSSLCertificateSource.certificate($0) }
+        let tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(try NIOSSLPrivateKey(file: key, format: .pem)))
+        server = try .tls(.http1(), tlsConfiguration: tls)
+    }
+    return Application(
+        router: router, server: server,
+        configuration: .init(address: .hostname(config.host, port: config.port), serverName: "trove/\(TroveVersion.string)"),
+        onServerRunning: { channel in onRunning(channel.localAddress?.port ?? 0) },
+        logger: logger)
+}
+
+func buildRouter(_ state: DaemonState) -> Router<BasicRequestContext> {
+    let router = Router(context: BasicRequestContext.self)
+    router.get("healthz") { _, _ -> Response in
+        state.metrics.request(route: "healthz", status: 200, seconds: 0)
+        return Response(status: .ok, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: "ok\n")))
+    }
+    router.get("metrics") { _, _ -> Response in
+        let text = state.metrics.render(projects: (try? state.projects.names().count) ?? 0)
+        return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(string: text)))
+    }
+    SyncController(state: state).addRoutes(to: router)
+    return router
+}
+
+/// Counts work in progress and refuses what is over the limit.
+final class Limiter: @unchecked Sendable {
+    let limit: Int
+    private var active = 0
+    private let lock = Mutex()
+    init(limit: Int) { self.limit = limit }
+    func enter() -> Bool { lock.withLock { guard active < limit else { return false }; active += 1; return true } }
+    func leave() { lock.withLock { active -= 1 } }
+}

@@ -1,0 +1,283 @@
+import AsyncHTTPClient
+import Dispatch
+import Glibc
+import NIOCore
+import NIOHTTP1
+import NIOSSL
+import TroveCore
+import TroveProtocol
+import TroveStore
+
+/// A project on a `trove daemon`, over HTTP(S) (Docs/protocol.md §HTTP): keep-alive
+/// connections, bodies streamed both ways, retries with backoff on transient failures, a
+/// bearer token, TLS with an optional CA file.
+public final class HTTPRemote: Remote {
+    public let url: String
+    let base: String
+    let token: String?
+    let client: HTTPClient
+    /// Attempts per request for transient failures (connection refused/reset, 502, 503, 504).
+    public var attempts = 5
+    public var initialBackoff = 0.25
+
+    public init(url: String, token: String?, caFile: String?) throws {
+        self.url = url
+        base = url.hasSuffix("/") ? String(url.dropLast()) : url
+        self.token = token
+        var config = HTTPClient.Configuration()
+        config.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 4)
+        config.timeout = .init(connect: .seconds(10), read: .seconds(300))
+        if url.hasPrefix("https://") {
+            var tls = TLSConfiguration.makeClientConfiguration()
+            if let caFile {
+                guard FileIO.exists(caFile) else { throw SyncError(.invalidInput, "CA file \(caFile) does not exist") }
+                tls.trustRoots = .file(caFile)
+            }
+            config.tlsConfiguration = tls
+        }
+        client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
+    }
+
+    deinit { try? client.syncShutdown() }
+
+    public func close() {}
+
+    // MARK: the protocol
+
+    public func hello() throws -> (ServerInfo, [RefEntry]) {
+        let r = try call(.GET, "info", body: nil)
+        guard case let .hello(info, refs) = r else { throw unexpected(r) }
+        guard info.version == SyncProtocol.version else {
+            throw SyncError(.invalidInput, "\(url) speaks protocol version \(info.version); this trove speaks \(SyncProtocol.version)", hint: "use the same trove release on both sides")
+        }
+        return (info, refs)
+    }
+
+    public func listRefs() throws -> [RefEntry] {
+        let r = try call(.GET, "refs", body: nil)
+        guard case let .refs(refs) = r else { throw unexpected(r) }
+        return refs
+    }
+
+    public func missing(_ ids: [ObjectID]) throws -> [Bool] {
+        let r = try call(.POST, "missing", body: HTTPRemote.frame(.missing(ids)))
+        guard case let .missing(flags) = r, flags.count == ids.count else { throw unexpected(r) }
+        return flags
+    }
+
+    public func upload(_ objects: [PackedObject]) throws -> (objects: Int, stored: Int, storedBytes: UInt64) {
+        var body = PackStream.header()
+        body.reserveCapacity(objects.reduce(64) { $0 + $1.stored.count + PackFormat.entryHeaderSize })
+        for o in objects { body += PackStream.entry(o) }
+        body += PackStream.end(count: objects.count)
+        let r = try call(.POST, "objects", body: body)
+        guard case let .uploaded(n, stored, bytes) = r else { throw unexpected(r) }
+        return (n, stored, bytes)
+    }
+
+    public func download(_ ids: [ObjectID], receive: (PackedObject) throws -> Void) throws {
+        try streamed("download", HTTPRemote.frame(.download(ids)), receive)
+    }
+
+    public func metadata(wants: [ObjectID], haves: [ObjectID], receive: (PackedObject) throws -> Void) throws {
+        try streamed("metadata", HTTPRemote.frame(.metadata(wants: wants, haves: haves)), receive)
+    }
+
+    public func updateRefs(_ updates: [RefUpdate]) throws -> [RefUpdateResult] {
+        // Not retried once sent: a repeated compare-and-swap would report its own success as stale.
+        let r = try call(.POST, "refs", body: HTTPRemote.frame(.updateRefs(updates)), idempotent: false)
+        guard case let .refsUpdated(results) = r else { throw unexpected(r) }
+        return results
+    }
+
+    // MARK: plumbing
+
+    static func frame(_ r: Request) -> [UInt8] {
+        let payload = r.encode()
+        var w = ByteWriter(capacity: payload.count + 4)
+        w.u32(UInt32(payload.count))
+        w.raw(payload)
+        return w.bytes
+    }
+
+    private func unexpected(_ r: Response) -> SyncError { SyncError(.transport, "\(url): unexpected response \(r)") }
+
+    private func request(_ method: HTTPMethod, _ route: String, body: [UInt8]?) -> HTTPClientRequest {
+        var req = HTTPClientRequest(url: "\(base)/v1/\(route)")
+        req.method = method
+        req.headers.add(name: "Content-Type", value: "application/x-trove-v1")
+        req.headers.add(name: "User-Agent", value: "trove/\(TroveVersion.string)")
+        if let token { req.headers.add(name: "Authorization", value: "Bearer \(token)") }
+        if let body { req.body = .bytes(ByteBuffer(bytes: body)) }
+        return req
+    }
+
+    /// One request whose whole answer is a frame.
+    private func call(_ method: HTTPMethod, _ route: String, body: [UInt8]?, idempotent: Bool = true) throws -> Response {
+        try withRetries(idempotent: idempotent) {
+            let req = self.request(method, route, body: body)
+            return try blockingAsync {
+                let resp = try await self.client.execute(req, timeout: .seconds(300))
+                let bytes = Array(buffer: try await resp.body.collect(upTo: SyncProtocol.maxFrameBytes + 4))
+                return try self.decode(status: resp.status, bytes)
+            }
+        }
+    }
+
+    /// A request answered by a `stream` frame and a pack stream, parsed as it arrives.
+    private func streamed(_ route: String, _ body: [UInt8], _ receive: (PackedObject) throws -> Void) throws {
+        try withRetries(idempotent: true) {
+            let req = self.request(.POST, route, body: body)
+            // The caller's `receive` runs on the task while the caller's thread waits for it,
+            // so it never outlives this call.
+            try withoutActuallyEscaping(receive) { escapable in
+            let receiveBox = UncheckedBox(escapable)
+            try blockingAsync {
+                let resp = try await self.client.execute(req, timeout: .seconds(3600))
+                if resp.status != .ok {
+                    let bytes = Array(buffer: try await resp.body.collect(upTo: SyncProtocol.maxFrameBytes + 4))
+                    _ = try self.decode(status: resp.status, bytes)
+                    throw SyncError(.transport, "\(self.url): HTTP \(resp.status.code)")
+                }
+                var head: [UInt8] = []
+                var frameDone = false
+                var parser = PackStreamParser()
+                for try await buffer in resp.body {
+                    try buffer.withUnsafeReadableBytes { raw in
+                        var at = 0
+                        if !frameDone {
+                            let need = head.count < 4 ? 4 - head.count : Int(UInt32(head[0]) | UInt32(head[1]) << 8 | UInt32(head[2]) << 16 | UInt32(head[3]) << 24) + 4 - head.count
+                            let n = min(need, raw.count)
+                            head += raw[0..<n]
+                            at = n
+                            if head.count >= 4 {
+                                let len = Int(UInt32(head[0]) | UInt32(head[1]) << 8 | UInt32(head[2]) << 16 | UInt32(head[3]) << 24)
+                                if head.count < len + 4, at < raw.count {
+                                    let more = min(len + 4 - head.count, raw.count - at)
+                                    head += raw[at..<(at + more)]
+                                    at += more
+                                }
+                                if head.count == len + 4 {
+                                    guard case .stream = try self.decode(status: .ok, head) else { throw SyncError(.transport, "\(self.url): expected a pack stream") }
+                                    frameDone = true
+                                }
+                            }
+                        }
+                        while frameDone && at < raw.count {
+                            let (used, events) = try parser.consume(UnsafeRawBufferPointer(rebasing: raw[at...]))
+                            at += used
+                            for case .object(let o) in events { try receiveBox.value(o) }
+                            if parser.isDone { break }
+                        }
+                    }
+                }
+                guard parser.isDone else {
+                    throw SyncError(.transport, "\(self.url): the pack stream was cut short (connection lost or a server error after the stream began)")
+                }
+            }
+            }
+        }
+    }
+
+    /// The frame of a response body, mapped to an error when it is one.
+    private func decode(status: HTTPResponseStatus, _ bytes: [UInt8]) throws -> Response {
+        guard bytes.count >= 4 else {
+            throw SyncError(status == .ok ? .transport : HTTPRemote.code(for: status), "\(url): HTTP \(status.code) \(status.reasonPhrase) without a trove answer; is this a trove daemon?")
+        }
+        let resp: Response
+        do { resp = try Response.decode(Array(bytes[4...])) } catch {
+            throw SyncError(.transport, "\(url): malformed answer (HTTP \(status.code))")
+        }
+        if case let .error(code, message, hint) = resp {
+            var e = SyncError.from(ProtocolError(code, message, hint: hint), remote: url)
+            if status.code == 503 { e.code = .transport }
+            throw e
+        }
+        return resp
+    }
+
+    static func code(for status: HTTPResponseStatus) -> SyncError.Code {
+        switch status.code {
+        case 401: .unauthorized
+        case 403: .forbidden
+        case 404: .notFound
+        case 409: .conflict
+        case 400, 413: .invalidInput
+        case 422: .integrity
+        default: .transport
+        }
+    }
+
+    /// Retries transient failures with exponential backoff (0.25 s, 0.5 s, 1 s, ...).
+    private func withRetries<T>(idempotent: Bool, _ body: () throws -> T) throws -> T {
+        var delay = initialBackoff
+        for attempt in 1... {
+            do { return try body() } catch {
+                guard attempt < attempts, HTTPRemote.isTransient(error, idempotent: idempotent) else { throw describe(error) }
+                usleep(UInt32(delay * 1e6))
+                delay *= 2
+            }
+        }
+        fatalError("unreachable")
+    }
+
+    static func isTransient(_ error: Error, idempotent: Bool) -> Bool {
+        if let e = error as? SyncError { return idempotent && e.code == .transport && !e.message.contains("protocol version") }
+        let text = "\(error)"
+        let refused = text.contains("connectTimeout") || text.contains("connectionRefused") || text.contains("Connection refused") || text.contains("NIOConnectionError")
+        return refused || (idempotent && (error is HTTPClientError || error is IOError || error is ChannelError))
+    }
+
+    private func describe(_ error: Error) -> Error {
+        if error is SyncError { return error }
+        return SyncError(.transport, "\(url): \(error)", hint: "check that the daemon runs and the URL is right")
+    }
+}
+
+/// Carries a non-Sendable value across the blocking bridge; the owner's thread waits meanwhile.
+final class UncheckedBox<T>: @unchecked Sendable {
+    let value: T
+    init(_ v: T) { value = v }
+}
+
+/// Runs async work from synchronous code (the CLI and the sync engine are synchronous),
+/// waiting for it. Never call from a Swift concurrency task.
+func blockingAsync<T>(_ body: @escaping () async throws -> T) throws -> T {
+    let box = ResultBox<T>()
+    let done = DispatchSemaphore(value: 0)
+    let work = UncheckedBox(body)
+    Task {
+        do { box.result = .success(try await work.value()) } catch { box.result = .failure(error) }
+        done.signal()
+    }
+    done.wait()
+    return try box.result!.get()
+}
+
+final class ResultBox<T>: @unchecked Sendable {
+    var result: Result<T, Error>?
+}
+
+/// Where a client finds its token for a daemon URL: `TROVE_TOKEN`, else the credentials file
+/// (`~/.config/trove/credentials`, lines `URL-PREFIX TOKEN`, longest prefix wins), which must
+/// not be readable by others.
+public enum Credentials {
+    public static func token(for url: String, environment: [String: String]) throws -> String? {
+        if let t = environment["TROVE_TOKEN"], !t.isEmpty { return t }
+        let home = environment["HOME"] ?? ""
+        let path = environment["TROVE_CREDENTIALS"] ?? (environment["XDG_CONFIG_HOME"].map { $0 + "/trove/credentials" } ?? home + "/.config/trove/credentials")
+        guard FileIO.exists(path) else { return nil }
+        var st = stat()
+        guard stat(path, &st) == 0 else { return nil }
+        guard st.st_mode & 0o077 == 0 else {
+            throw SyncError(.invalidInput, "\(path) is readable by other users; tokens there would leak", hint: "chmod 600 \(path)")
+        }
+        var best: (Int, String)?
+        for line in try FileIO.readText(path).split(separator: "\n") where !line.hasPrefix("#") {
+            let parts = line.split(separator: " ", omittingEmptySubsequences: true)
+            guard parts.count == 2, url.hasPrefix(parts[0]) else { continue }
+            if best == nil || parts[0].count > best!.0 { best = (parts[0].count, String(parts[1])) }
+        }
+        return best?.1
+    }
+}
