@@ -1,5 +1,6 @@
 import ArgumentParser
 import TroveStore
+import TroveSync
 
 extension TroveCommand {
     struct Checkout: ParsableCommand {
@@ -22,6 +23,7 @@ extension TroveCommand {
             let lock = try wt.store.lock()
             defer { _ = lock }
             let id = try wt.store.resolve(revision)
+            try LazyFetch.ensure(wt.store, commit: id, progress: options.progress)
             if !paths.isEmpty {
                 let specs = try paths.map { try wt.relative($0, cwd: options.cwd) }
                 let n = try wt.checkoutPaths(specs, from: try wt.store.commit(id).tree, progress: options.progress)

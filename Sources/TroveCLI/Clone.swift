@@ -75,7 +75,13 @@ extension TroveCommand {
 
         func run() throws {
             let root = FileIO.absolute(path)
-            let service = SyncService(store: try SharedStore(root: PathRemote.storeRoot(root)))
+            let store: SharedStore
+            do { store = try SharedStore(root: PathRemote.storeRoot(root)) } catch let e as StoreError {
+                // Told to the client, which shows it; nothing more on stderr.
+                StreamServer.refuse(e, input: 0, output: 1)
+                throw CommandFailed(code: TroveCLI.status(for: e.code))
+            }
+            let service = SyncService(store: store)
             service.maxUploadBytes = maxUpload
             try StreamServer.serve(service, input: 0, output: 1)
         }

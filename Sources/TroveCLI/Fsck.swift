@@ -1,5 +1,6 @@
 import ArgumentParser
 import TroveStore
+import TroveSync
 
 extension TroveCommand {
     struct Fsck: ParsableCommand {
@@ -17,9 +18,12 @@ extension TroveCommand {
         @Flag(help: "Re-hash every object and every file.") var full = false
         @Flag(help: "Recreate the index from the pack files first.") var rebuildIndex = false
         @Flag(help: "Print as JSON.") var json = false
+        @Option(help: ArgumentHelp("Check the store at PATH through its files only (a bare store, a shared-path remote, a daemon's project): no SQLite.", valueName: "PATH"))
+        var store: String?
         @OptionGroup var options: StoreOptions
 
         func run() throws {
+            if let path = store { return try checkFiles(FileIO.absolute(path, base: options.cwd)) }
             let store = try options.openStore()
             if rebuildIndex {
                 let lock = try store.lock(exclusive: true, wait: false)
@@ -48,6 +52,18 @@ extension TroveCommand {
                     + (full ? ", \(Format.bytes(r.checkedBytes)) verified" : ""))
             }
             if !r.isClean { throw CommandFailed(code: TroveCLI.ExitStatus.integrity) }
+        }
+
+        func checkFiles(_ path: String) throws {
+            let service = SyncService(store: try SharedStore(root: PathRemote.storeRoot(path)))
+            let r = try service.check(full: full)
+            if json {
+                try Console.json(["clean": r.problems.isEmpty, "packs": r.packs, "objects": r.objects, "problems": r.problems.map { ["message": $0] }])
+            } else {
+                for p in r.problems { Console.out("error: \(p)") }
+                Console.out("\(r.problems.isEmpty ? "ok" : "\(r.problems.count) problem(s)"): \(r.packs) packs, \(r.objects) objects")
+            }
+            if !r.problems.isEmpty { throw CommandFailed(code: TroveCLI.ExitStatus.integrity) }
         }
     }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import TroveCore
 import TroveStore
 import TroveSync
@@ -42,6 +43,7 @@ extension TroveCommand {
             defer { r.close() }
             let pusher = Pusher(store: store, remote: r, remoteName: name)
             pusher.progress = options.progress
+            if let v = ProcessInfo.processInfo.environment["TROVE_UPLOAD_BYTES"], let n = Int(v), n > 0 { pusher.uploadBytes = n }
             let result = try pusher.push(specs)
             if json {
                 try Console.json([

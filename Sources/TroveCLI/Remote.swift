@@ -136,3 +136,25 @@ extension TroveCommand {
         }
     }
 }
+
+/// Chunks a checkout needs that a partial or metadata-only fetch left on the remotes: fetched
+/// before the files are written (from origin, drawing on every other remote too).
+enum LazyFetch {
+    static func ensure(_ store: Store, commit: ObjectID, progress: ProgressSink?) throws {
+        let missing = try Fetcher.missingChunks(in: store, commits: [commit])
+        guard !missing.isEmpty else { return }
+        let names = Remotes.names(store)
+        guard !names.isEmpty else {
+            throw StoreError(.notFound, "\(missing.count) chunk(s) of \(commit.short()) are not in this store and no remote is configured",
+                             hint: "add the remote that has them (`trove remote add origin URL`) and retry")
+        }
+        let primaryName = names.contains("origin") ? "origin" : names[0]
+        let primary = try Remotes.open(Remotes.url(store, primaryName)!, store: store)
+        defer { primary.close() }
+        let others = try names.filter { $0 != primaryName }.map { try Remotes.open(Remotes.url(store, $0)!, store: store) }
+        defer { for o in others { o.close() } }
+        let f = Fetcher(store: store, remote: primary, remoteName: primaryName, extraPeers: others)
+        f.progress = progress
+        _ = try f.fetchChunks(missing, writer: ObjectWriter(store: store))
+    }
+}

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import TroveStore
+import TroveSync
 
 extension TroveCommand {
     struct Restore: ParsableCommand {
@@ -18,6 +19,7 @@ extension TroveCommand {
             let lock = try store.lock()
             defer { _ = lock }
             let id = try store.resolve(revision)
+            try LazyFetch.ensure(store, commit: id, progress: options.progress)
             let files = try store.flatten(tree: try store.commit(id).tree)
             var selected: [(String, TroveCore.Tree.Entry)] = []
             if paths.isEmpty {

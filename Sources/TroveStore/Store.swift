@@ -164,6 +164,11 @@ public final class Store: @unchecked Sendable {
         }
     }
 
+    /// The records of pack `name` in the store at `root`, checked against the pack's checksum.
+    public static func packIndex(root: String, name: String) throws -> [PackFormat.IndexRecord] {
+        try readPackIndex(path: "\(root)/packs/\(name).pack", name: name).1
+    }
+
     /// Recreates the object index from the pack files.
     public func rebuildIndex() throws -> (packs: Int, objects: Int) {
         try index.clearObjects()

@@ -20,13 +20,16 @@ public final class HTTPRemote: Remote {
     public var attempts = 5
     public var initialBackoff = 0.25
 
-    public init(url: String, token: String?, caFile: String?) throws {
+    public init(url: String, token: String?, caFile: String?, attempts: Int = 5) throws {
+        self.attempts = max(1, attempts)
         self.url = url
         base = url.hasSuffix("/") ? String(url.dropLast()) : url
         self.token = token
         var config = HTTPClient.Configuration()
         config.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 4)
-        config.timeout = .init(connect: .seconds(10), read: .seconds(300))
+        // The pool retries a refused connection until the connect timeout; our own attempts
+        // (with backoff) come on top.
+        config.timeout = .init(connect: .seconds(3), read: .seconds(300))
         if url.hasPrefix("https://") {
             var tls = TLSConfiguration.makeClientConfiguration()
             if let caFile {
@@ -124,58 +127,65 @@ public final class HTTPRemote: Remote {
         }
     }
 
-    /// A request answered by a `stream` frame and a pack stream, parsed as it arrives.
+    /// A request answered by a `stream` frame and a pack stream, parsed as it arrives. The
+    /// network side runs as a task and hands objects over (at most 32 MiB waiting); `receive`
+    /// runs on the caller's thread.
     private func streamed(_ route: String, _ body: [UInt8], _ receive: (PackedObject) throws -> Void) throws {
         try withRetries(idempotent: true) {
             let req = self.request(.POST, route, body: body)
-            // The caller's `receive` runs on the task while the caller's thread waits for it,
-            // so it never outlives this call.
-            try withoutActuallyEscaping(receive) { escapable in
-            let receiveBox = UncheckedBox(escapable)
-            try blockingAsync {
-                let resp = try await self.client.execute(req, timeout: .seconds(3600))
-                if resp.status != .ok {
-                    let bytes = Array(buffer: try await resp.body.collect(upTo: SyncProtocol.maxFrameBytes + 4))
-                    _ = try self.decode(status: resp.status, bytes)
-                    throw SyncError(.transport, "\(self.url): HTTP \(resp.status.code)")
+            let handOff = HandOff()
+            Task {
+                do {
+                    try await self.readStream(req, into: handOff)
+                    handOff.finish(nil)
+                } catch {
+                    handOff.finish(error)
                 }
-                var head: [UInt8] = []
-                var frameDone = false
-                var parser = PackStreamParser()
-                for try await buffer in resp.body {
-                    try buffer.withUnsafeReadableBytes { raw in
-                        var at = 0
-                        if !frameDone {
-                            let need = head.count < 4 ? 4 - head.count : Int(UInt32(head[0]) | UInt32(head[1]) << 8 | UInt32(head[2]) << 16 | UInt32(head[3]) << 24) + 4 - head.count
-                            let n = min(need, raw.count)
-                            head += raw[0..<n]
-                            at = n
-                            if head.count >= 4 {
-                                let len = Int(UInt32(head[0]) | UInt32(head[1]) << 8 | UInt32(head[2]) << 16 | UInt32(head[3]) << 24)
-                                if head.count < len + 4, at < raw.count {
-                                    let more = min(len + 4 - head.count, raw.count - at)
-                                    head += raw[at..<(at + more)]
-                                    at += more
-                                }
-                                if head.count == len + 4 {
-                                    guard case .stream = try self.decode(status: .ok, head) else { throw SyncError(.transport, "\(self.url): expected a pack stream") }
-                                    frameDone = true
-                                }
-                            }
-                        }
-                        while frameDone && at < raw.count {
-                            let (used, events) = try parser.consume(UnsafeRawBufferPointer(rebasing: raw[at...]))
-                            at += used
-                            for case .object(let o) in events { try receiveBox.value(o) }
-                            if parser.isDone { break }
-                        }
+            }
+            do {
+                while let o = try handOff.take() { try receive(o) }
+            } catch {
+                handOff.cancel()
+                throw error
+            }
+        }
+    }
+
+    private func readStream(_ req: HTTPClientRequest, into handOff: HandOff) async throws {
+        let resp = try await client.execute(req, timeout: .seconds(3600))
+        if resp.status != .ok {
+            let bytes = Array(buffer: try await resp.body.collect(upTo: SyncProtocol.maxFrameBytes + 4))
+            _ = try decode(status: resp.status, bytes)
+            throw SyncError(.transport, "\(url): HTTP \(resp.status.code)")
+        }
+        var head: [UInt8] = []
+        var parser = PackStreamParser()
+        var frameLength: Int?
+        for try await buffer in resp.body {
+            var objects: [PackedObject] = []
+            try buffer.withUnsafeReadableBytes { raw in
+                var at = 0
+                // The `stream` frame first: a u32 length, then that many bytes.
+                while frameLength == nil || head.count < frameLength! + 4, at < raw.count {
+                    head.append(raw[at])
+                    at += 1
+                    if head.count == 4 {
+                        frameLength = Int(UInt32(head[0]) | UInt32(head[1]) << 8 | UInt32(head[2]) << 16 | UInt32(head[3]) << 24)
+                    }
+                    if let n = frameLength, head.count == n + 4 {
+                        guard case .stream = try decode(status: .ok, head) else { throw SyncError(.transport, "\(url): expected a pack stream") }
                     }
                 }
-                guard parser.isDone else {
-                    throw SyncError(.transport, "\(self.url): the pack stream was cut short (connection lost or a server error after the stream began)")
+                while at < raw.count && !parser.isDone {
+                    let (used, events) = try parser.consume(UnsafeRawBufferPointer(rebasing: raw[at...]))
+                    at += used
+                    for case .object(let o) in events { objects.append(o) }
                 }
             }
-            }
+            for o in objects { try await handOff.put(o) }
+        }
+        guard parser.isDone else {
+            throw SyncError(.transport, "\(url): the pack stream was cut short (connection lost or a server error after the stream began)")
         }
     }
 
@@ -221,16 +231,74 @@ public final class HTTPRemote: Remote {
         fatalError("unreachable")
     }
 
+    /// Worth another attempt: the daemon not (yet) listening, a connection lost, a 502/503/504.
+    /// Not certificate or TLS failures, not answers the daemon gave on purpose. A request that
+    /// may have reached the daemon is repeated only when it is idempotent.
     static func isTransient(_ error: Error, idempotent: Bool) -> Bool {
         if let e = error as? SyncError { return idempotent && e.code == .transport && !e.message.contains("protocol version") }
         let text = "\(error)"
-        let refused = text.contains("connectTimeout") || text.contains("connectionRefused") || text.contains("Connection refused") || text.contains("NIOConnectionError")
-        return refused || (idempotent && (error is HTTPClientError || error is IOError || error is ChannelError))
+        if text.contains("SSL") || text.contains("certificate") || text.contains("handshake") { return false }
+        let notSent = text.contains("connectTimeout") || text.contains("Connection refused") || text.contains("connectionRefused")
+        let lost = text.contains("remoteConnectionClosed") || text.contains("Connection reset") || text.contains("connection reset")
+            || text.contains("Broken pipe") || text.contains("readTimeout")
+        return notSent || (idempotent && lost)
     }
 
     private func describe(_ error: Error) -> Error {
         if error is SyncError { return error }
         return SyncError(.transport, "\(url): \(error)", hint: "check that the daemon runs and the URL is right")
+    }
+}
+
+/// Objects from a network task to a waiting thread, with at most `limit` stored bytes queued.
+final class HandOff: @unchecked Sendable {
+    private let lock = Mutex()
+    private var items: [PackedObject] = []
+    private var head = 0
+    private var bytes = 0
+    private var done = false
+    private var cancelled = false
+    private var failure: Error?
+    private let available = DispatchSemaphore(value: 0)
+    let limit = 32 << 20
+
+    func put(_ o: PackedObject) async throws {
+        while lock.withLock({ bytes > limit && !cancelled }) { try await Task.sleep(nanoseconds: 200_000) }
+        if lock.withLock({ cancelled }) { throw CancellationError() }
+        lock.withLock {
+            items.append(o)
+            bytes += o.stored.count
+        }
+        available.signal()
+    }
+
+    func finish(_ error: Error?) {
+        lock.withLock {
+            done = true
+            failure = error
+        }
+        available.signal()
+    }
+
+    func cancel() { lock.withLock { cancelled = true } }
+
+    /// The next object, nil at the end, or the producer's error.
+    func take() throws -> PackedObject? {
+        available.wait()
+        return try lock.withLock {
+            if head < items.count {
+                let o = items[head]
+                head += 1
+                bytes -= o.stored.count
+                if head > 1024 && head * 2 > items.count {
+                    items.removeFirst(head)
+                    head = 0
+                }
+                return o
+            }
+            if let failure { throw failure }
+            return nil
+        }
     }
 }
 

@@ -79,7 +79,8 @@ public enum RemoteOpener {
             cmd.append("\(shellQuote(trove)) serve-stdio \(remotePath)")
             return try StreamRemote(url: text, command: cmd)
         case .http(let u):
-            return try HTTPRemote(url: u, token: try Credentials.token(for: u, environment: environment), caFile: environment["TROVE_CA_FILE"])
+            return try HTTPRemote(url: u, token: try Credentials.token(for: u, environment: environment), caFile: environment["TROVE_CA_FILE"],
+                                  attempts: environment["TROVE_HTTP_ATTEMPTS"].flatMap { Int($0) } ?? 5)
         }
     }
 

@@ -131,6 +131,14 @@ public enum StreamServer {
         }
     }
 
+    /// Answers the client's first request with `error` (a store that cannot be opened, say),
+    /// so that the client reports it as the server's answer rather than a broken connection.
+    public static func refuse(_ error: Error, input: Int32, output: Int32) {
+        let channel = FrameChannel(input: input, output: output, name: "client")
+        _ = try? channel.readFrame()
+        try? send(channel, errorResponse(error))
+    }
+
     /// Errors after which the byte stream cannot be trusted: answer, then hang up.
     struct StreamAbort: Error {
         var response: Response

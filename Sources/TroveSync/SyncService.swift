@@ -139,9 +139,9 @@ public final class SyncService: @unchecked Sendable {
 
     /// Walks the commits that no ref reaches yet and checks every object they need, chunks
     /// included; returns the first one this store lacks.
-    func firstMissingObject(reachableFrom tip: ObjectID) throws -> ObjectID? {
+    func firstMissingObject(reachableFrom tip: ObjectID, complete given: Set<ObjectID>? = nil) throws -> ObjectID? {
         guard try store.type(of: tip) == .commit else { return tip }
-        let complete = try Graph.ancestry(of: try store.refs.list().map(\.id), in: store)
+        let complete = try given ?? Graph.ancestry(of: try store.refs.list().map(\.id), in: store)
         var missing: ObjectID?
         struct Stop: Error {}
         do {
@@ -167,6 +167,44 @@ public final class SyncService: @unchecked Sendable {
             return missing ?? tip
         }
         return missing
+    }
+
+    /// `trove fsck --store`: pack trailers, every ref's history complete (chunks included),
+    /// and with `full` every object re-read and checked against its id. Problems as text.
+    public func check(full: Bool) throws -> (packs: Int, objects: Int, problems: [String]) {
+        var problems: [String] = []
+        try store.table.refresh()
+        let names = store.table.packNames
+        var objects = 0
+        let decompressor = Decompressor()
+        for name in names {
+            let records: [PackFormat.IndexRecord]
+            do { records = try Store.packIndex(root: store.root, name: name) } catch {
+                problems.append("pack \(name): \(error)")
+                continue
+            }
+            objects += records.count
+            guard full else { continue }
+            for r in records {
+                guard let l = try store.locate(r.id) else { continue }
+                do {
+                    let stored = try store.storedBytes(l)
+                    try PackedObject(type: r.type, codec: r.codec, rawLength: Int(r.rawLength), id: r.id, stored: stored).verify(decompressor)
+                } catch {
+                    problems.append("object \(r.id.hex) in pack \(name): \(error)")
+                }
+            }
+        }
+        for ref in try store.refs.list() {
+            do {
+                if let m = try firstMissingObject(reachableFrom: ref.id, complete: []) {
+                    problems.append("ref \(ref.name) (\(ref.id.short())) reaches missing object \(m.hex)")
+                }
+            } catch {
+                problems.append("ref \(ref.name): \(error)")
+            }
+        }
+        return (names.count, objects, problems)
     }
 
     private func checkBatch(_ n: Int) throws {

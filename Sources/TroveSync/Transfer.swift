@@ -277,14 +277,19 @@ public final class Fetcher {
 
     /// Fetches the chunks the trees of `commits` need (within `filter`) that the store lacks.
     public func fetchChunks(forCommits commits: [ObjectID], writer: ObjectWriter? = nil) throws -> TransferStats {
-        var collector = ObjectCollector(source: store)
-        for c in Set(commits) { try collector.addTree(try store.commit(c).tree, from: nil, chunksOf: filter) }
-        return try fetchChunks(collector.chunks, writer: writer ?? ObjectWriter(store: store))
+        try fetchChunks(try Fetcher.missingChunks(in: store, commits: commits, filter: filter), writer: writer ?? ObjectWriter(store: store))
     }
 
-    func fetchChunks(_ chunks: [(ObjectID, UInt64)], writer: ObjectWriter) throws -> TransferStats {
-        let present = try store.contains(chunks.map(\.0))
-        let needed = zip(chunks, present).filter { !$0.1 }.map(\.0)
+    /// The chunks (id, length) that the files of `commits` (within `filter`) need and the
+    /// store lacks: what a checkout would fail on.
+    public static func missingChunks(in store: Store, commits: [ObjectID], filter: PathFilter = .all) throws -> [(ObjectID, UInt64)] {
+        var collector = ObjectCollector(source: store)
+        for c in Set(commits) { try collector.addTree(try store.commit(c).tree, from: nil, chunksOf: filter) }
+        let present = try store.contains(collector.chunks.map(\.0))
+        return zip(collector.chunks, present).filter { !$0.1 }.map(\.0)
+    }
+
+    public func fetchChunks(_ needed: [(ObjectID, UInt64)], writer: ObjectWriter) throws -> TransferStats {
         var stats = TransferStats()
         guard !needed.isEmpty else { return stats }
         progress?.begin(total: needed.reduce(0) { $0 + $1.1 }, label: "fetching")

@@ -329,3 +329,80 @@ final class SSHRemoteTests: RemoteConformance {
         closed.close()
     }
 }
+
+/// The suite over HTTP to a real `trove daemon` (one per class run, plus one with a small
+/// upload limit), each test on its own project with an admin token.
+final class HTTPRemoteTests: RemoteConformance {
+    static var root: TempDir?
+    static var daemon: DaemonProcess?
+    static var smallLimit: DaemonProcess?
+    var tokens: [String: String] = [:]
+
+    override func setUpWithError() throws {
+        try super.setUpWithError()
+        if HTTPRemoteTests.daemon == nil {
+            let root = TempDir("trove-daemon")
+            HTTPRemoteTests.root = root
+            let env = Runner.environment(home: root.path)
+            HTTPRemoteTests.daemon = try DaemonProcess(root: root.path, environment: env)
+            HTTPRemoteTests.smallLimit = try DaemonProcess(root: root.path, arguments: ["--max-upload", "10000"], environment: env)
+        }
+    }
+
+    override func makeRemoteStore(_ name: String = "remote") throws -> String {
+        let d = try XCTUnwrap(HTTPRemoteTests.daemon)
+        let project = "p-" + String(UInt64.random(in: 0...UInt64.max), radix: 36)
+        // The daemon's projects use the default chunker; the suite's stores use tiny chunks.
+        let path = d.root + "/projects/" + project
+        try FileIO.mkdirs(d.root + "/projects")
+        try SharedStore.create(root: path, parameters: tiny)
+        tokens[path] = try d.token(project, role: "admin")
+        return path
+    }
+
+    override func open(_ path: String, maxUpload: Int = SyncProtocol.defaultMaxUploadBytes) throws -> Remote {
+        let d = try XCTUnwrap(maxUpload == SyncProtocol.defaultMaxUploadBytes ? HTTPRemoteTests.daemon : HTTPRemoteTests.smallLimit)
+        return try HTTPRemote(url: d.url(FileIO.basename(path)), token: tokens[path], caFile: nil)
+    }
+
+    func status(_ args: [String]) -> String {
+        let r = Runner.run("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}"] + args, cwd: temp.path, environment: ProcessInfo.processInfo.environment)
+        return r.stdout
+    }
+
+    func testEveryRouteChecksTheTokenAndItsRole() throws {
+        let d = try XCTUnwrap(HTTPRemoteTests.daemon)
+        let p = FileIO.basename(try makeRemoteStore())
+        let q = FileIO.basename(try makeRemoteStore())
+        let read = try d.token(p, role: "read"), write = try d.token(p, role: "write")
+        let info = d.url(p) + "/v1/info"
+        XCTAssertEqual(status([info]), "401", "no token")
+        XCTAssertEqual(status(["-H", "Authorization: Bearer trv_wrong", info]), "401", "wrong token")
+        XCTAssertEqual(status(["-H", "Authorization: Bearer \(read)", info]), "200")
+        XCTAssertEqual(status(["-H", "Authorization: Bearer \(read)", d.url(q) + "/v1/info"]), "403", "token of P reading Q")
+        XCTAssertEqual(status(["-H", "Authorization: Bearer \(read)", d.url("no-such") + "/v1/info"]), "403", "no disclosure of which projects exist")
+        XCTAssertEqual(status(["-X", "POST", "--data-binary", "x", "-H", "Authorization: Bearer \(read)", d.url(p) + "/v1/objects"]), "403", "read token pushing")
+        XCTAssertEqual(status(["-X", "POST", "-H", "Authorization: Bearer \(write)", d.url(p) + "/v1/refs"]), "400", "write token, malformed body")
+        XCTAssertEqual(status(["-H", "Authorization: Bearer \(write)", d.url(p) + "/v1/settings"]), "403", "settings need admin")
+        XCTAssertEqual(status(["--path-as-is", "-H", "Authorization: Bearer \(read)", d.base + "/..%2F..%2Fetc/v1/info"]), "400", "traversal in a project name")
+        XCTAssertEqual(status(["-H", "Authorization: Bearer \(read)", d.base + "/Bad_Name/v1/info"]), "400")
+
+        // Revoked and expired tokens stop working at once.
+        let doomed = try d.token(p, role: "read")
+        XCTAssertEqual(status(["-H", "Authorization: Bearer \(doomed)", info]), "200")
+        XCTAssertEqual(d.trove(["daemon", "token", "revoke", "--root", d.root, doomed]).status, 0)
+        XCTAssertEqual(status(["-H", "Authorization: Bearer \(doomed)", info]), "401", "revoked")
+        let short = try d.token(p, role: "read", expires: "1s")
+        sleep(2)
+        XCTAssertEqual(status(["-H", "Authorization: Bearer \(short)", info]), "401", "expired")
+
+        // Through the client: the error says what to do, and the code is right.
+        let r = try HTTPRemote(url: d.url(p), token: read, caFile: nil)
+        XCTAssertThrowsError(try r.updateRefs([RefUpdate(name: "heads/x", old: nil, new: SHA256.hash([1]))])) {
+            XCTAssertEqual(($0 as? SyncError)?.code, .forbidden, "\($0)")
+        }
+        // Only hashes are stored.
+        let tokensFile = try String(contentsOfFile: d.root + "/tokens", encoding: .utf8)
+        XCTAssertFalse(tokensFile.contains(read) || tokensFile.contains(write))
+    }
+}
