@@ -40,30 +40,10 @@ PY=$(command -v python3)
 DATA=$SCRATCH/data RUN=$SCRATCH/run RES=$SCRATCH/results
 mkdir -p "$DATA" "$RUN" "$RES"
 TSV=$RES/results.tsv
-printf 'ds\ttool\tstep\twall_s\tuser_s\tsys_s\tmaxrss_kb\texit\tbytes\n' > "$TSV"
-export GIT_CONFIG_GLOBAL=$SCRATCH/gitconfig GIT_CONFIG_NOSYSTEM=1 RESTIC_PASSWORD=bench DVC_NO_ANALYTICS=1 HF_XET_TELEMETRY_ENABLED=false
-git config --global user.name bench; git config --global user.email bench@example.invalid
-git config --global init.defaultBranch main; git config --global gc.autoDetach false
-(cd "$SCRATCH" && git lfs install >/dev/null 2>&1)
-
-if [ ! -f "$DATA/.done" ]; then
-  echo "generating data in $DATA" >&2
-  "$PY" "$SHARED/gen.py" "$DATA" && "$PY" "$SHARED/mutate.py" "$DATA" && touch "$DATA/.done"
-fi
+. "$HERE/lib.sh"
+setup_run
 
 drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true; }
-# measure DS TOOL STEP CMD: one row (wall, user, sys, max RSS, exit)
-measure() {
-  local ds=$1 tool=$2 step=$3; shift 3
-  local tf=$RES/.time out=$RES/$ds.$tool.$step.log
-  /usr/bin/time -f '%e %U %S %M %x' -o "$tf" bash -c "$*" > "$out" 2>&1
-  read -r wall user sys rss ex < <(tail -1 "$tf")
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n' "$ds" "$tool" "$step" "$wall" "$user" "$sys" "$rss" "$ex" >> "$TSV"
-  printf '  %-7s %-2s %-14s %7ss  user %-6s sys %-6s rss %7s KiB  exit %s\n' "$tool" "$ds" "$step" "$wall" "$user" "$sys" "$rss" "$ex" >&2
-  [ "$ex" = 0 ] || { echo "  !! $tool $ds $step failed:" >&2; tail -5 "$out" >&2; }
-}
-record() { printf '%s\t%s\t%s\t\t\t\t\t\t%s\n' "$1" "$2" "$3" "$4" >> "$TSV"; }
-bytes() { du -sb "$@" 2>/dev/null | awk '{s+=$1} END {printf "%.0f\n", s}'; }
 
 name() { [ "$1" = C ] && echo dataset || echo model.bin; }
 place() { # DS VERSION W

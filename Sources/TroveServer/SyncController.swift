@@ -148,6 +148,9 @@ struct SyncController: Sendable {
         var parser = PackStreamParser()
         var received = 0
         let limit = state.config.maxUploadBytes + (1 << 20)
+        // Objects are verified and stored in groups of about 4 MiB, on all cores.
+        var pending: [PackedObject] = []
+        var pendingBytes = 0
         for try await buffer in request.body {
             received += buffer.readableBytes
             state.metrics.received(buffer.readableBytes)
@@ -164,7 +167,18 @@ struct SyncController: Sendable {
                     for case .object(let o) in events { objects.append(o) }
                 }
             }
-            if !objects.isEmpty { try await blocking { for o in objects { try upload.add(o) } } }
+            pending += objects
+            pendingBytes += objects.reduce(0) { $0 + $1.stored.count }
+            if pendingBytes >= 4 << 20 {
+                let group = pending
+                pending = []
+                pendingBytes = 0
+                try await blocking { try upload.addAll(group) }
+            }
+        }
+        if !pending.isEmpty {
+            let group = pending
+            try await blocking { try upload.addAll(group) }
         }
         guard parser.isDone else {
             throw ProtocolError(.invalidInput, "truncated upload: the pack stream ended before its end record", hint: "nothing was stored; send it again")

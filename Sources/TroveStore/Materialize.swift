@@ -275,12 +275,26 @@ public final class Materializer: @unchecked Sendable {
         /// in `scratch` (room for the largest chunk).
         func read(_ locations: [Store.Located], _ range: Range<Int>, scratch: UnsafeMutableRawPointer,
                   use: (Int, UnsafeMutableRawPointer) throws -> Void) throws {
+            try readStored(locations, range) { k, stored in
+                if let stored {
+                    try reader.decode(locations[k], stored: stored.baseAddress!, into: scratch)
+                } else {
+                    try reader.read(locations[k], into: scratch)
+                }
+                try use(k, scratch)
+            }
+        }
+
+        /// Calls `use(i, stored)` for each object `i` in `range`, in order, with its bytes as
+        /// stored (unverified), read in spans; nil when the pack cannot be read directly (the
+        /// caller reads that object itself).
+        func readStored(_ locations: [Store.Located], _ range: Range<Int>,
+                        use: (Int, UnsafeRawBufferPointer?) throws -> Void) throws {
             var i = range.lowerBound
             while i < range.upperBound {
                 let first = locations[i]
                 guard let fd = try first.files.directFD(first.location.pack) else {
-                    try reader.read(first, into: scratch)
-                    try use(i, scratch)
+                    try use(i, nil)
                     i += 1
                     continue
                 }
@@ -304,8 +318,7 @@ public final class Materializer: @unchecked Sendable {
                 }
                 for k in i..<j {
                     let r = locations[k].location.record
-                    try reader.decode(locations[k], stored: buffer.pointer + Int(r.dataOffset - lo), into: scratch)
-                    try use(k, scratch)
+                    try use(k, UnsafeRawBufferPointer(start: buffer.pointer + Int(r.dataOffset - lo), count: Int(r.storedLength)))
                 }
                 i = j
             }

@@ -1,3 +1,4 @@
+import Dispatch
 import Glibc
 import TroveCore
 
@@ -106,6 +107,49 @@ extension ObjectSource {
         guard let l = try locate(id), l.record.type == .blob else { return [] }
         let m = try decoding("blob \(id.hex)") { try BlobManifest.decode(try readVerified(l), expectedID: id) }
         return [id] + (m.level == .segments ? m.entries.map(\.id) : [])
+    }
+}
+
+extension ObjectSource {
+    /// Reads the stored bytes of many objects in large direct reads (pack by pack, in offset
+    /// order; no page-cache copy), calling `body(i, stored)` for each `locations[i]`, in that
+    /// order rather than the caller's. The bytes are valid only during the call; unverified.
+    public func forEachStored(_ locations: [ObjectLocation], _ body: (Int, UnsafeRawBufferPointer) throws -> Void) throws {
+        let order = locations.indices.sorted {
+            let a = locations[$0], b = locations[$1]
+            return (a.pack, a.record.offset) < (b.pack, b.record.offset)
+        }
+        let sorted = order.map { locations[$0] }
+        let reader = Materializer.SpanReader()
+        try reader.readStored(sorted, sorted.indices) { k, stored in
+            if let stored {
+                try body(order[k], stored)
+            } else {
+                let bytes = try storedBytes(sorted[k])
+                try bytes.withUnsafeBytes { try body(order[k], $0) }
+            }
+        }
+    }
+}
+
+extension PackedObject {
+    /// Verifies `objects` on up to `threads` threads; the first (lowest index) that fails.
+    public static func firstFailure(_ objects: [PackedObject], threads: Int) -> (Int, CoreError)? {
+        let parts = objects.count < 8 ? 1 : max(1, min(objects.count, threads))
+        let lock = Mutex()
+        var first: (Int, CoreError)?
+        DispatchQueue.concurrentPerform(iterations: parts) { part in
+            let d = Decompressor()
+            var i = part
+            while i < objects.count {
+                do { try objects[i].verify(d) } catch {
+                    let e = error as? CoreError ?? CoreError(.integrity, "\(error)")
+                    lock.withLock { if first == nil || i < first!.0 { first = (i, e) } }
+                }
+                i += parts
+            }
+        }
+        return first
     }
 }
 

@@ -1,3 +1,4 @@
+import Dispatch
 import TroveCore
 
 /// Receives progress from long operations (bytes done); called from worker threads.
@@ -89,6 +90,24 @@ public final class ObjectWriter: @unchecked Sendable {
         }
         if try has(o.id) { return false }
         return try o.stored.withUnsafeBytes { try putPrepared(type: o.type, id: o.id, codec: o.codec, rawLength: o.rawLength, stored: $0) }
+    }
+
+    /// `putReceived` for many objects, verified on all cores first (all must verify before any
+    /// is written). Returns how many were new and their raw bytes.
+    public func putReceived(_ objects: [PackedObject]) throws -> (objects: Int, rawBytes: UInt64) {
+        if let (i, e) = PackedObject.firstFailure(objects, threads: store.threads) {
+            throw StoreError(.integrity, "received object \(objects[i].id.hex) is corrupt or forged: \(e.message)",
+                             hint: "nothing of it was stored; the remote's copy may be damaged (run `trove fsck --full` there)", underlying: e)
+        }
+        var n = 0
+        var bytes: UInt64 = 0
+        for o in objects where try !has(o.id) {
+            if try o.stored.withUnsafeBytes({ try putPrepared(type: o.type, id: o.id, codec: o.codec, rawLength: o.rawLength, stored: $0) }) {
+                n += 1
+                bytes += UInt64(o.rawLength)
+            }
+        }
+        return (n, bytes)
     }
 
     private func appendLocked(type: ObjectType, id: ObjectID, codec: PackFormat.Codec, rawLength: Int, stored: UnsafeRawBufferPointer) throws {

@@ -1,3 +1,4 @@
+import Dispatch
 import Glibc
 import TroveCore
 
@@ -89,7 +90,6 @@ public final class SharedStore: ObjectSource, @unchecked Sendable {
         private var result = Received()
         private var finished: (String, [PackFormat.IndexRecord])?
         private var writer: PackWriter!
-        private let decompressor = Decompressor()
         private var seen = Set<ObjectID>()
         private var total = 0
 
@@ -102,16 +102,27 @@ public final class SharedStore: ObjectSource, @unchecked Sendable {
             }
         }
 
-        public func add(_ o: PackedObject) throws {
-            result.objects += 1
-            total += o.stored.count
-            guard total <= maxBytes else {
-                throw StoreError(.invalidInput, "upload is larger than the \(maxBytes)-byte limit",
-                                 hint: "send the objects in several uploads")
+        public func add(_ o: PackedObject) throws { try addAll([o]) }
+
+        /// Adds objects in order; they are verified on all cores first.
+        public func addAll(_ objects: [PackedObject]) throws {
+            for o in objects {
+                total += o.stored.count
+                guard total <= maxBytes else {
+                    throw StoreError(.invalidInput, "upload is larger than the \(maxBytes)-byte limit",
+                                     hint: "send the objects in several uploads")
+                }
             }
-            do { try o.verify(decompressor) } catch let e as CoreError {
+            if let (_, e) = PackedObject.firstFailure(objects, threads: Upload.threads) {
                 throw StoreError(.integrity, "upload rejected: \(e.message)", hint: "nothing was stored; send the objects again", underlying: e)
             }
+            for o in objects { try append(o) }
+        }
+
+        static let threads = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+
+        private func append(_ o: PackedObject) throws {
+            result.objects += 1
             guard seen.insert(o.id).inserted, try store.table.locate(o.id) == nil else { return }
             try o.stored.withUnsafeBytes {
                 try writer.append(type: o.type, id: o.id, codec: o.codec, rawLength: o.rawLength, stored: $0)

@@ -69,11 +69,7 @@ public final class HTTPRemote: Remote {
     }
 
     public func upload(_ objects: [PackedObject]) throws -> (objects: Int, stored: Int, storedBytes: UInt64) {
-        var body = PackStream.header()
-        body.reserveCapacity(objects.reduce(64) { $0 + $1.stored.count + PackFormat.entryHeaderSize })
-        for o in objects { body += PackStream.entry(o) }
-        body += PackStream.end(count: objects.count)
-        let r = try call(.POST, "objects", body: body)
+        let r = try call(.POST, "objects", body: nil, stream: PackBody(objects: objects))
         guard case let .uploaded(n, stored, bytes) = r else { throw unexpected(r) }
         return (n, stored, bytes)
     }
@@ -105,20 +101,21 @@ public final class HTTPRemote: Remote {
 
     private func unexpected(_ r: Response) -> SyncError { SyncError(.transport, "\(url): unexpected response \(r)") }
 
-    private func request(_ method: HTTPMethod, _ route: String, body: [UInt8]?) -> HTTPClientRequest {
+    private func request(_ method: HTTPMethod, _ route: String, body: [UInt8]?, stream: PackBody? = nil) -> HTTPClientRequest {
         var req = HTTPClientRequest(url: "\(base)/v1/\(route)")
         req.method = method
         req.headers.add(name: "Content-Type", value: "application/x-trove-v1")
         req.headers.add(name: "User-Agent", value: "trove/\(TroveVersion.string)")
         if let token { req.headers.add(name: "Authorization", value: "Bearer \(token)") }
         if let body { req.body = .bytes(ByteBuffer(bytes: body)) }
+        if let stream { req.body = .stream(stream, length: .known(Int64(stream.length))) }
         return req
     }
 
     /// One request whose whole answer is a frame.
-    private func call(_ method: HTTPMethod, _ route: String, body: [UInt8]?, idempotent: Bool = true) throws -> Response {
+    private func call(_ method: HTTPMethod, _ route: String, body: [UInt8]?, stream: PackBody? = nil, idempotent: Bool = true) throws -> Response {
         try withRetries(idempotent: idempotent) {
-            let req = self.request(method, route, body: body)
+            let req = self.request(method, route, body: body, stream: stream)
             return try blockingAsync {
                 let resp = try await self.client.execute(req, timeout: .seconds(300))
                 let bytes = Array(buffer: try await resp.body.collect(upTo: SyncProtocol.maxFrameBytes + 4))
@@ -248,6 +245,36 @@ public final class HTTPRemote: Remote {
         if error is SyncError { return error }
         return SyncError(.transport, "\(url): \(error)", hint: "check that the daemon runs and the URL is right")
     }
+}
+
+/// An upload's body, made object by object as the connection takes it (no copy of the whole).
+struct PackBody: AsyncSequence, Sendable {
+    typealias Element = ByteBuffer
+    let objects: [PackedObject]
+
+    var length: Int {
+        PackFormat.headerSize + objects.reduce(0) { $0 + PackFormat.entryHeaderSize + $1.stored.count } + PackStream.endRecordSize
+    }
+
+    struct AsyncIterator: AsyncIteratorProtocol {
+        let objects: [PackedObject]
+        var next = -1
+
+        mutating func next() async -> ByteBuffer? {
+            defer { next += 1 }
+            if next == -1 { return ByteBuffer(bytes: PackStream.header()) }
+            if next == objects.count { return ByteBuffer(bytes: PackStream.end(count: objects.count)) }
+            guard next < objects.count else { return nil }
+            let o = objects[next]
+            var b = ByteBuffer()
+            b.reserveCapacity(PackFormat.entryHeaderSize + o.stored.count)
+            b.writeBytes(PackFormat.entryHeader(type: o.type, codec: o.codec, rawLength: o.rawLength, storedLength: o.stored.count, id: o.id))
+            b.writeBytes(o.stored)
+            return b
+        }
+    }
+
+    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(objects: objects) }
 }
 
 /// Objects from a network task to a waiting thread, with at most `limit` stored bytes queued.

@@ -86,8 +86,9 @@ public final class PathRemote: Remote {
 
     public func upload(_ objects: [PackedObject]) throws -> (objects: Int, stored: Int, storedBytes: UInt64) {
         try call {
-            var it = objects.makeIterator()
-            let r = try service.upload { it.next() }
+            let upload = try service.beginUpload()
+            try upload.addAll(objects)
+            let r = try upload.finish()
             return (r.objects, r.stored, r.storedBytes)
         }
     }

@@ -51,10 +51,11 @@ public final class SyncService: @unchecked Sendable {
     public func download(_ ids: [ObjectID], emit: (PackedObject) throws -> Void) throws {
         try checkBatch(ids.count)
         try store.table.refresh()
-        for (id, l) in zip(ids, try store.locateMany(ids)) {
-            guard let l else { continue }
-            try emit(PackedObject(type: l.record.type, codec: l.record.codec, rawLength: Int(l.record.rawLength), id: id,
-                                  stored: try store.storedBytes(l)))
+        // Large direct reads in pack order: no page-cache fill on the server.
+        let found = try store.locateMany(ids).compactMap { $0 }
+        try store.forEachStored(found) { i, stored in
+            let r = found[i].record
+            try emit(PackedObject(type: r.type, codec: r.codec, rawLength: Int(r.rawLength), id: r.id, stored: Array(stored)))
         }
     }
 

@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""Daemon under load (issue 3): N clients push and pull their own projects for D seconds
+against one `trove daemon`, while a prober times the refs listing. Reports failed commands,
+refs-listing p50/p99 latency, daemon peak RSS, and `fsck --full --store` of every project.
+
+    Benchmarks/load-test.py [--clients 16] [--seconds 60] [--trove PATH] [--scratch DIR]
+"""
+import argparse
+import http.client
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--clients", type=int, default=16)
+ap.add_argument("--seconds", type=float, default=60)
+ap.add_argument("--trove", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".build", "release", "trove"))
+ap.add_argument("--scratch", default=os.path.join(os.environ.get("TMPDIR", "/tmp"), "trove-load"))
+args = ap.parse_args()
+T = os.path.abspath(args.trove)
+S = args.scratch
+shutil.rmtree(S, ignore_errors=True)
+os.makedirs(S)
+env = dict(os.environ, TROVE_PROGRESS="0", TROVE_AUTHOR_NAME="load", HOME=S)
+
+
+def run(cmd, cwd, extra=None, check=True):
+    e = dict(env, **(extra or {}))
+    r = subprocess.run(cmd, cwd=cwd, env=e, capture_output=True, text=True)
+    if check and r.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr}")
+    return r
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+root = os.path.join(S, "daemon")
+port = free_port()
+tokens = {}
+for i in range(args.clients):
+    run([T, "daemon", "project", "create", f"p{i}", "--root", root], S)
+    tokens[i] = run([T, "daemon", "token", "create", "--root", root, "--project", f"p{i}", "--role", "write"], S).stdout.strip()
+daemon = subprocess.Popen([T, "daemon", "--root", root, "--listen", f"127.0.0.1:{port}"], env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+daemon.stdout.readline()  # "listening on ..."
+url = lambda i: f"http://127.0.0.1:{port}/p{i}"
+
+# Each client: a working store with a few files, pushed once before the clock starts.
+rng = random.Random(20261127)
+for i in range(args.clients):
+    w = os.path.join(S, f"c{i}")
+    os.makedirs(os.path.join(w, "data"))
+    run([T, "init", "-q"], w)
+    with open(os.path.join(w, "model.bin"), "wb") as f:
+        f.write(rng.randbytes(4 << 20))
+    for k in range(50):
+        with open(os.path.join(w, "data", f"f{k}.txt"), "w") as f:
+            f.write(f"client {i} file {k}\n" * 100)
+    run([T, "add", "-q", "."], w)
+    run([T, "commit", "-q", "-m", "start"], w)
+    run([T, "remote", "add", "origin", url(i)], w)
+    run([T, "push", "-q"], w, {"TROVE_TOKEN": tokens[i]})
+    r = os.path.join(S, f"r{i}")
+    os.makedirs(r)
+    run([T, "init", "-q"], r)
+    run([T, "remote", "add", "origin", url(i)], r)
+
+stop = time.time() + args.seconds
+failures, ops = [], {"push": 0, "pull": 0}
+lock = threading.Lock()
+
+
+def client(i):
+    w, r = os.path.join(S, f"c{i}"), os.path.join(S, f"r{i}")
+    local = random.Random(i)
+    n = 0
+    while time.time() < stop:
+        n += 1
+        with open(os.path.join(w, "model.bin"), "r+b") as f:
+            f.seek(local.randrange(0, 4 << 20))
+            f.write(local.randbytes(64 << 10))
+        with open(os.path.join(w, "data", f"new{n}.txt"), "w") as f:
+            f.write(f"round {n}\n")
+        for cmd, cwd, kind in (([T, "add", "-q", "."], w, None), ([T, "commit", "-q", "-m", f"r{n}"], w, None),
+                               ([T, "push", "-q"], w, "push"), ([T, "fetch", "-q"], r, "pull")):
+            res = run(cmd, cwd, {"TROVE_TOKEN": tokens[i]}, check=False)
+            with lock:
+                if res.returncode != 0:
+                    failures.append((i, " ".join(cmd[1:3]), res.returncode, res.stderr.strip()[:300]))
+                elif kind:
+                    ops[kind] += 1
+
+
+latencies = []
+
+
+def prober():
+    k = 0
+    while time.time() < stop:
+        i = k % args.clients
+        k += 1
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        t0 = time.perf_counter()
+        c.request("GET", f"/p{i}/v1/refs", headers={"Authorization": f"Bearer {tokens[i]}"})
+        resp = c.getresponse()
+        resp.read()
+        dt = time.perf_counter() - t0
+        c.close()
+        with lock:
+            latencies.append(dt)
+            if resp.status != 200:
+                failures.append((i, "GET refs", resp.status, ""))
+        time.sleep(0.05)
+
+
+threads = [threading.Thread(target=client, args=(i,)) for i in range(args.clients)] + [threading.Thread(target=prober)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+hwm = [l for l in open(f"/proc/{daemon.pid}/status") if l.startswith("VmHWM")][0].split()[1]
+daemon.send_signal(signal.SIGTERM)
+daemon.wait(timeout=30)
+bad = []
+for i in range(args.clients):
+    res = run([T, "fsck", "--full", "--store", os.path.join(root, "projects", f"p{i}")], S, check=False)
+    if res.returncode != 0:
+        bad.append((i, res.stdout[-300:]))
+latencies.sort()
+q = lambda p: latencies[min(len(latencies) - 1, int(len(latencies) * p))] * 1000
+print(f"clients {args.clients}, {args.seconds:.0f} s: {ops['push']} pushes, {ops['pull']} fetches, {len(failures)} failed commands/requests")
+print(f"refs listing: {len(latencies)} requests, p50 {q(0.5):.1f} ms, p99 {q(0.99):.1f} ms, max {latencies[-1] * 1000:.1f} ms")
+print(f"daemon peak RSS {int(hwm) / 1024:.0f} MiB; daemon exit status after SIGTERM {daemon.returncode}")
+print(f"fsck --full of {args.clients} projects: {'all clean' if not bad else bad}")
+for f in failures[:10]:
+    print("failure:", f)
