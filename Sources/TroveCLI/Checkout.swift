@@ -23,9 +23,10 @@ extension TroveCommand {
             let lock = try wt.store.lock()
             defer { _ = lock }
             let id = try wt.store.resolve(revision)
-            try LazyFetch.ensure(wt.store, commit: id, progress: options.progress)
+            let specs = try paths.map { try wt.relative($0, cwd: options.cwd) }
+            try LazyFetch.ensure(wt.store, commit: id, filter: paths.isEmpty ? wt.sparse : PathFilter(specs.map { $0.isEmpty ? "**" : $0 }),
+                                 progress: options.progress)
             if !paths.isEmpty {
-                let specs = try paths.map { try wt.relative($0, cwd: options.cwd) }
                 let n = try wt.checkoutPaths(specs, from: try wt.store.commit(id).tree, progress: options.progress)
                 if !options.quiet { Console.out("Updated \(n) path(s) from \(id.short())") }
                 return

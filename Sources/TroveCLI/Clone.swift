@@ -13,7 +13,9 @@ extension TroveCommand {
                 Creates DIR (default: the last part of the URL), a store in DIR/.trove with the \
                 remote's chunker settings and the remote `origin`; fetches the metadata of every ref \
                 (to remotes/origin/...) and the chunks of the remote HEAD's branch, creates that \
-                branch and checks it out. Other refs' files are fetched when checked out later \
+                branch and checks it out. With --include, only matching paths get their chunks \
+                fetched and are written (a partial clone: the others stay tracked; `trove checkout \
+                REV PATH` later fetches and writes more, and adds PATH to STORE/sparse). Other refs' files are fetched when checked out later \
                 (`trove fetch` brings their chunks). For a store on a shared file system to push \
                 to, use `trove init --bare DIR`.
                 """)
@@ -21,6 +23,8 @@ extension TroveCommand {
         @Argument(help: "The remote's URL.") var url: String
         @Argument(help: "The folder to create.") var directory: String?
         @Option(name: .customLong("from"), help: "Another remote URL to fetch chunks from as well (repeatable).") var peers: [String] = []
+        @Option(name: .customLong("include"), help: ArgumentHelp("A partial clone: only paths matching PATTERN are fetched and written (repeatable; * within a name, ** across folders, a folder means everything below it).", valueName: "PATTERN"))
+        var include: [String] = []
         @OptionGroup var options: StoreOptions
 
         func run() throws {
@@ -36,6 +40,8 @@ extension TroveCommand {
             try FileIO.mkdirs(target)
             let store = try Store.initialize(root: target + "/" + Store.directoryName, workTree: target, parameters: info.chunker)
             try store.setConfig("remote.origin.url", absoluteURL)
+            // Sparse before the fetch: chunks come only for these paths.
+            if !include.isEmpty { try PathFilter(include).save(store: store.root) }
             let run = FetchRun(store: store, name: "origin", url: absoluteURL, peers: peers, chunksForHeadOnly: true, progress: options.progress)
             let (r, _) = try run.run(refs: nil)
             FetchRun.report(r, from: url, quiet: options.quiet)

@@ -37,7 +37,7 @@ extension TroveCommand {
             if json {
                 try Console.json([
                     "clean": r.isClean, "packs": r.packs, "objects": r.objects, "commits": r.reachableCommits,
-                    "checked_bytes": r.checkedBytes, "removed_temporary_files": r.removedTemporaryFiles,
+                    "checked_bytes": r.checkedBytes, "removed_temporary_files": r.removedTemporaryFiles, "not_fetched": r.notFetched,
                     "problems": r.problems.map { p -> [String: Any] in
                         var o: [String: Any] = ["message": p.message]
                         if let id = p.object { o["object"] = id.hex }
@@ -49,7 +49,8 @@ extension TroveCommand {
                 for t in r.removedTemporaryFiles { Console.out("removed interrupted temporary pack \(t)") }
                 for p in r.problems { Console.out("error: \(p)") }
                 Console.out("\(r.isClean ? "ok" : "\(r.problems.count) problem(s)"): \(r.packs) packs, \(r.objects) objects, \(r.reachableCommits) commits"
-                    + (full ? ", \(Format.bytes(r.checkedBytes)) verified" : ""))
+                    + (full ? ", \(Format.bytes(r.checkedBytes)) verified" : "")
+                    + (r.notFetched > 0 ? ", \(r.notFetched) chunk(s) not fetched yet (on the remotes)" : ""))
             }
             if !r.isClean { throw CommandFailed(code: TroveCLI.ExitStatus.integrity) }
         }

@@ -140,8 +140,8 @@ extension TroveCommand {
 /// Chunks a checkout needs that a partial or metadata-only fetch left on the remotes: fetched
 /// before the files are written (from origin, drawing on every other remote too).
 enum LazyFetch {
-    static func ensure(_ store: Store, commit: ObjectID, progress: ProgressSink?) throws {
-        let missing = try Fetcher.missingChunks(in: store, commits: [commit])
+    static func ensure(_ store: Store, commit: ObjectID, filter: PathFilter, progress: ProgressSink?) throws {
+        let missing = try Fetcher.missingChunks(in: store, commits: [commit], filter: filter)
         guard !missing.isEmpty else { return }
         let names = Remotes.names(store)
         guard !names.isEmpty else {

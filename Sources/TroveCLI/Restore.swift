@@ -19,7 +19,8 @@ extension TroveCommand {
             let lock = try store.lock()
             defer { _ = lock }
             let id = try store.resolve(revision)
-            try LazyFetch.ensure(store, commit: id, progress: options.progress)
+            try LazyFetch.ensure(store, commit: id, filter: paths.isEmpty ? .all : PathFilter(paths.map { $0.split(separator: "/").joined(separator: "/") }),
+                                 progress: options.progress)
             let files = try store.flatten(tree: try store.commit(id).tree)
             var selected: [(String, TroveCore.Tree.Entry)] = []
             if paths.isEmpty {

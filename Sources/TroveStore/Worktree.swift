@@ -6,6 +6,10 @@ public struct Worktree {
     public let store: Store
     public let top: String
     public var refs: Refs { Refs(root: store.root) }
+    /// The paths this working tree materialises (a partial clone's `--include`); tracked files
+    /// outside it stay in the stage and in commits without being written, and their absence
+    /// is not a change.
+    public let sparse: PathFilter
 
     public init(store: Store) throws {
         guard let top = store.workTree else {
@@ -13,6 +17,12 @@ public struct Worktree {
         }
         self.store = store
         self.top = top
+        sparse = try PathFilter.load(store: store.root)
+    }
+
+    /// A tracked path that is outside the sparse patterns and not on disk: not a deletion.
+    func isSparseAbsent(_ path: String, _ files: [String: FileStat]) -> Bool {
+        !sparse.isAll && files[path] == nil && !sparse.includes(path)
     }
 
     // MARK: paths
@@ -189,7 +199,7 @@ public struct Worktree {
             updates.append(e)
             if let old = staged[path] { if old.id != id { summary.modified.append(path) } } else { summary.added.append(path) }
         }
-        let removed = staged.keys.filter { p in specs.contains { Worktree.within(p, $0) } && found[p] == nil }.sorted()
+        let removed = staged.keys.filter { p in specs.contains { Worktree.within(p, $0) } && found[p] == nil && !isSparseAbsent(p, found) }.sorted()
         summary.removed = removed
         // Objects first, then the stage that names them.
         try writer.finish()
@@ -268,7 +278,10 @@ public struct Worktree {
         var refreshed: [StageEntry] = []
         var toHash: [String] = []
         for (path, e) in staged {
-            guard let fs = files[path] else { s.unstaged.append((path, .deleted)); continue }
+            guard let fs = files[path] else {
+                if !isSparseAbsent(path, files) { s.unstaged.append((path, .deleted)) }
+                continue
+            }
             if Worktree.matches(e, fs) { continue }
             if fs.kind != e.kind { s.unstaged.append((path, .typeChanged)); continue }
             if fs.size != e.size || fs.executable != e.executable { s.unstaged.append((path, .modified)); continue }
@@ -405,6 +418,12 @@ public struct Worktree {
                 keep.append(s)
                 continue
             }
+            if !sparse.isAll && !sparse.includes(p) {
+                // Outside the sparse patterns: tracked, not written (and an old copy goes).
+                if stat(p) != nil { unlink(top + "/" + p) }
+                keep.append(StageEntry(path: p, kind: e.kind, executable: e.executable, id: e.id, size: e.size))
+                continue
+            }
             toWrite.append((p, e))
         }
         let total = toWrite.reduce(UInt64(0)) { $0 + $1.1.size }
@@ -443,6 +462,8 @@ public struct Worktree {
         m.progress = progress
         progress?.begin(total: toWrite.reduce(0) { $0 + $1.1.size }, label: "checking out")
         let written = try m.write(toWrite)
+        // Paths checked out by name join a sparse tree's patterns.
+        if !sparse.isAll { try sparse.adding(specs.map { $0.isEmpty ? "**" : $0 }).save(store: store.root) }
         progress?.end()
         let now = Worktree.now()
         let entries = zip(toWrite, written).map { item, w in

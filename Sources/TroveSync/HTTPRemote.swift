@@ -44,6 +44,7 @@ public final class HTTPRemote: Remote {
     deinit { try? client.syncShutdown() }
 
     public func close() {}
+    public var maxConcurrentUploads: Int { 2 }
 
     // MARK: the protocol
 

@@ -19,6 +19,8 @@ public protocol Remote: AnyObject {
     func metadata(wants: [ObjectID], haves: [ObjectID], receive: (PackedObject) throws -> Void) throws
     func updateRefs(_ updates: [RefUpdate]) throws -> [RefUpdateResult]
     func close()
+    /// Uploads that may run at once from several threads (1: calls must not overlap).
+    var maxConcurrentUploads: Int { get }
 }
 
 /// Errors of the sync layer, with the remote they concern.
@@ -103,6 +105,7 @@ public final class PathRemote: Remote {
 
     public func updateRefs(_ updates: [RefUpdate]) throws -> [RefUpdateResult] { try call { try service.updateRefs(updates) } }
     public func close() {}
+    public var maxConcurrentUploads: Int { 2 }
 
     private func call<T>(_ body: () throws -> T) throws -> T {
         do { return try body() } catch let e as SyncError { throw e } catch { throw SyncError.from(ProtocolError.from(error), remote: url) }

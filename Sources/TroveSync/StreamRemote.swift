@@ -117,6 +117,9 @@ public final class StreamRemote: Remote {
         return results
     }
 
+    /// One channel: requests take turns.
+    public var maxConcurrentUploads: Int { 1 }
+
     public func close() {
         guard !closed else { return }
         closed = true

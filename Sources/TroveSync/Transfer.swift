@@ -171,15 +171,36 @@ public final class Pusher {
         let total = locations.reduce(UInt64(0)) { $0 + UInt64($1?.record.storedLength ?? 0) }
         progress?.begin(total: total, label: "pushing")
         defer { progress?.end() }
+        // Uploads overlap (reading and sending the next while the remote verifies and writes
+        // one) where the transport allows; `uploadLimit` bounds the bytes in flight together,
+        // so that an interrupted push re-sends at most that much.
+        let lanes = max(1, remote.maxConcurrentUploads)
+        let perUpload = max(1, uploadLimit / lanes)
+        let lanesFree = DispatchSemaphore(value: lanes)
+        let running = DispatchGroup()
+        let failure = Mutex()
+        var uploadError: Error?
         var batch: [PackedObject] = []
         var batchBytes = 0
+        let remote = self.remote, progress = self.progress
         func flush() throws {
+            if let e = failure.withLock({ uploadError }) { throw e }
             guard !batch.isEmpty else { return }
-            _ = try remote.upload(batch)
-            stats.uploads += 1
-            progress?.advance(UInt64(batchBytes))
+            let (objects, bytes) = (batch, batchBytes)
             batch = []
             batchBytes = 0
+            stats.uploads += 1
+            lanesFree.wait()
+            running.enter()
+            DispatchQueue.global().async {
+                defer { lanesFree.signal(); running.leave() }
+                do {
+                    _ = try remote.upload(objects)
+                    progress?.advance(UInt64(bytes))
+                } catch {
+                    failure.withLock { if uploadError == nil { uploadError = error } }
+                }
+            }
         }
         var found: [ObjectLocation] = []
         for (id, l) in zip(wanted, locations) {
@@ -188,7 +209,7 @@ public final class Pusher {
         }
         // Pack order, large direct reads; the receiver verifies every object.
         try store.forEachStored(found) { i, stored in
-            if batchBytes + stored.count > uploadLimit { try flush() }
+            if batchBytes + stored.count > perUpload { try flush() }
             let r = found[i].record
             batch.append(PackedObject(type: r.type, codec: r.codec, rawLength: Int(r.rawLength), id: r.id, stored: Array(stored)))
             batchBytes += stored.count
@@ -196,6 +217,8 @@ public final class Pusher {
             stats.bytes += UInt64(stored.count)
         }
         try flush()
+        running.wait()
+        if let e = failure.withLock({ uploadError }) { throw e }
         return stats
     }
 }
@@ -208,8 +231,9 @@ public final class Fetcher {
     let extraPeers: [Remote]
     let remoteName: String?
     public var progress: ProgressSink?
-    /// Which files' chunks to fetch (metadata is always fetched whole).
-    public var filter = PathFilter.all
+    /// Which files' chunks to fetch (metadata is always fetched whole): the store's sparse
+    /// patterns unless set.
+    public var filter: PathFilter
     /// Metadata only: no chunks.
     public var metadataOnly = false
     /// Chunks only for the remote HEAD's branch (what a clone checks out).
@@ -220,6 +244,7 @@ public final class Fetcher {
         self.remote = remote
         self.remoteName = remoteName
         self.extraPeers = extraPeers
+        filter = (try? PathFilter.load(store: store.root)) ?? .all
     }
 
     public struct Result: Sendable {

@@ -40,6 +40,8 @@ public final class SSHServer {
             UsePAM no
             StrictModes no
             PermitUserEnvironment no
+            MaxStartups 100
+            MaxSessions 100
             """
         try config.write(toFile: d + "/sshd_config", atomically: true, encoding: .utf8)
         let r = Runner.run(sshd, ["-f", d + "/sshd_config", "-E", d + "/sshd.log"], cwd: d, environment: ProcessInfo.processInfo.environment)
@@ -47,6 +49,16 @@ public final class SSHServer {
         // Wait until it accepts connections.
         for _ in 0..<100 where !SSHServer.accepts(port) { usleep(20_000) }
         guard SSHServer.accepts(port) else { throw SSHServerError("sshd is not listening on \(port): \((try? String(contentsOfFile: d + "/sshd.log", encoding: .utf8)) ?? "")") }
+        // Listening is not yet serving: wait for a real login to work.
+        var last = ""
+        for _ in 0..<50 {
+            let r = Runner.run("/usr/bin/ssh", sshCommand.split(separator: " ").dropFirst().map(String.init) + ["-p", "\(port)", "\(user)@127.0.0.1", "true"],
+                               cwd: d, environment: ProcessInfo.processInfo.environment)
+            if r.status == 0 { return }
+            last = r.stderr
+            usleep(100_000)
+        }
+        throw SSHServerError("cannot log in to the test sshd: \(last)")
     }
 
     /// The ssh command line (for TROVE_SSH) that logs in with the test key.

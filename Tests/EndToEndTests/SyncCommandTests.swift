@@ -226,6 +226,36 @@ final class SyncCommandTests: XCTestCase {
         XCTAssertEqual(stopped.status, 0, "SIGTERM stops the daemon cleanly: \(stopped.stderr)")
     }
 
+    func testAPartialCloneFetchesAndWritesOnlyItsPathsAndStillCommitsAndPushes() throws {
+        var files: [String: [UInt8]] = [:]
+        for d in 0..<10 { for f in 0..<20 { files["data/d\(d)/f\(f).bin"] = SeededBytes.bytes(seed: UInt64(100 + d * 20 + f), count: 20_000) } }
+        let s = project(files)
+        let remote = s.temp.sub("remote")
+        checked(s.trove("init", "--bare", remote), "init --bare")
+        checked(s.trove("push", remote), "push")
+        let p = s.temp.sub("partial")
+        let clone = s.trove(["clone", "--include", "data/d3", remote, p], cwd: s.temp.path)
+        checked(clone, "partial clone")
+        let written = try FileManager.default.subpathsOfDirectory(atPath: p + "/data").filter { $0.hasSuffix(".bin") }
+        XCTAssertEqual(written.count, 20, "only data/d3: \(written.prefix(5))")
+        XCTAssertLessThan(try packBytes(p + "/.trove/packs"), 4_000_000 / 10 * 2, "about a tenth of the data crossed")
+        XCTAssertTrue(s.trove(["status"], cwd: p).stdout.contains("working tree clean"), "absent paths are not deletions")
+        XCTAssertEqual(s.trove(["fsck"], cwd: p).status, 0, "chunks left on the remote are not damage")
+
+        // Another path on demand; then a change, committed and pushed from the partial clone.
+        checked(s.trove(["checkout", "HEAD", "data/d7/f1.bin"], cwd: p), "checkout of one more path")
+        XCTAssertEqual(readFile(p + "/data/d7/f1.bin"), files["data/d7/f1.bin"])
+        writeFile(p + "/data/d3/f0.bin", Array("changed".utf8))
+        checked(s.trove(["add", "."], cwd: p), "add")
+        checked(s.trove(["commit", "-m", "edit in a partial clone"], cwd: p), "commit")
+        checked(s.trove(["push"], cwd: p), "push from the partial clone")
+        checked(s.trove(["fsck", "--full", "--store", remote]), "the remote stays complete")
+        let full = s.temp.sub("full")
+        checked(s.trove(["clone", remote, full], cwd: s.temp.path), "full clone")
+        XCTAssertEqual(readFile(full + "/data/d9/f19.bin"), files["data/d9/f19.bin"], "untouched files are still in the commit")
+        XCTAssertEqual(readFile(full + "/data/d3/f0.bin"), Array("changed".utf8))
+    }
+
     func packBytes(_ dir: String) throws -> Int {
         try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".pack") && !$0.hasPrefix("tmp-") }
             .reduce(0) { $0 + ((try FileManager.default.attributesOfItem(atPath: dir + "/" + $1)[.size] as? Int) ?? 0) }
