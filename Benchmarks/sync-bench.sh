@@ -95,6 +95,12 @@ run_trove() { # DS
   reference "$ds" trove
   measure "$ds" trove clone_http "cd $T && $TROVE clone -q http://127.0.0.1:$port/p clone"
   verify "$ds" "$T/clone" && record "$ds" trove clone_ok 1 || { echo "  !! clone MISMATCH" >&2; record "$ds" trove clone_ok 0; }
+  if [ "$ds" = C ]; then
+    # A partial clone of 1 % of the paths (one folder of 100): bytes that crossed.
+    measure "$ds" trove partial_clone "cd $T && $TROVE clone -q --include dataset/d007 http://127.0.0.1:$port/p partial"
+    record "$ds" trove partial_clone_bytes "$(bytes "$T/partial/.trove/packs")"
+    record "$ds" trove remote_bytes_http "$(bytes "$R/daemon/projects/p/packs")"
+  fi
   record "$ds" trove daemon_hwm_kb "$(grep VmHWM /proc/$dpid/status | awk '{print $2}')"
   kill $dpid; wait $dpid 2>/dev/null
   unset TROVE_TOKEN

@@ -69,6 +69,9 @@ if ("C", "trove", "push_http_v1") in wall:
     bar("C push to the daemon ≤ 0.3× dvc push", r, 0.3, f"{fmt(h)} = {r:.2f}×" if r else fmt(h), f"dvc {fmt(d)}")
     n = w("C", "trove", "push_http_noop")
     bar("C no-op push ≤ 0.3 s", n, 0.3, fmt(n))
+    share = ratio(val.get(("C", "trove", "partial_clone_bytes")), val.get(("C", "trove", "remote_bytes_http")))
+    bar("C partial clone of 1 % of the paths moves ≤ 3 % of the bytes", share, 0.03,
+        f"{share * 100:.2f} % in {fmt(w('C', 'trove', 'partial_clone'))}" if share is not None else "–")
     c = w("C", "trove", "clone_http")
     rr = w("C", "restic", "restore")
     r = ratio(c, rr)

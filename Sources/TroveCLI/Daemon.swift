@@ -35,6 +35,8 @@ extension TroveCommand {
             @Option(help: "Largest upload accepted, in bytes.") var maxUpload = SyncProtocol.defaultMaxUploadBytes
             @Option(help: "Uploads processed at once (more get 503 and retry).") var maxUploads = 8
             @Option(help: "Limit each download stream to this many bytes per second (testing multi-peer fetches).") var limitRate: Int?
+            @Option(help: ArgumentHelp("Keep a project in sync with a peer: NAME=URL[,interval=60s][,direction=pull|push|both][,project=P] (repeatable; project defaults to the URL's last part; the peer's token comes from the credentials file).", valueName: "SPEC"))
+            var mirror: [String] = []
 
             func run() throws {
                 guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65535).contains(port) else {
@@ -50,8 +52,9 @@ extension TroveCommand {
                 config.maxUploadBytes = maxUpload
                 config.maxConcurrentUploads = maxUploads
                 config.limitRate = limitRate
+                config.mirrors = try mirror.map { try MirrorSpec.parse($0) }
                 var logger = Logger(label: "trove.daemon")
-                logger.logLevel = ProcessInfo.processInfo.environment["TROVE_LOG"].flatMap { Logger.Level(rawValue: $0) } ?? .warning
+                logger.logLevel = ProcessInfo.processInfo.environment["TROVE_LOG"].flatMap { Logger.Level(rawValue: $0) } ?? (mirror.isEmpty ? .warning : .info)
                 let scheme = tlsCert == nil ? "http" : "https"
                 let host = config.host
                 let app = try buildApplication(config, logger: logger) { bound in

@@ -4,6 +4,7 @@ import HummingbirdCore
 import HummingbirdTLS
 import NIOSSL
 import Logging
+import ServiceLifecycle
 import NIOCore
 import NIOPosix
 import TroveCore
@@ -24,6 +25,8 @@ public struct DaemonConfiguration: Sendable {
     public var maxConcurrentUploads = 8
     /// Bytes per second per response stream (for tests of multi-peer fetch); nil = unlimited.
     public var limitRate: Int?
+    /// Peers kept in sync unattended.
+    public var mirrors: [MirrorSpec] = []
 
     public init(root: String) { self.root = root }
 }
@@ -51,9 +54,11 @@ public func buildApplication(_ config: DaemonConfiguration, logger: Logger,
         let tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(try NIOSSLPrivateKey(file: key, format: .pem)))
         server = try .tls(.http1(), tlsConfiguration: tls)
     }
+    let mirrors: [any Service] = config.mirrors.map { MirrorService(spec: $0, projects: projects, logger: logger) }
     return Application(
         router: router, server: server,
         configuration: .init(address: .hostname(config.host, port: config.port), serverName: "trove/\(TroveVersion.string)"),
+        services: mirrors,
         onServerRunning: { channel in onRunning(channel.localAddress?.port ?? 0) },
         logger: logger)
 }

@@ -18,6 +18,15 @@ public protocol ObjectSource: AnyObject, Sendable {
     func locateMany(_ ids: [ObjectID]) throws -> [ObjectLocation?]
 }
 
+/// A store with refs, of either kind (working or shared): what a push reads from.
+public protocol RefStore: ObjectSource {
+    var refs: Refs { get }
+    var parameters: ChunkerParameters { get }
+}
+
+extension Store: RefStore {}
+extension SharedStore: RefStore {}
+
 extension ObjectSource {
     public func has(_ id: ObjectID) throws -> Bool { try locate(id) != nil }
 

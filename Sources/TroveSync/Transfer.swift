@@ -87,14 +87,14 @@ struct ObjectCollector {
 
 /// Sends local commits and everything they need to a remote, then moves the remote's refs.
 public final class Pusher {
-    let store: Store
+    let store: RefStore
     let remote: Remote
     let remoteName: String?
     public var progress: ProgressSink?
     /// Most stored bytes in one upload: a push interrupted at any point re-sends at most this.
     public var uploadBytes = 64 << 20
 
-    public init(store: Store, remote: Remote, remoteName: String?) {
+    public init(store: RefStore, remote: Remote, remoteName: String?) {
         self.store = store
         self.remote = remote
         self.remoteName = remoteName

@@ -256,6 +256,64 @@ final class SyncCommandTests: XCTestCase {
         XCTAssertEqual(readFile(full + "/data/d3/f0.bin"), Array("changed".utf8))
     }
 
+    func testAMirroringDaemonFollowsItsPeerAndKeepsDivergedRefsApart() throws {
+        let s = project(["m.bin": SeededBytes.bytes(seed: 8, count: 500_000)])
+        let central = try DaemonProcess(root: s.temp.sub("central"), environment: s.environment)
+        try central.createProject("p")
+        let centralToken = try central.token("p", role: "write")
+        // The node's daemon reads its token for the central one from its credentials file.
+        let nodeHome = s.temp.sub("node-home")
+        let creds = nodeHome + "/.config/trove/credentials"
+        try FileManager.default.createDirectory(atPath: FileIO.dirname(creds), withIntermediateDirectories: true)
+        try "\(central.base) \(centralToken)\n".write(toFile: creds, atomically: true, encoding: .utf8)
+        chmod(creds, 0o600)
+        let nodeRoot = s.temp.sub("node")
+        checked(s.trove(["daemon", "project", "create", "p", "--root", nodeRoot]), "node project")
+        let node = try DaemonProcess(root: nodeRoot, arguments: ["--mirror", "central=\(central.url("p")),interval=1s,direction=both"],
+                                     environment: Runner.environment(home: nodeHome))
+        let nodeToken = try node.token("p", role: "write")
+
+        s.extraEnvironment = ["TROVE_TOKEN": centralToken]
+        checked(s.trove("push", central.url("p")), "push to central")
+        let c1 = try XCTUnwrap(Refs(root: s.path(".trove")).read("heads/main"))
+        let nodeRefs = Refs(root: nodeRoot + "/projects/p")
+        XCTAssertTrue(waitFor { (try? nodeRefs.read("heads/main")) == c1 }, "the node follows central within a few intervals")
+
+        // Diverge: one commit on each side of c1.
+        s.write("m.bin", SeededBytes.bytes(seed: 9, count: 500_000))
+        checked(s.trove("add", "m.bin"), "add")
+        checked(s.trove("commit", "-m", "on central"), "commit")
+        checked(s.trove("push", central.url("p")), "push to central")
+        let onCentral = try XCTUnwrap(Refs(root: s.path(".trove")).read("heads/main"))
+        s.extraEnvironment = ["TROVE_TOKEN": nodeToken]
+        checked(s.trove(["checkout", "-b", "side", c1.hex]), "branch from c1")
+        s.write("n.bin", SeededBytes.bytes(seed: 10, count: 1000))
+        checked(s.trove("add", "n.bin"), "add")
+        checked(s.trove("commit", "-m", "on the node"), "commit")
+        checked(s.trove("push", "--force", node.url("p"), "side:main"), "push to the node")
+        let onNode = try XCTUnwrap(Refs(root: s.path(".trove")).read("heads/side"))
+        XCTAssertTrue(waitFor { (try? nodeRefs.read("remotes/central/heads/main")) == onCentral }, "central's value is kept beside the node's")
+        XCTAssertEqual(try nodeRefs.read("heads/main"), onNode, "a diverged ref is never overwritten")
+
+        // direction=both: a new tag on the node reaches central.
+        checked(s.trove("tag", "v1"), "tag")
+        checked(s.trove("push", node.url("p"), "tags/v1"), "push tag to the node")
+        let centralRefs = Refs(root: central.root + "/projects/p")
+        XCTAssertTrue(waitFor { (try? centralRefs.read("tags/v1")) == onNode }, "pushed by the node's mirror")
+        XCTAssertEqual(try centralRefs.read("heads/main"), onCentral, "and central's diverged branch is left alone")
+        checked(s.trove(["fsck", "--full", "--store", nodeRoot + "/projects/p"]), "node store complete")
+        checked(s.trove(["fsck", "--full", "--store", central.root + "/projects/p"]), "central store complete")
+    }
+
+    func waitFor(seconds: Double = 15, _ condition: () -> Bool) -> Bool {
+        let end = Date().addingTimeInterval(seconds)
+        while Date() < end {
+            if condition() { return true }
+            usleep(100_000)
+        }
+        return condition()
+    }
+
     func packBytes(_ dir: String) throws -> Int {
         try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".pack") && !$0.hasPrefix("tmp-") }
             .reduce(0) { $0 + ((try FileManager.default.attributesOfItem(atPath: dir + "/" + $1)[.size] as? Int) ?? 0) }
