@@ -43,9 +43,25 @@ public final class Compressor {
 
 public final class Decompressor {
     private let dctx: OpaquePointer
+    private var scratch: UnsafeMutableRawPointer?
+    private var scratchCapacity = 0
 
     public init() { dctx = ZSTD_createDCtx() }
-    deinit { ZSTD_freeDCtx(dctx) }
+    deinit {
+        ZSTD_freeDCtx(dctx)
+        scratch?.deallocate()
+    }
+
+    /// Decompresses into a buffer this decompressor owns (valid until its next use).
+    public func decompressToScratch(_ source: UnsafeRawBufferPointer, rawLength: Int) throws -> UnsafeRawBufferPointer {
+        if rawLength > scratchCapacity {
+            scratch?.deallocate()
+            scratchCapacity = max(rawLength, 256 << 10)
+            scratch = .allocate(byteCount: scratchCapacity, alignment: 64)
+        }
+        try decompress(source, into: scratch!, rawLength: rawLength)
+        return UnsafeRawBufferPointer(start: scratch, count: rawLength)
+    }
 
     /// Decompresses exactly `rawLength` bytes or throws.
     public func decompress(_ source: UnsafeRawBufferPointer, into destination: UnsafeMutableRawPointer, rawLength: Int) throws {

@@ -186,11 +186,27 @@ public struct PackedObject: Sendable {
         self.stored = stored
     }
 
-    /// Checks the bytes against the id (see `PackFormat.verifiedRaw`) and returns them raw.
-    @discardableResult
-    public func verify(_ decompressor: Decompressor) throws -> [UInt8] {
-        try stored.withUnsafeBytes {
-            try PackFormat.verifiedRaw(type: type, codec: codec, rawLength: rawLength, id: id, stored: $0, decompressor: decompressor)
+    /// Checks the bytes against the id (as `PackFormat.verifiedRaw` does) without copying them:
+    /// raw chunks are hashed where they are, compressed ones in the decompressor's buffer.
+    public func verify(_ decompressor: Decompressor) throws {
+        if type == .blob {
+            _ = try stored.withUnsafeBytes {
+                try PackFormat.verifiedRaw(type: type, codec: codec, rawLength: rawLength, id: id, stored: $0, decompressor: decompressor)
+            }
+            return
         }
+        let actual: ObjectID = try stored.withUnsafeBytes { s in
+            switch codec {
+            case .raw:
+                guard s.count == rawLength else {
+                    throw CoreError(.integrity, "object \(id.hex) has \(s.count) bytes, its header says \(rawLength)")
+                }
+                return SHA256.hash(s.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!, count: s.count)
+            case .zstd:
+                let raw = try decompressor.decompressToScratch(s, rawLength: rawLength)
+                return SHA256.hash(raw.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!, count: raw.count)
+            }
+        }
+        guard actual == id else { throw CoreError(.integrity, "object \(id.hex) is corrupt: its bytes hash to \(actual.hex)") }
     }
 }

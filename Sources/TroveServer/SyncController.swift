@@ -36,13 +36,23 @@ struct SyncController: Sendable {
                 guard case .download(let ids) = try await readRequest(req) else { throw badKind("download") }
                 guard ids.count <= SyncProtocol.maxBatchIDs else { throw ProtocolError(.tooLarge, "\(ids.count) ids; the limit is \(SyncProtocol.maxBatchIDs)") }
                 return stream { emit in
-                    for start in stride(from: 0, to: ids.count, by: 256) {
+                    // Reads run one slice ahead of the network, so that disk and socket overlap.
+                    @Sendable func read(_ start: Int) -> Task<[PackedObject], Error> {
                         let slice = Array(ids[start..<min(ids.count, start + 256)])
-                        try await emit(try await blocking {
-                            var out: [PackedObject] = []
-                            try svc.download(slice) { out.append($0) }
-                            return out
-                        })
+                        return Task {
+                            try await blocking {
+                                var out: [PackedObject] = []
+                                try svc.download(slice) { out.append($0) }
+                                return out
+                            }
+                        }
+                    }
+                    var next: Task<[PackedObject], Error>? = ids.isEmpty ? nil : read(0)
+                    var start = 0
+                    while let current = next {
+                        start += 256
+                        next = start < ids.count ? read(start) : nil
+                        try await emit(try await current.value)
                     }
                 }
             }
@@ -200,12 +210,18 @@ struct SyncController: Sendable {
             let started = DispatchTime.now().uptimeNanoseconds
             var sent = 0
             try await produce { objects in
-                var out: [UInt8] = []
-                for o in objects { out += PackStream.entry(o) }
+                // One copy: header and stored bytes straight into the buffer that is sent.
+                var out = ByteBuffer()
+                out.reserveCapacity(objects.reduce(0) { $0 + PackFormat.entryHeaderSize + $1.stored.count })
+                for o in objects {
+                    out.writeBytes(PackFormat.entryHeader(type: o.type, codec: o.codec, rawLength: o.rawLength, storedLength: o.stored.count, id: o.id))
+                    out.writeBytes(o.stored)
+                }
                 count += objects.count
-                sent += out.count
-                try await writer.write(ByteBuffer(bytes: out))
-                metrics.sent(out.count)
+                let n = out.readableBytes
+                sent += n
+                try await writer.write(out)
+                metrics.sent(n)
                 if let rate, rate > 0 {
                     // Sleep until the bytes sent so far fit the rate.
                     let due = UInt64(Double(sent) / Double(rate) * 1e9)

@@ -158,6 +158,7 @@ public final class Materializer: @unchecked Sendable {
         var failure: Error?
         DispatchQueue.concurrentPerform(iterations: min(threads, max(1, groups.count))) { _ in
             let reader = ChunkReader()
+            reader.trusted = store.verifiedThisSession
             while true {
                 let k: Int? = lock.withLock {
                     guard failure == nil, next < groups.count else { return nil }
@@ -191,6 +192,9 @@ public final class Materializer: @unchecked Sendable {
     /// Reusable buffers for reading, decompressing and verifying chunks.
     final class ChunkReader {
         let decompressor = Decompressor()
+        /// Chunks this process verified on receipt and wrote itself (a clone or pull that
+        /// materialises right after fetching): not hashed a second time.
+        var trusted: VerifiedSet?
         var stored: UnsafeMutableRawPointer = .allocate(byteCount: 1, alignment: 64)
         var storedCapacity = 1
 
@@ -233,7 +237,7 @@ public final class Materializer: @unchecked Sendable {
                     try decompressor.decompress(UnsafeRawBufferPointer(start: stored, count: n), into: destination, rawLength: raw)
                 }
             }
-            try ChunkReader.verify(rec, destination, pack: packPath)
+            if trusted?.contains(rec.id) != true { try ChunkReader.verify(rec, destination, pack: packPath) }
         }
 
         /// Decodes a chunk whose stored bytes are already in memory (a span read) and verifies it.
@@ -249,7 +253,7 @@ public final class Materializer: @unchecked Sendable {
                     try decompressor.decompress(UnsafeRawBufferPointer(start: stored, count: Int(rec.storedLength)), into: destination, rawLength: raw)
                 }
             }
-            try ChunkReader.verify(rec, destination, pack: packPath)
+            if trusted?.contains(rec.id) != true { try ChunkReader.verify(rec, destination, pack: packPath) }
         }
 
         static func verify(_ rec: PackFormat.IndexRecord, _ bytes: UnsafeRawPointer, pack: String) throws {
@@ -442,6 +446,7 @@ public final class Materializer: @unchecked Sendable {
             let maxChunk = Int(plan.chunks.map(\.length).max() ?? 0)
             DispatchQueue.concurrentPerform(iterations: min(threads, max(1, windows))) { _ in
                 let spans = SpanReader()
+                spans.reader.trusted = store.verifiedThisSession
                 let chunk = UnsafeMutableRawPointer.allocate(byteCount: max(maxChunk, 1), alignment: 64)
                 let outBuffer = LargeBuffer(window)
                 let out = outBuffer.pointer

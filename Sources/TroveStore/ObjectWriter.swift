@@ -101,12 +101,16 @@ public final class ObjectWriter: @unchecked Sendable {
         }
         var n = 0
         var bytes: UInt64 = 0
+        var written: [ObjectID] = []
         for o in objects where try !has(o.id) {
             if try o.stored.withUnsafeBytes({ try putPrepared(type: o.type, id: o.id, codec: o.codec, rawLength: o.rawLength, stored: $0) }) {
                 n += 1
                 bytes += UInt64(o.rawLength)
+                if o.type == .chunk { written.append(o.id) }
             }
         }
+        // Only what this process wrote from verified bytes; copies already on disk are not.
+        store.verifiedThisSession.insert(written)
         return (n, bytes)
     }
 

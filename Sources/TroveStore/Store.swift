@@ -16,6 +16,8 @@ public final class Store: @unchecked Sendable {
 
     public var packsDirectory: String { root + "/packs" }
     public var refs: Refs { Refs(root: root) }
+    /// Chunks received from a peer, verified and written by this process (see `VerifiedSet`).
+    public let verifiedThisSession = VerifiedSet()
     public var configPath: String { root + "/config" }
 
     public static let directoryName = ".trove"
@@ -231,4 +233,15 @@ final class AlternateStore: @unchecked Sendable {
     init(root: String) { table = PackTable(directory: root + "/packs") }
 
     func locate(_ id: ObjectID) throws -> ObjectLocation? { try table.locate(id) }
+}
+
+/// Ids of chunks this process received, checked against their ids and wrote into its own
+/// packs. A command that materialises them right after (clone, pull) does not hash them a
+/// second time; every later command does.
+public final class VerifiedSet: @unchecked Sendable {
+    private var ids = Set<ObjectID>()
+    private let lock = Mutex()
+    public init() {}
+    func insert<S: Sequence>(_ more: S) where S.Element == ObjectID { lock.withLock { ids.formUnion(more) } }
+    public func contains(_ id: ObjectID) -> Bool { lock.withLock { ids.contains(id) } }
 }
