@@ -161,6 +161,8 @@ struct SyncController: Sendable {
         // Objects are verified and stored in groups of about 4 MiB, on all cores.
         var pending: [PackedObject] = []
         var pendingBytes = 0
+        var storing: Task<Void, Error>?
+        defer { storing?.cancel() }
         for try await buffer in request.body {
             received += buffer.readableBytes
             state.metrics.received(buffer.readableBytes)
@@ -180,12 +182,15 @@ struct SyncController: Sendable {
             pending += objects
             pendingBytes += objects.reduce(0) { $0 + $1.stored.count }
             if pendingBytes >= 4 << 20 {
+                // Verify and write this group while the next one arrives; one group at a time.
                 let group = pending
                 pending = []
                 pendingBytes = 0
-                try await blocking { try upload.addAll(group) }
+                try await storing?.value
+                storing = Task { try await blocking { try upload.addAll(group) } }
             }
         }
+        try await storing?.value
         if !pending.isEmpty {
             let group = pending
             try await blocking { try upload.addAll(group) }

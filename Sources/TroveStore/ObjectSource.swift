@@ -176,14 +176,21 @@ public final class PackTable: @unchecked Sendable {
 
     public var directory: String { files.directory }
 
-    /// Reads the trailers of packs not seen yet.
+    /// Reads the trailers of packs not seen yet and forgets packs that are gone (a gc or a
+    /// repack by another process).
     public func refresh() throws {
-        let names = try FileIO.listDirectory(files.directory).filter { $0.hasSuffix(".pack") && !$0.hasPrefix("tmp-") }
-            .map { String($0.dropLast(5)) }
+        let names = Set(try FileIO.listDirectory(files.directory).filter { $0.hasSuffix(".pack") && !$0.hasPrefix("tmp-") }
+            .map { String($0.dropLast(5)) })
         let fresh = names.filter { n in lock.withLock { !packs.contains(n) } }
         var read: [(String, [PackFormat.IndexRecord])] = []
-        for n in fresh { read.append((n, try Store.readPackIndex(path: files.path(n), name: n).1)) }
+        for n in fresh.sorted() { read.append((n, try Store.readPackIndex(path: files.path(n), name: n).1)) }
         lock.withLock {
+            let gone = packs.subtracting(names)
+            if !gone.isEmpty {
+                packs.subtract(gone)
+                table = table.filter { !gone.contains($0.value.pack) }
+                // Open descriptors stay open: another thread may be reading through one.
+            }
             for (n, records) in read { addLocked(name: n, records: records) }
             loaded = true
         }

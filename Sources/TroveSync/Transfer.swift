@@ -67,13 +67,16 @@ struct ObjectCollector {
     mutating func addTree(_ tree: ObjectID, from base: ObjectID?, chunksOf include: PathFilter?) throws {
         var found: [Graph.Item] = []
         try Graph.visitDelta(tree, from: base, in: source) { found.append($0) }
+        // One batched look-up tells manifests (type blob) from one-chunk files.
+        let blobIDs = found.compactMap { item -> ObjectID? in if case let .blob(b, _, _) = item { return b } else { return nil } }
+        let types = Dictionary(zip(blobIDs, try source.locateMany(blobIDs).map { $0?.record.type }), uniquingKeysWith: { a, _ in a })
         for item in found {
             switch item {
             case .tree(let t):
                 if seen.insert(t).inserted { metadata.append(t) }
             case let .blob(b, path, size):
                 // A file of one chunk has no manifest: its blob id is the chunk's id.
-                let manifest = try source.type(of: b) == .blob
+                let manifest = types[b] == .blob
                 if manifest {
                     for m in try source.manifestObjects(ofBlob: b) where seen.insert(m).inserted { metadata.append(m) }
                 }

@@ -128,6 +128,20 @@ class RemoteConformance: XCTestCase {
         XCTAssertEqual(try remote.missing([ok.id, corrupt.id]), [false, true])
     }
 
+    func testAPackRemovedBehindTheServersBackIsNoLongerReportedPresent() throws {
+        let path = try makeRemoteStore()
+        let remote = try open(path)
+        defer { remote.close() }
+        let bytes = Array("soon gone".utf8)
+        let o = PackedObject(type: .chunk, codec: .raw, rawLength: bytes.count, id: SHA256.hash(bytes), stored: bytes)
+        XCTAssertEqual(try remote.upload([o]).stored, 1)
+        XCTAssertEqual(try remote.missing([o.id]), [false])
+        // A gc or an operator removes the pack while the server keeps running.
+        for f in try packFiles(path) { try FileManager.default.removeItem(atPath: path + "/packs/" + f) }
+        XCTAssertEqual(try remote.missing([o.id]), [true], "a push must send it again rather than trust a stale table")
+        XCTAssertEqual(try remote.upload([o]).stored, 1)
+    }
+
     func testAForgedIDIsRejected() throws {
         let path = try makeRemoteStore()
         let remote = try open(path)
