@@ -34,7 +34,7 @@ extension TroveCommand {
             }
             if specs.isEmpty {
                 guard let b = try store.refs.branchName() else {
-                    throw StoreError(.invalidInput, "HEAD is detached: name what to push", hint: "e.g. `trove push origin HEAD:heads/NAME`... or check out a branch")
+                    throw StoreError(.invalidInput, "HEAD is detached: name what to push", hint: "name the refs, e.g. `trove push origin tags/v1`, or check out a branch first")
                 }
                 specs = [RefSpec(source: "heads/\(b)", destination: "heads/\(b)")]
             }
