@@ -55,4 +55,19 @@ echo; echo "== restore the first version to $DEMO/restored and verify"
 (cd "$DEMO/restored/dataset" && find . -type f -exec sha256sum {} + | sort -k2) | cmp - "$DEMO/v1-dataset.sha256"
 echo "dataset: all $(wc -l < "$DEMO/v1-dataset.sha256") files identical"
 "$TROVE" fsck --full
+
+echo; echo "== sync: a daemon on 127.0.0.1, a push, a partial clone elsewhere"
+"$TROVE" daemon project create demo --root "$DEMO/daemon" >/dev/null
+export TROVE_TOKEN=$("$TROVE" daemon token create --root "$DEMO/daemon" --project demo --role write 2>/dev/null)
+"$TROVE" daemon --root "$DEMO/daemon" --listen 127.0.0.1:0 > "$DEMO/daemon.out" 2> "$DEMO/daemon.err" &
+DAEMON=$!
+trap 'kill $DAEMON 2>/dev/null || true' EXIT
+for _ in $(seq 100); do grep -q listening "$DEMO/daemon.out" 2>/dev/null && break; sleep 0.05; done
+URL=$(sed -n 's/^trove daemon listening on \([^ ]*\).*/\1/p' "$DEMO/daemon.out")/demo
+"$TROVE" remote add origin "$URL"
+"$TROVE" push
+"$TROVE" clone --include dataset/shard07 "$URL" "$DEMO/partial"
+echo "partial clone: $(find "$DEMO/partial/dataset" -type f | wc -l) of 3000 dataset files written, $(du -sh "$DEMO/partial/.trove/packs" | cut -f1) fetched"
+"$TROVE" -C "$DEMO/partial" status
+kill $DAEMON; wait $DAEMON 2>/dev/null || true
 echo "== demo OK"
