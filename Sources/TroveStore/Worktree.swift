@@ -391,10 +391,15 @@ public struct Worktree {
                          beforeMovingHead: () throws -> Void = {}) throws -> CheckoutSummary {
         let targetFiles = try store.flatten(tree: try store.commit(target).tree)
         let staged = try store.index.stage()
+        // Local changes to files that HEAD and the target have alike are carried over, as git
+        // does: neither the file nor its stage entry is touched.
+        var carried = Set<String>()
         if !force {
             let st = try status()
             let dirty = Set(st.staged.map(\.path) + st.unstaged.map(\.path))
             let headFiles = try headFiles()
+            carried = dirty.filter { p in headFiles[p] != nil && headFiles[p]?.id == targetFiles[p]?.id
+                && headFiles[p]?.kind == targetFiles[p]?.kind && headFiles[p]?.executable == targetFiles[p]?.executable }
             let inTheWay = dirty.filter { p in headFiles[p]?.id != targetFiles[p]?.id || headFiles[p] == nil }
                 + st.untracked.filter { targetFiles[$0] != nil }
             if !inTheWay.isEmpty {
@@ -413,6 +418,10 @@ public struct Worktree {
         var toWrite: [(String, Tree.Entry)] = []
         var keep: [StageEntry] = []
         for (p, e) in targetFiles.sorted(by: { $0.key < $1.key }) {
+            if carried.contains(p), let s = staged[p] {
+                keep.append(s)
+                continue
+            }
             if let s = staged[p], s.id == e.id, s.executable == e.executable, s.kind == e.kind, !force,
                let fs = stat(p), Worktree.matches(s, fs) {
                 keep.append(s)

@@ -94,6 +94,25 @@ final class WorkflowTests: XCTestCase {
         XCTAssertEqual(branches.compactMap { $0["name"] as? String }, ["exp", "main"])
     }
 
+    func testCheckoutKeepsLocalEditsToFilesTheTargetDoesNotChange() throws {
+        let s = TroveSandbox()
+        XCTAssertEqual(s.trove("init").status, 0)
+        s.write("a.txt", Array("committed\n".utf8))
+        s.write("b.txt", Array("b1\n".utf8))
+        XCTAssertEqual(s.trove("add", ".").status, 0)
+        XCTAssertEqual(s.trove("commit", "-m", "one").status, 0)
+        // An unstaged edit and a staged one, to files the new branch does not change.
+        s.write("a.txt", Array("edited, not staged\n".utf8))
+        s.write("b.txt", Array("edited and staged\n".utf8))
+        XCTAssertEqual(s.trove("add", "b.txt").status, 0)
+        let r = s.trove("checkout", "-b", "side", "HEAD")
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(readFile(s.path("a.txt")), Array("edited, not staged\n".utf8), "an unstaged edit survives")
+        XCTAssertEqual(readFile(s.path("b.txt")), Array("edited and staged\n".utf8), "a staged edit survives")
+        let st = s.trove("status")
+        XCTAssertTrue(st.stdout.contains("a.txt") && st.stdout.contains("b.txt"), "both still show as changes: \(st.stdout)")
+    }
+
     func testErrorsSpeakToTheUserWithDocumentedExitCodes() {
         let s = TroveSandbox()
         let none = s.trove("status")
