@@ -275,7 +275,7 @@ extension Response {
         case 0x81:
             let version = try r.u32(), agent = try r.string(limit: 1024)
             let p = ChunkerParameters(minSize: Int(try r.u32()), avgSize: Int(try r.u32()), maxSize: Int(try r.u32()))
-            let maxUpload = Int(try r.u64()), maxBatch = Int(try r.u32())
+            let maxUpload = Int(clamping: try r.u64()), maxBatch = Int(try r.u32())
             let nc = Int(try r.u32())
             guard nc <= 1024 else { throw CoreError(.malformedObject, "\(nc) capabilities") }
             let caps = try (0..<nc).map { _ in try r.string(limit: 256) }

@@ -110,9 +110,9 @@ public struct PackStreamParser: Sendable {
                     guard Array(try reader.raw(8)) == PackStream.endMagic else {
                         throw CoreError(.malformedObject, "pack stream: expected an entry or the end record after \(objects) objects")
                     }
-                    let count = Int(try reader.u64())
-                    guard count == objects else {
-                        throw CoreError(.malformedObject, "pack stream: the end record counts \(count) objects, \(objects) arrived")
+                    let raw = try reader.u64()
+                    guard let count = Int(exactly: raw), count == objects else {
+                        throw CoreError(.malformedObject, "pack stream: the end record counts \(raw) objects, \(objects) arrived")
                     }
                     pending = []
                     state = .done

@@ -85,8 +85,9 @@ struct SyncController: Sendable {
                     throw ProtocolError(.invalidInput, "settings must be a JSON object")
                 }
                 for (k, v) in obj {
-                    guard k == "description", let text = v as? String, text.count <= 1024 else {
-                        throw ProtocolError(.invalidInput, "unknown or invalid setting \(k); settable: description (a string of at most 1024 characters)")
+                    guard k == "description", let text = v as? String, text.count <= 1024,
+                          !text.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f }) else {
+                        throw ProtocolError(.invalidInput, "unknown or invalid setting \(k); settable: description (one line of at most 1024 characters)")
                     }
                     try await blocking { try svc.store.setSetting("project.description", text) }
                 }

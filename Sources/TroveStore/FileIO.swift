@@ -133,17 +133,19 @@ public enum FileIO {
         let dir = dirname(path)
         let tmp = "\(dir)/.tmp-\(basename(path))-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         let fd = try open(tmp, O_WRONLY | O_CREAT | O_EXCL, mode: mode)
+        var open = true
         do {
             try writeAll(fd, bytes, path: tmp)
             try fsync(fd, path: tmp)
             close(fd)
+            open = false
             try rename(tmp, path)
-            try fsyncDirectory(dir)
         } catch {
-            close(fd)
+            if open { close(fd) }
             unlink(tmp)
             throw error
         }
+        try fsyncDirectory(dir)
     }
 
     public static func exists(_ path: String) -> Bool {

@@ -49,11 +49,17 @@ public enum Graph {
     public static func visitDelta(_ new: ObjectID, from old: ObjectID?, in source: ObjectSource, path: String = "",
                                   visit: (Item) throws -> Void) throws {
         var seen = Set<ObjectID>()
-        try delta(new, old, source, path, &seen, visit)
+        try delta(new, old, source, path, 0, &seen, visit)
     }
 
-    private static func delta(_ new: ObjectID, _ old: ObjectID?, _ source: ObjectSource, _ path: String,
+    /// Deeper trees are refused: a crafted chain of nested trees must not exhaust the stack.
+    public static let maxDepth = 1024
+
+    private static func delta(_ new: ObjectID, _ old: ObjectID?, _ source: ObjectSource, _ path: String, _ depth: Int,
                               _ seen: inout Set<ObjectID>, _ visit: (Item) throws -> Void) throws {
+        guard depth <= maxDepth else {
+            throw StoreError(.invalidInput, "tree \(new.short()) is nested more than \(maxDepth) folders deep", hint: "such a tree is refused")
+        }
         guard new != old, seen.insert(new).inserted else { return }
         try visit(.tree(new))
         let tree = try source.tree(new)
@@ -64,7 +70,7 @@ public enum Graph {
             if let prior, prior.id == e.id, prior.kind == e.kind { continue }
             switch e.kind {
             case .directory:
-                try delta(e.id, prior?.kind == .directory ? prior?.id : nil, source, p, &seen, visit)
+                try delta(e.id, prior?.kind == .directory ? prior?.id : nil, source, p, depth + 1, &seen, visit)
             case .file, .symlink:
                 if seen.insert(e.id).inserted { try visit(.blob(e.id, path: p, size: e.size)) }
             }

@@ -371,7 +371,10 @@ public enum Credentials {
         var best: (Int, String)?
         for line in try FileIO.readText(path).split(separator: "\n") where !line.hasPrefix("#") {
             let parts = line.split(separator: " ", omittingEmptySubsequences: true)
+            // A prefix matches up to a boundary: `https://h:8470` must not match `https://h:8470@evil/`.
             guard parts.count == 2, url.hasPrefix(parts[0]) else { continue }
+            let rest = url.dropFirst(parts[0].count)
+            guard rest.isEmpty || rest.hasPrefix("/") || parts[0].hasSuffix("/") else { continue }
             if best == nil || parts[0].count > best!.0 { best = (parts[0].count, String(parts[1])) }
         }
         return best?.1

@@ -70,14 +70,15 @@ public final class PeerMirror {
             out.objects = upload.objects + chunks.objects
         }
         for ref in theirs where !ref.name.hasPrefix("remotes/") {
+            // Complete before any ref here names it, tracking refs included.
+            guard try local.firstMissingObject(reachableFrom: ref.id) == nil else {
+                throw SyncError(.integrity, "\(remote.url) sent an incomplete history for \(ref.name)", hint: "run `trove fsck --full` on the peer")
+            }
             let tracking = "remotes/\(name)/\(ref.name)"
             let old = try store.refs.read(tracking)
             if old != ref.id { try store.refs.update(tracking, from: old, to: ref.id, message: "mirror from \(remote.url)", force: true) }
             let mine = try store.refs.read(ref.name)
             if mine == ref.id { continue }
-            guard try local.firstMissingObject(reachableFrom: ref.id) == nil else {
-                throw SyncError(.integrity, "\(remote.url) sent an incomplete history for \(ref.name)", hint: "run `trove fsck --full` on the peer")
-            }
             if let mine, try !Graph.isAncestor(mine, of: ref.id, in: store) {
                 out.diverged.append(ref.name)
                 continue

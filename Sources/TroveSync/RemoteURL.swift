@@ -69,8 +69,13 @@ public enum RemoteOpener {
         case .path(let p):
             return try PathRemote(url: text, path: p)
         case let .ssh(user, host, port, path):
+            // A host or user that looks like an option would be read by ssh as one.
+            guard !host.hasPrefix("-"), !(user ?? "").hasPrefix("-"), !host.contains(" "), !(user ?? "").contains(" ") else {
+                throw SyncError(.invalidInput, "\(text): the host or user starts with '-' or holds a space", hint: "check the URL")
+            }
             var cmd = sshCommand(environment: environment)
             if let port { cmd += ["-p", "\(port)"] }
+            cmd.append("--")
             cmd.append(user.map { "\($0)@\(host)" } ?? host)
             let trove = environment["TROVE_REMOTE_TROVE"] ?? "trove"
             // The remote shell parses this line: quote the path.

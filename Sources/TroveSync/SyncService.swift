@@ -142,7 +142,9 @@ public final class SyncService: @unchecked Sendable {
     /// included; returns the first one this store lacks.
     func firstMissingObject(reachableFrom tip: ObjectID, complete given: Set<ObjectID>? = nil) throws -> ObjectID? {
         guard try store.type(of: tip) == .commit else { return tip }
-        let complete = try given ?? Graph.ancestry(of: try store.refs.list().map(\.id), in: store)
+        // What refs reach is complete by this check; `remotes/` refs are set by mirrors, which
+        // run this check first, but are not trusted as proof.
+        let complete = try given ?? Graph.ancestry(of: try store.refs.list().filter { !$0.name.hasPrefix("remotes/") }.map(\.id), in: store)
         var missing: ObjectID?
         struct Stop: Error {}
         do {

@@ -135,6 +135,10 @@ public final class Pusher {
         if !updates.isEmpty {
             result.sent = try sendObjects(for: updates.compactMap(\.new), theirTips: Array(theirs.values), server: info)
             let results = try remote.updateRefs(updates)
+            guard results.map(\.name) == updates.map(\.name) else {
+                throw SyncError(.transport, "\(remote.url) answered the ref update for \(results.map(\.name)) instead of \(updates.map(\.name))",
+                                hint: "the remote did not confirm the push; fetch to see where its refs are")
+            }
             let refused = results.filter { $0.status != .ok }
             if !refused.isEmpty {
                 let lines = refused.map { "  \($0.name): \($0.message)" }.joined(separator: "\n")
@@ -186,6 +190,8 @@ public final class Pusher {
         var batch: [PackedObject] = []
         var batchBytes = 0
         let remote = self.remote, progress = self.progress
+        // Every upload started has ended before this function returns, whatever happens.
+        defer { running.wait() }
         func flush() throws {
             if let e = failure.withLock({ uploadError }) { throw e }
             guard !batch.isEmpty else { return }
@@ -194,6 +200,10 @@ public final class Pusher {
             batchBytes = 0
             stats.uploads += 1
             lanesFree.wait()
+            if let e = failure.withLock({ uploadError }) {
+                lanesFree.signal()
+                throw e
+            }
             running.enter()
             DispatchQueue.global().async {
                 defer { lanesFree.signal(); running.leave() }

@@ -1,0 +1,55 @@
+import Foundation
+import TroveCore
+import TroveProtocol
+import TroveStore
+import TroveSync
+import TroveTestSupport
+import XCTest
+
+/// Crafted inputs found in review: each must be refused cleanly, never crash or leak.
+final class InputHardeningTests: XCTestCase {
+    func testAnEndRecordWithAHugeCountIsMalformedNotACrash() {
+        var stream = PackStream.header()
+        stream += PackStream.endMagic + [UInt8](repeating: 0xFF, count: 8)
+        var parser = PackStreamParser()
+        XCTAssertThrowsError(try stream.withUnsafeBytes { _ = try parser.consume($0) }) {
+            XCTAssertEqual(($0 as? CoreError)?.code, .malformedObject, "\($0)")
+        }
+    }
+
+    func testASshHostThatLooksLikeAnOptionIsRefused() {
+        for url in ["-oProxyCommand=touch${IFS}pwned:x", "ssh://-oProxyCommand=x/path", "ssh://-l@host/path"] {
+            XCTAssertThrowsError(try RemoteOpener.open(url, environment: [:]), url) {
+                XCTAssertEqual(($0 as? SyncError)?.code, .invalidInput, "\(url): \($0)")
+            }
+        }
+    }
+
+    func testACredentialsPrefixMatchesOnlyUpToABoundary() throws {
+        let t = TempDir()
+        let path = t.path + "/credentials"
+        try "https://trove.example.com:8470 TOKEN1\nhttps://trove.example.com:8470/team/ TOKEN2\n".write(toFile: path, atomically: true, encoding: .utf8)
+        chmod(path, 0o600)
+        let env = ["TROVE_CREDENTIALS": path]
+        XCTAssertEqual(try Credentials.token(for: "https://trove.example.com:8470/proj", environment: env), "TOKEN1")
+        XCTAssertEqual(try Credentials.token(for: "https://trove.example.com:8470/team/p", environment: env), "TOKEN2")
+        XCTAssertNil(try Credentials.token(for: "https://trove.example.com:8470@evil.io/p", environment: env))
+        XCTAssertNil(try Credentials.token(for: "https://trove.example.com:84700/p", environment: env))
+        chmod(path, 0o644)
+        XCTAssertThrowsError(try Credentials.token(for: "https://trove.example.com:8470/proj", environment: env), "a readable file is refused")
+    }
+
+    func testATreeNestedBeyondTheLimitIsRefusedNotAStackOverflow() throws {
+        let t = TempDir()
+        let store = try Store.initialize(root: t.path + "/.trove", workTree: t.path)
+        let w = ObjectWriter(store: store)
+        var id = try w.put(.tree, Tree.empty.encode())
+        for _ in 0...(Graph.maxDepth + 1) {
+            id = try w.put(.tree, try Tree(entries: [Tree.Entry(name: "d", kind: .directory, id: id, size: 0)]).encode())
+        }
+        try w.finish()
+        XCTAssertThrowsError(try Graph.visitDelta(id, from: nil, in: store) { _ in }) {
+            XCTAssertEqual(($0 as? StoreError)?.code, .invalidInput, "\($0)")
+        }
+    }
+}
