@@ -208,5 +208,20 @@ public struct PackedObject: Sendable {
             }
         }
         guard actual == id else { throw CoreError(.integrity, "object \(id.hex) is corrupt: its bytes hash to \(actual.hex)") }
+        // A segment, tree or commit must also be one: an id is no proof of the type it is sent as.
+        if type == .segment || type == .tree || type == .commit {
+            let raw = try stored.withUnsafeBytes { s -> [UInt8] in
+                codec == .raw ? Array(s) : Array(try decompressor.decompressToScratch(s, rawLength: rawLength))
+            }
+            do {
+                switch type {
+                case .segment: _ = try Segment.decode(raw)
+                case .tree: _ = try Tree.decode(raw)
+                default: _ = try Commit.decode(raw)
+                }
+            } catch let e as CoreError {
+                throw CoreError(.integrity, "object \(id.hex) is not a valid \(type): \(e.message)")
+            }
+        }
     }
 }

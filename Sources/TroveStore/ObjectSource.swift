@@ -179,13 +179,16 @@ public final class PackTable: @unchecked Sendable {
     /// Reads the trailers of packs not seen yet and forgets packs that are gone (a gc or a
     /// repack by another process).
     public func refresh() throws {
+        // Only packs known before the listing can be judged gone: one added meanwhile (an
+        // upload finishing) is simply not in this listing yet.
+        let knownBefore = lock.withLock { packs }
         let names = Set(try FileIO.listDirectory(files.directory).filter { $0.hasSuffix(".pack") && !$0.hasPrefix("tmp-") }
             .map { String($0.dropLast(5)) })
         let fresh = names.filter { n in lock.withLock { !packs.contains(n) } }
         var read: [(String, [PackFormat.IndexRecord])] = []
         for n in fresh.sorted() { read.append((n, try Store.readPackIndex(path: files.path(n), name: n).1)) }
         lock.withLock {
-            let gone = packs.subtracting(names)
+            let gone = knownBefore.subtracting(names)
             if !gone.isEmpty {
                 packs.subtract(gone)
                 table = table.filter { !gone.contains($0.value.pack) }

@@ -51,8 +51,10 @@ public final class SyncService: @unchecked Sendable {
     public func download(_ ids: [ObjectID], emit: (PackedObject) throws -> Void) throws {
         try checkBatch(ids.count)
         try store.table.refresh()
-        // Large direct reads in pack order: no page-cache fill on the server.
-        let found = try store.locateMany(ids).compactMap { $0 }
+        // Large direct reads in pack order: no page-cache fill on the server. Each id once:
+        // repeating an id must not multiply what is read and held.
+        var once = Set<ObjectID>()
+        let found = try store.locateMany(ids.filter { once.insert($0).inserted }).compactMap { $0 }
         try store.forEachStored(found) { i, stored in
             let r = found[i].record
             try emit(PackedObject(type: r.type, codec: r.codec, rawLength: Int(r.rawLength), id: r.id, stored: Array(stored)))

@@ -284,7 +284,10 @@ public final class Fetcher {
         }
         let writer = ObjectWriter(store: store)
         let decompressor = Decompressor()
-        let wants = try Array(Set(selected.map(\.id))).filter { try !store.has($0) }
+        // A tip is wanted unless a local ref already reaches it: an earlier fetch that was
+        // killed may have stored the tip commit (its pack finished) but not its history.
+        let complete = try Graph.ancestry(of: try store.refs.list().map(\.id), in: store)
+        let wants = Array(Set(selected.map(\.id))).filter { !complete.contains($0) }
         if !wants.isEmpty {
             let haves = try Array(Set(try store.refs.list().map(\.id))).filter { try store.has($0) }.suffix(SyncProtocol.maxBatchIDs)
             let perRequest = max(1, min(SyncProtocol.maxBatchIDs, info.maxBatchIDs))

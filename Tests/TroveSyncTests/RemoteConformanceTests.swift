@@ -142,6 +142,37 @@ class RemoteConformance: XCTestCase {
         XCTAssertEqual(try remote.upload([o]).stored, 1)
     }
 
+    func testAnObjectSentUnderAnotherTypeIsRejected() throws {
+        let path = try makeRemoteStore()
+        let remote = try open(path)
+        defer { remote.close() }
+        // The empty chunk's id, sent as a commit: the hash matches, the type does not.
+        let fake = PackedObject(type: .commit, codec: .raw, rawLength: 0, id: SHA256.hash([UInt8]()), stored: [])
+        XCTAssertThrowsError(try remote.upload([fake])) { XCTAssertEqual(($0 as? SyncError)?.code, .integrity, "\($0)") }
+        XCTAssertEqual(try remote.missing([fake.id]), [true])
+    }
+
+    func testAFetchKilledAfterTheTipArrivedStillCompletesNextTime() throws {
+        let a = try makeLocal("a")
+        let tip = try commit(a, ["f": SeededBytes.bytes(seed: 40, count: 30_000), "d/g": Array("g".utf8)])
+        let path = try makeRemoteStore()
+        let remote = try open(path)
+        defer { remote.close() }
+        _ = try push(a, to: remote)
+        // B holds the tip commit alone, as after a fetch killed once the pack holding it was done.
+        let b = try makeLocal("b")
+        var objects: [PackedObject] = []
+        try remote.download([tip]) { objects.append($0) }
+        let w = ObjectWriter(store: b)
+        _ = try w.putReceived(objects)
+        try w.finish()
+        XCTAssertEqual(try b.type(of: tip), .commit)
+        _ = try Fetcher(store: b, remote: remote, remoteName: "origin").fetch()
+        XCTAssertEqual(try Fetcher.missingChunks(in: b, commits: [tip]).count, 0, "tree, manifest and chunks arrived")
+        XCTAssertEqual(try Materializer.readBlob(store: b, blob: try b.flatten(tree: try b.commit(tip).tree)["f"]!.id),
+                       SeededBytes.bytes(seed: 40, count: 30_000))
+    }
+
     func testAForgedIDIsRejected() throws {
         let path = try makeRemoteStore()
         let remote = try open(path)
