@@ -128,7 +128,13 @@ public struct Refs: Sendable {
             }
         }
         for dir in Set(locked.map { FileIO.dirname(path($0.0.ref)) }) { try FileIO.fsyncDirectory(dir) }
-        for (k, (u, _, _)) in locked.enumerated() { try appendReflog(u.ref, old: olds[k], new: u.new, message: message) }
+        // The refs have moved: a reflog that cannot be written (a folder in the way) is a
+        // warning, not a failure the caller would take for "nothing happened".
+        for (k, (u, _, _)) in locked.enumerated() {
+            do { try appendReflog(u.ref, old: olds[k], new: u.new, message: message) } catch {
+                fputs("trove: warning: ref \(u.ref) moved, but its reflog was not written: \(error)\n", stderr)
+            }
+        }
     }
 
     /// Points HEAD at a branch or a commit; with `expected`, only if HEAD is still that.

@@ -48,6 +48,19 @@ final class StoreTests: XCTestCase {
         XCTAssertEqual(try Materializer.readBlob(store: store, blob: r[1].blobID), Array("hello".utf8))
     }
 
+    func testARefMoveSucceedsEvenWhenItsReflogCannotBeWritten() throws {
+        let t = TempDir()
+        let store = try makeStore(t)
+        let refs = Refs(root: store.root)
+        let a = SHA256.hash(Array("a".utf8))
+        // heads/x existed and was deleted; its reflog file stays, so logs/refs/heads/x cannot
+        // become the folder that heads/x/y's reflog needs.
+        try refs.update("heads/x", from: nil, to: a, message: "create")
+        try refs.update("heads/x", from: a, to: nil, message: "delete")
+        XCTAssertNoThrow(try refs.update("heads/x/y", from: nil, to: a, message: "create below"))
+        XCTAssertEqual(try refs.read("heads/x/y"), a, "the ref moved, and the command says so")
+    }
+
     func testRefsMoveOnlyFromTheExpectedValue() throws {
         let t = TempDir()
         let store = try makeStore(t)
