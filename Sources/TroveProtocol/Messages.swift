@@ -14,6 +14,32 @@ public enum SyncProtocol {
     public static let defaultMaxUploadBytes = 256 << 20
 }
 
+/// The stream transport's frame (also an HTTP body): a u32 little-endian length, then that
+/// many bytes of one message.
+public enum Frame {
+    public static let headerSize = 4
+
+    public static func encode(_ payload: [UInt8]) -> [UInt8] {
+        var w = ByteWriter(capacity: payload.count + headerSize)
+        w.u32(UInt32(payload.count))
+        w.raw(payload)
+        return w.bytes
+    }
+
+    /// The payload length a 4-byte header announces.
+    public static func length<C: Collection>(_ header: C) -> Int where C.Element == UInt8 {
+        header.prefix(headerSize).enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
+    }
+}
+
+extension Request {
+    public func framed() -> [UInt8] { Frame.encode(encode()) }
+}
+
+extension Response {
+    public func framed() -> [UInt8] { Frame.encode(encode()) }
+}
+
 /// A ref and the commit it names, as listed by a peer.
 public struct RefEntry: Hashable, Sendable {
     public var name: String

@@ -139,7 +139,7 @@ struct SyncController: Sendable {
         state.metrics.received(buffer.readableBytes)
         let bytes = Array(buffer: buffer)
         guard bytes.count >= 4 else { throw ProtocolError(.invalidInput, "the request body is not a frame") }
-        let length = Int(UInt32(bytes[0]) | UInt32(bytes[1]) << 8 | UInt32(bytes[2]) << 16 | UInt32(bytes[3]) << 24)
+        let length = Frame.length(bytes)
         guard length == bytes.count - 4 else { throw ProtocolError(.invalidInput, "the frame length \(length) does not match the body (\(bytes.count - 4) bytes)") }
         do { return try TroveProtocol.Request.decode(Array(bytes[4...])) } catch let e as CoreError {
             throw ProtocolError(.invalidInput, "malformed request: \(e.message)")
@@ -209,7 +209,7 @@ struct SyncController: Sendable {
         let metrics = state.metrics
         let rate = state.config.limitRate
         let body = ResponseBody { writer in
-            var head = frameBytes(.stream)
+            var head = TroveProtocol.Response.stream.framed()
             head += PackStream.header()
             try await writer.write(ByteBuffer(bytes: head))
             var count = 0
@@ -269,20 +269,12 @@ struct SyncController: Sendable {
         var headers: HTTPFields = [.contentType: SyncController.contentType]
         if status == .unauthorized { headers[.wwwAuthenticate] = "Bearer realm=\"trove\"" }
         return Response(status: status, headers: headers,
-                        body: .init(byteBuffer: ByteBuffer(bytes: frameBytes(.error(e.code, message: e.message, hint: e.hint)))))
+                        body: .init(byteBuffer: ByteBuffer(bytes: TroveProtocol.Response.error(e.code, message: e.message, hint: e.hint).framed())))
     }
 }
 
-func frameBytes(_ r: TroveProtocol.Response) -> [UInt8] {
-    let payload = r.encode()
-    var w = ByteWriter(capacity: payload.count + 4)
-    w.u32(UInt32(payload.count))
-    w.raw(payload)
-    return w.bytes
-}
-
 func frame(_ r: TroveProtocol.Response) -> Response {
-    Response(status: .ok, headers: [.contentType: SyncController.contentType], body: .init(byteBuffer: ByteBuffer(bytes: frameBytes(r))))
+    Response(status: .ok, headers: [.contentType: SyncController.contentType], body: .init(byteBuffer: ByteBuffer(bytes: r.framed())))
 }
 
 /// Runs blocking store work (disk reads, fsync) off the async executor, on NIO's thread pool.

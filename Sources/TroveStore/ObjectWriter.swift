@@ -83,14 +83,7 @@ public final class ObjectWriter: @unchecked Sendable {
     /// forged object is an integrity error and is not written). Returns false when the store
     /// already had it.
     @discardableResult
-    public func putReceived(_ o: PackedObject, decompressor: Decompressor) throws -> Bool {
-        do { try o.verify(decompressor) } catch let e as CoreError {
-            throw StoreError(.integrity, "received object \(o.id.hex) is corrupt or forged: \(e.message)",
-                             hint: "nothing of it was stored; the remote's copy may be damaged (run `trove fsck --full` there)", underlying: e)
-        }
-        if try has(o.id) { return false }
-        return try o.stored.withUnsafeBytes { try putPrepared(type: o.type, id: o.id, codec: o.codec, rawLength: o.rawLength, stored: $0) }
-    }
+    public func putReceived(_ o: PackedObject) throws -> Bool { try putReceived([o]).objects == 1 }
 
     /// `putReceived` for many objects, verified on all cores first (all must verify before any
     /// is written). Returns how many were new and their raw bytes.

@@ -64,7 +64,7 @@ public final class HTTPRemote: Remote {
     }
 
     public func missing(_ ids: [ObjectID]) throws -> [Bool] {
-        let r = try call(.POST, "missing", body: HTTPRemote.frame(.missing(ids)))
+        let r = try call(.POST, "missing", body: Request.missing(ids).framed())
         guard case let .missing(flags) = r, flags.count == ids.count else { throw unexpected(r) }
         return flags
     }
@@ -76,29 +76,21 @@ public final class HTTPRemote: Remote {
     }
 
     public func download(_ ids: [ObjectID], receive: (PackedObject) throws -> Void) throws {
-        try streamed("download", HTTPRemote.frame(.download(ids)), receive)
+        try streamed("download", Request.download(ids).framed(), receive)
     }
 
     public func metadata(wants: [ObjectID], haves: [ObjectID], receive: (PackedObject) throws -> Void) throws {
-        try streamed("metadata", HTTPRemote.frame(.metadata(wants: wants, haves: haves)), receive)
+        try streamed("metadata", Request.metadata(wants: wants, haves: haves).framed(), receive)
     }
 
     public func updateRefs(_ updates: [RefUpdate]) throws -> [RefUpdateResult] {
         // Not retried once sent: a repeated compare-and-swap would report its own success as stale.
-        let r = try call(.POST, "refs", body: HTTPRemote.frame(.updateRefs(updates)), idempotent: false)
+        let r = try call(.POST, "refs", body: Request.updateRefs(updates).framed(), idempotent: false)
         guard case let .refsUpdated(results) = r else { throw unexpected(r) }
         return results
     }
 
     // MARK: plumbing
-
-    static func frame(_ r: Request) -> [UInt8] {
-        let payload = r.encode()
-        var w = ByteWriter(capacity: payload.count + 4)
-        w.u32(UInt32(payload.count))
-        w.raw(payload)
-        return w.bytes
-    }
 
     private func unexpected(_ r: Response) -> SyncError { SyncError(.transport, "\(url): unexpected response \(r)") }
 
@@ -168,7 +160,7 @@ public final class HTTPRemote: Remote {
                     head.append(raw[at])
                     at += 1
                     if head.count == 4 {
-                        frameLength = Int(UInt32(head[0]) | UInt32(head[1]) << 8 | UInt32(head[2]) << 16 | UInt32(head[3]) << 24)
+                        frameLength = Frame.length(head)
                     }
                     if let n = frameLength, head.count == n + 4 {
                         guard case .stream = try decode(status: .ok, head) else { throw SyncError(.transport, "\(url): expected a pack stream") }

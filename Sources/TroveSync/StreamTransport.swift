@@ -60,8 +60,8 @@ final class FrameChannel {
 
     /// The next frame's bytes, or nil when the peer closed the stream between frames.
     func readFrame() throws -> [UInt8]? {
-        guard let header = try readExactly(4) else { return nil }
-        let length = Int(UInt32(header[0]) | UInt32(header[1]) << 8 | UInt32(header[2]) << 16 | UInt32(header[3]) << 24)
+        guard let header = try readExactly(Frame.headerSize) else { return nil }
+        let length = Frame.length(header)
         guard length > 0, length <= SyncProtocol.maxFrameBytes else {
             throw SyncError(.transport, "\(name): a frame of \(length) bytes (the limit is \(SyncProtocol.maxFrameBytes)); is the other side a trove of this version?")
         }
@@ -86,13 +86,7 @@ final class FrameChannel {
 
     // MARK: writing
 
-    func writeFrame(_ payload: [UInt8]) throws {
-        var w = ByteWriter(capacity: 4)
-        w.u32(UInt32(payload.count))
-        out += w.bytes
-        out += payload
-        if out.count >= 1 << 20 { try flush() }
-    }
+    func writeFrame(_ payload: [UInt8]) throws { try writeRaw(Frame.encode(payload)) }
 
     func writeRaw(_ bytes: [UInt8]) throws {
         out += bytes

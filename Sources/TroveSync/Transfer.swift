@@ -113,7 +113,7 @@ public final class Pusher {
         let (info, remoteRefs) = try remote.hello()
         if info.chunker != store.parameters {
             // Objects are objects: a push works, but chunks made with other settings do not dedup there.
-            FileHandleErr.write("warning: \(remote.url) chunks with \(info.chunker), this store with \(store.parameters): new data will not deduplicate against it\n")
+            fputs("warning: \(remote.url) chunks with \(info.chunker), this store with \(store.parameters): new data will not deduplicate against it\n", stderr)
         }
         let theirs = Dictionary(remoteRefs.map { ($0.name, $0.id) }, uniquingKeysWith: { a, _ in a })
         var result = Result()
@@ -283,7 +283,6 @@ public final class Fetcher {
             }
         }
         let writer = ObjectWriter(store: store)
-        let decompressor = Decompressor()
         // A tip is wanted unless a local ref already reaches it: an earlier fetch that was
         // killed may have stored the tip commit (its pack finished) but not its history.
         let complete = try Graph.ancestry(of: try store.refs.list().map(\.id), in: store)
@@ -293,7 +292,7 @@ public final class Fetcher {
             let perRequest = max(1, min(SyncProtocol.maxBatchIDs, info.maxBatchIDs))
             for start in stride(from: 0, to: wants.count, by: perRequest) {
                 try remote.metadata(wants: Array(wants[start..<min(wants.count, start + perRequest)]), haves: Array(haves)) { o in
-                    if try writer.putReceived(o, decompressor: decompressor) {
+                    if try writer.putReceived(o) {
                         result.metadata.objects += 1
                         result.metadata.bytes += UInt64(o.stored.count)
                     }
@@ -398,12 +397,5 @@ public final class Fetcher {
             throw SyncError(.notFound, "\(remote.url): \(still) chunk(s) were not sent", hint: "the remote is incomplete; run `trove fsck --full` there")
         }
         return stats
-    }
-}
-
-enum FileHandleErr {
-    static func write(_ s: String) {
-        var bytes = Array(s.utf8)
-        _ = bytes.withUnsafeMutableBytes { Glibc.write(2, $0.baseAddress, $0.count) }
     }
 }
