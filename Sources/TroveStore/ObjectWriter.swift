@@ -95,7 +95,9 @@ public final class ObjectWriter: @unchecked Sendable {
         var n = 0
         var bytes: UInt64 = 0
         var written: [ObjectID] = []
-        for o in objects where try !has(o.id) {
+        // One batched look-up; objects this session already wrote are skipped by putPrepared.
+        let stored = try store.contains(objects.map(\.id))
+        for (o, present) in zip(objects, stored) where !present {
             if try o.stored.withUnsafeBytes({ try putPrepared(type: o.type, id: o.id, codec: o.codec, rawLength: o.rawLength, stored: $0) }) {
                 n += 1
                 bytes += UInt64(o.rawLength)
