@@ -56,8 +56,8 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
-        // libgit2 bridge: finds the enclosing git repository (pointers, filter and hooks come later).
-        .target(name: "TroveGit", dependencies: ["CGit2"]),
+        // Git integration: libgit2 bridge, LFS pointers, the filter process, hook install, snapshots of git commits.
+        .target(name: "TroveGit", dependencies: ["CGit2", "TroveCore", "TroveStore"]),
         // The command tree, output rendering (text, --json, progress) and errors → exit codes.
         .target(name: "TroveCLI", dependencies: [
             "TroveCore", "TroveStore", "TroveGit", "TroveProtocol", "TroveSync", "TroveServer",
@@ -72,6 +72,7 @@ let package = Package(
         .testTarget(name: "TroveCoreTests", dependencies: ["TroveCore", "TroveTestSupport"]),
         .testTarget(name: "TroveStoreTests", dependencies: ["TroveStore", "TroveTestSupport"]),
         .testTarget(name: "TroveSyncTests", dependencies: ["TroveSync", "TroveProtocol", "TroveStore", "TroveTestSupport"]),
+        .testTarget(name: "TroveGitTests", dependencies: ["TroveGit", "TroveCore", "TroveStore", "TroveTestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["TroveTestSupport", "TroveCore", "TroveStore"]),
     ],
     swiftLanguageModes: [.v5]

@@ -1,5 +1,6 @@
 import ArgumentParser
 import TroveCore
+import TroveGit
 import TroveStore
 import TroveSync
 
@@ -54,10 +55,19 @@ extension TroveCommand {
         @Argument(help: "Remote refs to fetch (default: all).") var refs: [String] = []
         @Option(name: .customLong("from"), help: "Another remote to fetch chunks from as well (repeatable).") var peers: [String] = []
         @Flag(help: "Fetch commits, trees and manifests only.") var metadataOnly = false
+        @Option(help: "In a git repository: only files matching this pattern (repeatable).") var include: [String] = []
+        @Option(help: "In a git repository: not files matching this pattern (repeatable).") var exclude: [String] = []
         @Flag(help: "Print JSON.") var json = false
         @OptionGroup var options: StoreOptions
 
         func run() throws {
+            if let git = try GitMode.detect(options) {
+                // Git mode: REFS are git revisions whose tracked files' content is fetched.
+                let stats = try git.fetchContent(revs: refs.isEmpty ? ["HEAD"] : refs, remote: remote, include: include, exclude: exclude, progress: options.progress)
+                if json { try Console.json(["objects": stats.objects, "bytes": stats.bytes]); return }
+                if !options.quiet { Console.out("Fetched \(stats.objects) object(s) (\(Format.bytes(stats.bytes)))") }
+                return
+            }
             let store = try options.openStore()
             let lock = try store.lock()
             defer { _ = lock }
@@ -88,9 +98,22 @@ extension TroveCommand {
 
         @Argument(help: "A remote name or URL (default: origin).") var remote: String?
         @Option(name: .customLong("from"), help: "Another remote to fetch chunks from as well (repeatable).") var peers: [String] = []
+        @Option(help: "In a git repository: only files matching this pattern (repeatable).") var include: [String] = []
+        @Option(help: "In a git repository: not files matching this pattern (repeatable).") var exclude: [String] = []
         @OptionGroup var options: StoreOptions
 
         func run() throws {
+            if let git = try GitMode.detect(options) {
+                // Git mode: the content of the checked-out commit's tracked files, written over
+                // the pointers still in the working tree.
+                let stats = try git.fetchContent(revs: ["HEAD"], remote: remote, include: include, exclude: exclude, progress: options.progress)
+                guard let head = git.repo.resolveCommit("HEAD") else { return }
+                let filter = GitMode.filter(include: include, exclude: exclude)
+                let files = git.pointerFiles(try GitSnapshots(repo: git.repo, store: git.store).pointers(of: head)).filter { filter($0.key) }
+                let (n, bytes) = try git.materialise(files, progress: options.progress)
+                if !options.quiet { Console.out("Fetched \(stats.objects) object(s) (\(Format.bytes(stats.bytes))); wrote \(n) file(s) (\(Format.bytes(bytes)))") }
+                return
+            }
             let wt = try options.worktree()
             let store = wt.store
             let lock = try store.lock()

@@ -27,6 +27,7 @@ extension TroveCommand {
                 }
                 Console.out("commit \(id.hex)\(c.kind == .snapshot ? "" : " (\(c.kind))")")
                 if c.parents.count > 1 { Console.out("Merge:  " + c.parents.map { $0.short() }.joined(separator: " ")) }
+                if !c.gitCommit.isEmpty { Console.out("Git:    \(c.gitCommit)") }
                 Console.out("Author: \(c.author)")
                 Console.out("Date:   \(Format.date(c.time, offsetMinutes: c.timezoneOffset))")
                 for (k, v) in c.metadata { Console.out("Meta:   \(k)=\(v)") }

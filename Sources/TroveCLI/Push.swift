@@ -24,6 +24,18 @@ extension TroveCommand {
         @OptionGroup var options: StoreOptions
 
         func run() throws {
+            if let git = try GitMode.detect(options) {
+                // Git mode: the artifacts of the current branch (what the pre-push hook sends).
+                guard let branch = git.repo.currentBranch(), let head = git.repo.resolveCommit("HEAD") else {
+                    throw StoreError(.invalidInput, "HEAD is detached or has no commit: nothing to push", hint: "check out a branch")
+                }
+                let remoteName = remote ?? git.repo.config("branch.\(branch).remote") ?? "origin"
+                let old = git.repo.resolveCommit("refs/remotes/\(remoteName)/\(branch)")
+                let (r, to) = try git.push([(head, "refs/heads/\(branch)", force ? nil : old)], remote: remoteName, progress: options.progress)
+                if json { try Console.json(["remote": to, "objects": r.sent.objects, "bytes": r.sent.bytes]); return }
+                if !options.quiet { Console.out("Pushed to \(to): \(r.sent.objects) object(s), \(Format.bytes(r.sent.bytes))") }
+                return
+            }
             let store = try options.openStore()
             let lock = try store.lock()
             defer { _ = lock }

@@ -25,6 +25,8 @@ public struct TroveCommand: ParsableCommand {
             Checkout.self, Restore.self, Branch.self, Tag.self, Ls.self, Cat.self,
             Fsck.self, Gc.self, Du.self, Config.self,
             RemoteCmd.self, Push.self, Fetch.self, Pull.self, Clone.self, ServeStdio.self, Daemon.self,
+            Install.self, Track.self, Untrack.self, LsFiles.self, ImportLFS.self, ExportLFS.self,
+            FilterProcessCmd.self, TextConv.self, Hook.self,
         ]
     )
 
@@ -42,8 +44,16 @@ struct StoreOptions: ParsableArguments {
 
     var cwd: String { FileIO.absolute(directory ?? FileIO.currentDirectory()) }
 
+    /// The store for the current folder: `$TROVE_DIR`; inside a git working tree (a linked
+    /// worktree too) the repository's `.git/trove`, unless a `.trove` store is nearer; else the
+    /// nearest `.trove` above.
     func openStore() throws -> Store {
-        try Store.discover(from: cwd, environment: ProcessInfo.processInfo.environment)
+        let env = ProcessInfo.processInfo.environment
+        if env["TROVE_DIR"] == nil, let repo = GitRepository.discover(from: cwd), let top = repo.workTree,
+           FileIO.exists(repo.storeRoot + "/config"), !GitMode.standaloneStore(between: cwd, and: top) {
+            return try Store.open(root: repo.storeRoot, workTree: top)
+        }
+        return try Store.discover(from: cwd, environment: env)
     }
 
     func worktree() throws -> Worktree { try Worktree(store: try openStore()) }

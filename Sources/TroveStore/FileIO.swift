@@ -6,7 +6,7 @@ import TroveCore
 public enum FileIO {
     public static func errorText(_ code: Int32 = errno) -> String { String(cString: strerror(code)) }
 
-    static func ioError(_ what: String, _ path: String, _ code: Int32 = errno) -> StoreError {
+    public static func ioError(_ what: String, _ path: String, _ code: Int32 = errno) -> StoreError {
         let hint: String?
         switch code {
         case ENOSPC: hint = "free some space on the disk that holds \(path) and try again"
@@ -129,14 +129,16 @@ public enum FileIO {
     }
 
     /// Crash-safe replacement of a small file: temp name, write, fsync, rename, fsync dir.
-    public static func atomicWrite(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o644) throws {
+    /// `durable: false` skips the fsyncs (caches that are checked when read): readers still
+    /// see the old or the new file, never a part.
+    public static func atomicWrite(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o644, durable: Bool = true) throws {
         let dir = dirname(path)
         let tmp = "\(dir)/.tmp-\(basename(path))-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         let fd = try open(tmp, O_WRONLY | O_CREAT | O_EXCL, mode: mode)
         var open = true
         do {
             try writeAll(fd, bytes, path: tmp)
-            try fsync(fd, path: tmp)
+            if durable { try fsync(fd, path: tmp) }
             close(fd)
             open = false
             try rename(tmp, path)
@@ -145,7 +147,7 @@ public enum FileIO {
             unlink(tmp)
             throw error
         }
-        try fsyncDirectory(dir)
+        if durable { try fsyncDirectory(dir) }
     }
 
     public static func exists(_ path: String) -> Bool {

@@ -119,7 +119,9 @@ public struct Fsck {
         }
         for (_, e) in try store.index.stage() where blobs[e.id] == nil { blobs[e.id] = "staged " + e.path }
         // A store with remotes fetches chunks on demand: their absence is not damage.
+        // So does a store inside git (its remote follows git's): a clone fetches what it checks out.
         let lazy = store.config.values.keys.contains { $0.hasPrefix("remote.") && $0.hasSuffix(".url") }
+            || store.config["git.enabled"] == "true"
         for (blob, path) in blobs.sorted(by: { $0.key < $1.key }) {
             do {
                 if lazy, try store.type(of: blob) == nil {

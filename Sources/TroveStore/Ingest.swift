@@ -26,6 +26,8 @@ public final class Ingester: @unchecked Sendable {
     let parameters: ChunkerParameters
     let threads: Int
     public var progress: ProgressSink?
+    /// Reused by `ingest(stream:)`, which callers run one at a time.
+    private var streamWorker: SmallFileWorker?
 
     static let smallLimit = 8 << 20
     static let batchSize = 8 << 20
@@ -148,6 +150,40 @@ public final class Ingester: @unchecked Sendable {
                 // The file grew past what we sized for: take the streaming path.
                 return try ingester.ingestLarge(path: path)
             }
+            return try ingestBuffer(count: n)
+        }
+
+        /// Stores content read from a stream: whole in memory up to `smallLimit`, else through
+        /// the large-file pipeline, starting with what was already read.
+        func ingest(stream read: @escaping (UnsafeMutableRawPointer, Int) throws -> Int, name: String) throws -> IngestResult {
+            reserve(Ingester.smallLimit + 1)
+            var n = 0
+            while n < capacity {
+                let k = try read(buffer + n, capacity - n)
+                if k == 0 { break }
+                n += k
+            }
+            if n <= Ingester.smallLimit { return try ingestBuffer(count: n) }
+            var served = 0
+            let prefix = buffer
+            return try ingester.ingestLarge(name: name) { out, count, _ in
+                var got = 0
+                if served < n {
+                    got = min(count, n - served)
+                    out.copyMemory(from: prefix + served, byteCount: got)
+                    served += got
+                }
+                while got < count {
+                    let k = try read(out + got, count - got)
+                    if k == 0 { break }
+                    got += k
+                }
+                return got
+            }
+        }
+
+        /// Stores the first `n` bytes of `buffer` as one blob.
+        func ingestBuffer(count n: Int) throws -> IngestResult {
             let base = buffer.assumingMemoryBound(to: UInt8.self)
             var chunks: [ChunkRef] = []
             var offsets: [Int] = []
@@ -368,6 +404,21 @@ public final class Ingester: @unchecked Sendable {
     func ingestLarge(path: String) throws -> IngestResult {
         let fd = try Ingester.openInput(path)
         defer { close(fd) }
+        return try ingestLarge(name: path) { buffer, count, offset in
+            try FileIO.preadUpTo(fd, buffer, count, offset: offset, path: path)
+        }
+    }
+
+    /// Stores content that arrives in order from `read` (a pipe, a git filter). `read(buffer,
+    /// count)` returns fewer than `count` bytes only at the end, and 0 after it.
+    public func ingest(stream read: @escaping (UnsafeMutableRawPointer, Int) throws -> Int, name: String) throws -> IngestResult {
+        if streamWorker == nil { streamWorker = try SmallFileWorker(ingester: self) }
+        return try streamWorker!.ingest(stream: read, name: name)
+    }
+
+    /// The large-file pipeline over `read(buffer, count, offset)`, which fills `count` bytes
+    /// unless the input ends; reads come in order, one at a time.
+    func ingestLarge(name path: String, read: @escaping (UnsafeMutableRawPointer, Int, UInt64) throws -> Int) throws -> IngestResult {
         // Reads run one batch ahead on their own thread, so that chunking never waits on the disk.
         let readQueue = DispatchQueue(label: "trove.ingest.read")
         func startRead(_ b: Batch, at offset: UInt64) {
@@ -376,7 +427,7 @@ public final class Ingester: @unchecked Sendable {
             b.readDone.enter()
             readQueue.async {
                 do {
-                    b.readBytes = try FileIO.preadUpTo(fd, b.buffer + b.headroom, Ingester.batchSize, offset: offset, path: path)
+                    b.readBytes = try read(b.buffer + b.headroom, Ingester.batchSize, offset)
                 } catch {
                     b.readError = error
                 }

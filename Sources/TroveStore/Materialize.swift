@@ -500,6 +500,32 @@ public final class Materializer: @unchecked Sendable {
 
     /// Streams a blob to a file descriptor in order (for `cat`), verifying each chunk.
     public static func stream(store: Store, blob: ObjectID, to fd: Int32, path: String = "stdout") throws {
+        try stream(store: store, blob: blob) { try FileIO.writeAll(fd, $0.baseAddress!, $0.count, path: path) }
+    }
+
+    /// Writes a blob to `path` through a temp file beside it and a rename, so that readers see
+    /// the old file or the whole new one. `durable` adds an fsync before the rename.
+    public static func writeFile(store: Store, blob: ObjectID, to path: String, mode: mode_t = 0o644, durable: Bool,
+                                 progress: ProgressSink? = nil) throws {
+        let tmp = FileIO.dirname(path) + "/.trove-tmp-\(getpid())-\(FileIO.basename(path))"
+        let fd = try FileIO.open(tmp, O_WRONLY | O_CREAT | O_TRUNC, mode: mode)
+        do {
+            try stream(store: store, blob: blob) { buf in
+                try FileIO.writeAll(fd, buf.baseAddress!, buf.count, path: tmp)
+                progress?.advance(UInt64(buf.count))
+            }
+            if durable { try FileIO.fsync(fd, path: tmp) }
+            close(fd)
+            try FileIO.rename(tmp, path)
+        } catch {
+            close(fd)
+            unlink(tmp)
+            throw error
+        }
+    }
+
+    /// Hands a blob's content to `write` in order, a verified chunk at a time.
+    public static func stream(store: Store, blob: ObjectID, write: (UnsafeRawBufferPointer) throws -> Void) throws {
         let chunks = try store.chunks(ofBlob: blob)
         let reader = ChunkReader()
         let maxChunk = Int(chunks.map(\.length).max() ?? 0)
@@ -512,7 +538,7 @@ public final class Materializer: @unchecked Sendable {
                 guard let l else { throw StoreError(.notFound, "chunk \(c.id.short()) of blob \(blob.short()) is not in the store") }
                 try checkLength(c, l, of: "blob \(blob.short())")
                 try reader.read(l, into: buffer)
-                try FileIO.writeAll(fd, buffer, Int(c.length), path: path)
+                try write(UnsafeRawBufferPointer(start: buffer, count: Int(c.length)))
             }
         }
     }

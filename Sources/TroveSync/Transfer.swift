@@ -11,11 +11,15 @@ public struct RefSpec: Equatable, Sendable {
     public var source: String
     public var destination: String
     public var force: Bool
+    /// The commit to push when it is not a local ref's (git mode pushes the snapshot of a git
+    /// commit); `source` then only names it in messages.
+    public var id: ObjectID?
 
-    public init(source: String, destination: String, force: Bool = false) {
+    public init(source: String, destination: String, force: Bool = false, id: ObjectID? = nil) {
         self.source = source
         self.destination = destination
         self.force = force
+        self.id = id
     }
 
     public static func parse(_ text: String, refs: Refs) throws -> RefSpec {
@@ -45,6 +49,7 @@ public struct TransferStats: Sendable {
     public var objects = 0
     public var bytes: UInt64 = 0
     public var uploads = 0
+    public init() {}
 }
 
 /// The objects a set of commits needs that a peer may lack: each new commit, its tree's
@@ -119,7 +124,7 @@ public final class Pusher {
         var result = Result()
         var updates: [RefUpdate] = []
         for spec in specs {
-            guard let new = try store.refs.read(spec.source) else {
+            guard let new = try spec.id ?? store.refs.read(spec.source) else {
                 throw SyncError(.notFound, "no local ref \(spec.source) to push", hint: "see `trove branch` and `trove tag` for what exists")
             }
             let old = theirs[spec.destination]
@@ -332,6 +337,45 @@ public final class Fetcher {
         for c in Set(commits) { try collector.addTree(try store.commit(c).tree, from: nil, chunksOf: filter) }
         let present = try store.contains(collector.chunks.map(\.0))
         return zip(collector.chunks, present).filter { !$0.1 }.map(\.0)
+    }
+
+    /// Fetches whole files by blob id (git mode: the content of LFS pointers): their manifests
+    /// and segments, then the chunks the store lacks. Returns the blobs the remote does not
+    /// have (nothing fetched for those).
+    public func fetchBlobs(_ blobs: [ObjectID]) throws -> (stats: TransferStats, absent: [ObjectID]) {
+        let writer = ObjectWriter(store: store)
+        let ids = Array(Set(blobs))
+        var metadata = TransferStats()
+        func download(_ wanted: [ObjectID]) throws {
+            for start in stride(from: 0, to: wanted.count, by: SyncProtocol.maxBatchIDs) {
+                let batch = Array(wanted[start..<min(wanted.count, start + SyncProtocol.maxBatchIDs)])
+                var group: [PackedObject] = []
+                try remote.download(batch) { group.append($0) }
+                let (n, bytes) = try writer.putReceived(group)
+                metadata.objects += n
+                metadata.bytes += bytes
+            }
+            try writer.finish()
+        }
+        // The blob objects: a manifest, or the one chunk of a small file.
+        try download(zip(ids, try store.contains(ids)).filter { !$0.1 }.map(\.0))
+        let have = try store.contains(ids)
+        let absent = zip(ids, have).filter { !$0.1 }.map(\.0)
+        let found = zip(ids, have).filter { $0.1 }.map(\.0)
+        // Segments of large files' manifests.
+        var segments: [ObjectID] = []
+        for id in found { segments += try store.manifestObjects(ofBlob: id).dropFirst() }
+        try download(zip(segments, try store.contains(segments)).filter { !$0.1 }.map(\.0))
+        var needed: [(ObjectID, UInt64)] = []
+        var seen = Set<ObjectID>()
+        for id in found {
+            for c in try store.chunks(ofBlob: id) where seen.insert(c.id).inserted { needed.append((c.id, c.length)) }
+        }
+        let present = try store.contains(needed.map(\.0))
+        var stats = try fetchChunks(zip(needed, present).filter { !$0.1 }.map(\.0), writer: writer)
+        stats.objects += metadata.objects
+        stats.bytes += metadata.bytes
+        return (stats, absent)
     }
 
     public func fetchChunks(_ needed: [(ObjectID, UInt64)], writer: ObjectWriter) throws -> TransferStats {

@@ -199,3 +199,29 @@ public final class TroveSandbox {
         return try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8))
     }
 }
+
+extension TroveSandbox {
+    /// A folder with `trove` and `git-trove` (links to the built binary), first on PATH, so
+    /// that git finds the filter and the hooks find trove; and a global git identity.
+    public func enableGit(globalInstall: Bool = false) {
+        let bin = temp.sub("bin")
+        for name in ["trove", "git-trove"] where !FileManager.default.fileExists(atPath: bin + "/" + name) {
+            try? FileManager.default.createSymbolicLink(atPath: bin + "/" + name, withDestinationPath: Runner.trovePath)
+        }
+        extraEnvironment["PATH"] = bin + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")
+        for (k, v) in [("user.name", "Test Author"), ("user.email", "test@example.invalid"), ("init.defaultBranch", "main"),
+                       ("advice.detachedHead", "false")] {
+            git(["config", "--global", k, v], cwd: home)
+        }
+        if globalInstall { trove(["install", "--global"], cwd: home) }
+    }
+
+    /// Runs the real git.
+    @discardableResult
+    public func git(_ args: [String], cwd: String? = nil, environment extra: [String: String] = [:], stdin: [UInt8]? = nil) -> ProcessResult {
+        Runner.run("/usr/bin/git", args, cwd: cwd ?? work, environment: environment.merging(extra) { _, b in b }, stdin: stdin)
+    }
+
+    @discardableResult
+    public func git(_ args: String..., cwd: String? = nil) -> ProcessResult { git(args, cwd: cwd) }
+}

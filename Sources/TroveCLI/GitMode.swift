@@ -1,0 +1,215 @@
+import Foundation
+import Glibc
+import TroveCore
+import TroveGit
+import TroveStore
+import TroveSync
+
+/// A git working tree with Trove installed (`trove install`): the repository, read through
+/// libgit2, and the store in `.git/trove` (shared by its worktrees). Docs/git.md.
+struct GitMode {
+    let repo: GitRepository
+    let store: Store
+    var top: String { repo.workTree ?? repo.commonDirectory }
+
+    static let enabledKey = "git.enabled"
+
+    /// The git repository around `cwd`, when Trove is installed in it.
+    static func detect(_ options: StoreOptions) throws -> GitMode? {
+        guard ProcessInfo.processInfo.environment["TROVE_DIR"] == nil,
+              let repo = GitRepository.discover(from: options.cwd), let top = repo.workTree,
+              FileIO.exists(repo.storeRoot + "/config"), !standaloneStore(between: options.cwd, and: top)
+        else { return nil }
+        let store = try Store.open(root: repo.storeRoot, workTree: top)
+        guard store.config[enabledKey] == "true" else { return nil }
+        return GitMode(repo: repo, store: store)
+    }
+
+    /// `autoInstall`: the filter runs in a clone made with the global config (`trove install
+    /// --global`): set up the store and hooks there, as `trove install` would.
+    static func require(_ options: StoreOptions, autoInstall: Bool = false) throws -> GitMode {
+        if let g = try detect(options) { return g }
+        guard let repo = GitRepository.discover(from: options.cwd), let top = repo.workTree else {
+            throw StoreError(.notFound, "\(options.cwd) is not in a git working tree", hint: "run this inside a git repository (or `git init` one)")
+        }
+        if autoInstall, ProcessInfo.processInfo.environment["TROVE_DIR"] == nil {
+            let store = FileIO.exists(repo.storeRoot + "/config") ? try Store.open(root: repo.storeRoot, workTree: top)
+                : try Store.initialize(root: repo.storeRoot, workTree: top)
+            try store.setConfig(enabledKey, "true")
+            _ = try GitInstall.install(repo, config: false)
+            return GitMode(repo: repo, store: store)
+        }
+        throw StoreError(.notAStore, "Trove is not installed in the git repository \(repo.workTree!)", hint: "run `trove install` there first")
+    }
+
+    /// A `.trove` store between `cwd` and the git top wins over `.git/trove`.
+    static func standaloneStore(between cwd: String, and top: String) -> Bool {
+        var dir = cwd
+        while dir.count >= top.count {
+            if FileIO.exists(dir + "/\(Store.directoryName)/config") { return true }
+            if dir == top || dir == "/" { break }
+            dir = FileIO.dirname(dir)
+        }
+        return false
+    }
+
+    // MARK: remotes
+
+    /// The Trove remote for git remote `name` (default: the current branch's remote, else
+    /// origin): `trove remote add NAME URL` wins; else, for a git remote on a path or over
+    /// SSH, the store `trove` inside that repository (`repo.git/trove`, `repo/.git/trove`).
+    func troveRemote(_ name: String?) throws -> (name: String?, url: String, derived: Bool) {
+        let n = name ?? repo.currentBranch().flatMap { repo.config("branch.\($0).remote") } ?? "origin"
+        if let u = Remotes.url(store, n) { return (n, u, false) }
+        // Committed with the project, as git-lfs's .lfsconfig: every clone finds the remote.
+        if FileIO.exists(top + "/.troveconfig"), let u = try GitConfigFile(path: top + "/.troveconfig").get("remote.\(n).url") {
+            return (n, u, false)
+        }
+        let gitURL = repo.remoteURL(n) ?? ((n.contains("/") || n.contains(":")) ? n : nil)
+        guard let gitURL else {
+            throw StoreError(.notFound, "no Trove remote \(n), and no git remote of that name to derive one from",
+                             hint: "add one: `trove remote add \(n) URL` (a daemon https://host/project, a path, or ssh://host/path)")
+        }
+        guard let derived = GitMode.storeURL(forGitURL: gitURL, base: top) else {
+            throw StoreError(.notFound, "git remote \(n) (\(gitURL)) is served over HTTP; Trove cannot guess where its artifacts go",
+                             hint: "point it at a Trove daemon or store: `trove remote add \(n) URL`")
+        }
+        return (repo.remoteURL(n) != nil ? n : nil, derived, true)
+    }
+
+    /// Where the Trove store of a git remote is, for path and SSH remotes.
+    static func storeURL(forGitURL url: String, base: String) -> String? {
+        if url.hasPrefix("http://") || url.hasPrefix("https://") || url.hasPrefix("git://") { return nil }
+        var u = url
+        while u.hasSuffix("/") { u.removeLast() }
+        if u.hasPrefix("file://") { u = String(u.dropFirst(7)) }
+        if u.hasPrefix("ssh://") { return u + "/trove" }
+        if let colon = u.firstIndex(of: ":"), !u.hasPrefix("/"), !u[..<colon].contains("/") { return u + "/trove" }
+        let path = FileIO.absolute(u, base: base)
+        if FileIO.isDirectory(path + "/.git") { return path + "/.git/trove" }
+        return path + "/trove"
+    }
+
+    func openRemote(_ url: String, createIfMissing: Bool) throws -> Remote {
+        if createIfMissing, !url.contains("://") || url.hasPrefix("file://"), !FileIO.exists(url + "/config"), url.hasPrefix("/") {
+            // A path remote next to a bare git repository: made on first push, like git's.
+            _ = try SharedStore.create(root: url, parameters: store.parameters)
+        }
+        return try Remotes.open(url, store: store)
+    }
+
+    // MARK: content
+
+    /// Brings the content of `pointers` from the Trove remote; an error names the files no
+    /// remote has.
+    func fetch(_ pointers: [(path: String, pointer: LFSPointer)], remote name: String? = nil, progress: ProgressSink?) throws -> TransferStats {
+        let wanted = try pointers.filter { try !isComplete($0.pointer) }
+        guard !wanted.isEmpty else { return TransferStats() }
+        let (rname, url, _) = try troveRemote(name)
+        let remote = try openRemote(url, createIfMissing: false)
+        defer { remote.close() }
+        let fetcher = Fetcher(store: store, remote: remote, remoteName: rname)
+        fetcher.progress = progress
+        let (stats, absent) = try fetcher.fetchBlobs(wanted.map(\.pointer.oid))
+        if !absent.isEmpty {
+            let set = Set(absent)
+            let paths = wanted.filter { set.contains($0.pointer.oid) }.map(\.path)
+            throw SyncError(.notFound, "the Trove remote \(rname ?? url) does not have the content of \(paths.count) file(s): \(paths.prefix(5).joined(separator: ", "))\(paths.count > 5 ? ", ..." : "")",
+                            hint: "push it from a clone that has it (`trove push`), or check out with TROVE_SKIP_SMUDGE=1 to keep pointers")
+        }
+        return stats
+    }
+
+    func isComplete(_ p: LFSPointer) throws -> Bool {
+        guard try store.has(p.oid) else { return false }
+        return try store.contains(try store.chunks(ofBlob: p.oid).map(\.id)).allSatisfy { $0 }
+    }
+
+    /// The tracked files whose working-tree file is still the pointer git holds.
+    func pointerFiles(_ pointers: [String: LFSPointer]) -> [String: LFSPointer] {
+        pointers.filter { path, p in
+            let full = top + "/" + path
+            let text = p.encode()
+            guard let size = FileIO.fileSize(full), size == UInt64(text.count), size != p.size || p.size == 0 else { return false }
+            return (try? FileIO.readFile(full)) == text
+        }
+    }
+
+    /// Replaces pointer files by their content (temp file, rename; mode kept), then records
+    /// their new stat data in the git index. Returns how many files were written.
+    func materialise(_ files: [String: LFSPointer], progress: ProgressSink?) throws -> (files: Int, bytes: UInt64) {
+        var written: [String] = []
+        var bytes: UInt64 = 0
+        progress?.begin(total: files.values.reduce(0) { $0 + $1.size }, label: "writing")
+        defer { progress?.end() }
+        for (path, p) in files.sorted(by: { $0.key < $1.key }) where p.size > 0 {
+            let full = top + "/" + path
+            var st = stat()
+            guard lstat(full, &st) == 0 else { continue }
+            try Materializer.writeFile(store: store, blob: p.oid, to: full, mode: st.st_mode & 0o777, durable: false, progress: progress)
+            written.append(path)
+            bytes += p.size
+        }
+        try repo.refreshIndex(written)
+        return (written.count, bytes)
+    }
+
+    /// Matches paths against --include (any; none: all) and --exclude (none) patterns.
+    static func filter(include: [String], exclude: [String]) -> (String) -> Bool {
+        let inc = PathFilter(include), exc = PathFilter(exclude)
+        return { path in inc.includes(path) && (exclude.isEmpty || !exc.includes(path)) }
+    }
+
+    /// Fetches the content of the tracked files of git revisions (within the patterns).
+    func fetchContent(revs: [String], remote: String?, include: [String], exclude: [String], progress: ProgressSink?) throws -> TransferStats {
+        let snaps = GitSnapshots(repo: repo, store: store)
+        let keep = GitMode.filter(include: include, exclude: exclude)
+        var items: [(path: String, pointer: LFSPointer)] = []
+        for rev in revs {
+            guard let c = repo.resolveCommit(rev) else {
+                throw StoreError(.notFound, "\(rev) is not a git revision here", hint: "see `git log` and `git branch -a`")
+            }
+            items += try snaps.pointers(of: c).filter { keep($0.key) }.map { ($0.key, $0.value) }
+        }
+        return try fetch(items, remote: remote, progress: progress)
+    }
+
+    // MARK: snapshots and push
+
+    /// The snapshot of a git commit, made (and made durable) when missing.
+    func snapshot(of commit: GitOID) throws -> ObjectID {
+        let snaps = GitSnapshots(repo: repo, store: store)
+        let writer = ObjectWriter(store: store)
+        let id = try snaps.snapshot(of: commit, writer: writer)
+        try writer.finish()
+        for s in snaps.skipped { Console.err("warning: \(s.path) is not a valid pointer, left out of the snapshot: \(s.why)") }
+        return id
+    }
+
+    /// Pushes the snapshots of git commits to the Trove remote as the refs git pushes them to
+    /// (`refs/heads/main` → `heads/main`). An update is forced exactly when git's is.
+    func push(_ items: [(local: GitOID, remoteRef: String, remoteOld: GitOID?)], remote name: String?, progress: ProgressSink?) throws -> (Pusher.Result, String) {
+        let (rname, url, derived) = try troveRemote(name)
+        var specs: [RefSpec] = []
+        for item in items {
+            let ref = item.remoteRef.hasPrefix("refs/") ? String(item.remoteRef.dropFirst(5)) : item.remoteRef
+            try Refs.validate(ref)
+            let s = try snapshot(of: item.local)
+            var force = false
+            if let old = item.remoteOld, !old.isZero {
+                if repo.hasObject(old) {
+                    // Their snapshot is the one computed here for the same commit.
+                    if repo.isAncestor(old, of: item.local) { _ = try snapshot(of: old) } else { force = true }
+                } else {
+                    force = true
+                }
+            }
+            specs.append(RefSpec(source: "git:\(item.local.hex.prefix(12))", destination: ref, force: force, id: s))
+        }
+        let remote = try openRemote(url, createIfMissing: derived)
+        defer { remote.close() }
+        let pusher = Pusher(store: store, remote: remote, remoteName: rname)
+        pusher.progress = progress
+        return (try pusher.push(specs), rname ?? url)
+    }
+}

@@ -1,0 +1,272 @@
+import Glibc
+import TroveCore
+import TroveStore
+
+/// `trove filter-process`: git's long-running filter protocol, version 2 (Docs/git.md).
+///
+/// Clean streams a file into the store (chunked, deduplicated) and answers with its LFS
+/// pointer; content that already is a valid pointer passes through. Smudge answers with the
+/// content of a pointer; a pointer whose content is not here is fetched through `fetch`, all
+/// of them at once when git allows delay. Every answer comes only after the whole request was
+/// read, so large files never deadlock the pipes. New objects become durable (fsync, rename,
+/// index) before any smudge, when a pack fills, and when git closes the pipe.
+public final class FilterProcess {
+    /// Fetches the content of pointers the store lacks (from the Trove remote); throws when
+    /// some cannot be had.
+    public typealias Fetch = (_ pointers: [(path: String, pointer: LFSPointer)]) throws -> Void
+
+    let store: Store
+    let reader: PktLineReader
+    let writer: PktLineWriter
+    let objects: ObjectWriter
+    let ingester: Ingester
+    let fetch: Fetch
+    /// `TROVE_SKIP_SMUDGE=1`: check out pointers, not content.
+    public var skipSmudge = false
+    /// Paths outside the store's sparse patterns keep their pointers.
+    public var sparse: PathFilter = .all
+    /// Pointers answered `delayed`, by path, waiting for `list_available_blobs`.
+    var delayed: [String: LFSPointer] = [:]
+    /// Delayed paths already listed as available, with why fetching failed (nil: fetched).
+    var available: [String: (LFSPointer, String?)] = [:]
+    var unwritten = false
+
+    public init(store: Store, input: Int32 = 0, output: Int32 = 1, fetch: @escaping Fetch) {
+        self.store = store
+        reader = PktLineReader(fd: input)
+        writer = PktLineWriter(fd: output)
+        objects = ObjectWriter(store: store)
+        ingester = Ingester(store: store, writer: objects)
+        self.fetch = fetch
+    }
+
+    static func log(_ message: String) { fputs("trove filter: \(message)\n", stderr) }
+
+    /// Serves git until it closes the pipe.
+    public func run() throws {
+        try handshake()
+        while let header = try reader.readList() {
+            var keys: [String: String] = [:]
+            for line in header {
+                guard let eq = line.firstIndex(of: "=") else { continue }
+                keys[String(line[..<eq])] = String(line[line.index(after: eq)...])
+            }
+            let path = keys["pathname"] ?? ""
+            switch keys["command"] {
+            case "clean": try clean(path: path)
+            case "smudge": try smudge(path: path, canDelay: keys["can-delay"] == "1")
+            case "list_available_blobs": try listAvailable()
+            default:
+                throw StoreError(.invalidInput, "git sent an unknown filter command \(keys["command"] ?? "(none)")")
+            }
+            try writer.send()
+        }
+        try objects.finish()
+    }
+
+    func handshake() throws {
+        guard let hello = try reader.readList(), hello.first == "git-filter-client" else {
+            throw StoreError(.invalidInput, "this is git's filter protocol entry point (`filter.trove.process`); git did not greet it",
+                             hint: "run `trove install` in the repository instead of calling `trove filter-process` directly")
+        }
+        guard hello.contains("version=2") else {
+            throw StoreError(.invalidInput, "git offered filter protocol \(hello.dropFirst().joined(separator: ", ")); trove speaks version=2")
+        }
+        try writer.text("git-filter-server")
+        try writer.text("version=2")
+        try writer.flush()
+        try writer.send()
+        guard let offered = try reader.readList() else { throw StoreError(.invalidInput, "git closed the filter pipe during the handshake") }
+        // Answer only with capabilities git offered: it dies on any other.
+        for cap in ["clean", "smudge", "delay"] where offered.contains("capability=\(cap)") {
+            try writer.text("capability=\(cap)")
+        }
+        try writer.flush()
+        try writer.send()
+    }
+
+    // MARK: clean
+
+    func clean(path: String) throws {
+        // The first bytes tell a pointer (under 1024 bytes) from content.
+        var prefix: [UInt8] = []
+        var pending: UnsafeRawBufferPointer?
+        var ended = false
+        while prefix.count < LFSPointer.sizeLimit {
+            guard let p = try reader.next() else { throw StoreError(.invalidInput, "git closed the pipe in the middle of \(path)") }
+            guard case .data(let d) = p else { ended = true; break }
+            let take = min(d.count, LFSPointer.sizeLimit - prefix.count)
+            prefix += d[0..<take]
+            if take < d.count { pending = UnsafeRawBufferPointer(rebasing: d[take...]) }
+        }
+        if ended {
+            if prefix.isEmpty || ((try? LFSPointer.parse(prefix)) ?? nil) != nil {
+                // An empty file is its own pointer; a pointer passes through unchanged.
+                try answer(prefix)
+                return
+            }
+        }
+        var served = 0
+        var rest = pending.map { Array($0) } ?? []
+        var restOffset = 0
+        let read: (UnsafeMutableRawPointer, Int) throws -> Int = { [reader] out, count in
+            var got = 0
+            /// Copies what is left of `bytes` after `offset`; false when nothing was.
+            func take(_ bytes: [UInt8], _ offset: inout Int) -> Bool {
+                guard offset < bytes.count else { return false }
+                let n = min(count - got, bytes.count - offset)
+                bytes.withUnsafeBytes { [got, offset] in (out + got).copyMemory(from: $0.baseAddress! + offset, byteCount: n) }
+                offset += n
+                got += n
+                return true
+            }
+            while got < count {
+                if take(prefix, &served) || take(rest, &restOffset) { continue }
+                if ended { break }
+                guard let p = try reader.next() else { throw StoreError(.invalidInput, "git closed the pipe in the middle of \(path)") }
+                switch p {
+                case .flush: ended = true
+                case .data(let d):
+                    rest = Array(d)
+                    restOffset = 0
+                }
+            }
+            return got
+        }
+        let stored: IngestResult
+        do {
+            stored = try ingester.ingest(stream: read, name: path)
+            unwritten = true
+        } catch {
+            // Read the rest of the request before answering: git writes it all first.
+            if !ended { try reader.readContent { _ in } }
+            FilterProcess.log("cannot store \(path): \(error)")
+            try status("error")
+            return
+        }
+        if !ended { try reader.readContent { _ in } }
+        try answer(LFSPointer(oid: stored.blobID, size: stored.size).encode())
+    }
+
+    /// `status=success`, the content, and an empty closing list.
+    func answer(_ content: [UInt8]) throws {
+        try writer.text("status=success")
+        try writer.flush()
+        try content.withUnsafeBytes { try writer.content($0) }
+        try writer.flush()
+        try writer.flush()
+    }
+
+    func status(_ s: String) throws {
+        try writer.text("status=\(s)")
+        try writer.flush()
+    }
+
+    // MARK: smudge
+
+    func smudge(path: String, canDelay: Bool) throws {
+        // A pointer is small; other content (a file committed before it was tracked) is
+        // kept whole and passed through after it was all read.
+        var content: [UInt8] = []
+        try reader.readContent { content += $0 }
+        // A delayed path comes back with empty content: git asks for what was listed.
+        if content.isEmpty, let (pointer, failure) = available.removeValue(forKey: path) {
+            if let failure {
+                FilterProcess.log("\(path): \(failure)")
+                try status("error")
+                return
+            }
+            try sendContent(of: pointer, path: path)
+            return
+        }
+        if skipSmudge {
+            try answer(content)
+            return
+        }
+        let pointer: LFSPointer
+        do {
+            guard let p = try LFSPointer.parse(content) else {
+                try answer(content)
+                return
+            }
+            pointer = p
+        } catch let e as StoreError {
+            FilterProcess.log("\(path): \(e.message)")
+            fputs("hint: the file in git is neither a valid pointer nor content; fix the commit, or check out with TROVE_SKIP_SMUDGE=1\n", stderr)
+            try status("error")
+            return
+        }
+        if !sparse.includes(path) {
+            try answer(content)
+            return
+        }
+        if try isComplete(pointer) {
+            try sendContent(of: pointer, path: path)
+            return
+        }
+        if canDelay {
+            delayed[path] = pointer
+            try status("delayed")
+            return
+        }
+        do {
+            try fetch([(path, pointer)])
+        } catch {
+            FilterProcess.log("\(path): cannot get its content: \(error)")
+            try status("error")
+            return
+        }
+        try sendContent(of: pointer, path: path)
+    }
+
+    /// Whether the store holds the pointer's blob and every chunk of it.
+    func isComplete(_ p: LFSPointer) throws -> Bool {
+        if unwritten {
+            try objects.finish()
+            unwritten = false
+        }
+        guard try store.has(p.oid) else { return false }
+        let chunks = try store.chunks(ofBlob: p.oid)
+        return try store.contains(chunks.map(\.id)).allSatisfy { $0 }
+    }
+
+    func sendContent(of pointer: LFSPointer, path: String) throws {
+        try status("success")
+        var sent: UInt64 = 0
+        do {
+            try Materializer.stream(store: store, blob: pointer.oid) { bytes in
+                try writer.content(bytes)
+                sent += UInt64(bytes.count)
+            }
+            guard sent == pointer.size else {
+                throw StoreError(.integrity, "its content is \(sent) bytes, the pointer says \(pointer.size)")
+            }
+        } catch {
+            // Half the content may be out: the closing list turns the answer into an error.
+            FilterProcess.log("\(path): \(error)")
+            try writer.flush()
+            try status("error")
+            return
+        }
+        try writer.flush()
+        try writer.flush()
+    }
+
+    func listAvailable() throws {
+        let waiting = delayed
+        delayed = [:]
+        if !waiting.isEmpty {
+            let items = waiting.sorted { $0.key < $1.key }.map { (path: $0.key, pointer: $0.value) }
+            var failure: String?
+            do { try fetch(items) } catch { failure = "\(error)" }
+            for (path, pointer) in items {
+                var why = failure
+                if why != nil, (try? isComplete(pointer)) == true { why = nil }
+                available[path] = (pointer, why.map { "cannot get its content: \($0)" })
+                try writer.text("pathname=\(path)")
+            }
+        }
+        try writer.flush()
+        try status("success")
+    }
+}
