@@ -330,6 +330,8 @@ public final class GitConfigFile {
 
     /// The user's global file, as `git config --global` picks it.
     public static func global() throws -> GitConfigFile {
+        // git (2.32+) honours GIT_CONFIG_GLOBAL; libgit2 1.5 does not look at it.
+        if let p = getenv("GIT_CONFIG_GLOBAL").map({ String(cString: $0) }), !p.isEmpty { return try GitConfigFile(path: p) }
         var buf = git_buf()
         defer { git_buf_dispose(&buf) }
         if git_config_find_global(&buf) == 0, let p = buf.ptr { return try GitConfigFile(path: String(cString: p)) }
