@@ -174,6 +174,34 @@ struct GitMode {
         return try fetch(items, remote: remote, progress: progress)
     }
 
+    enum FileState: String { case ok, modified, pointer, deleted, notStored = "not-stored" }
+
+    /// Every path of the git index that Trove tracks, with what differs from the index:
+    /// modified in the working tree, still a pointer, deleted, or content not in the store.
+    func trackedFileStates() throws -> [(path: String, state: FileState, size: UInt64)] {
+        var out: [(path: String, state: FileState, size: UInt64)] = []
+        for e in try repo.indexEntries() where repo.isTracked(e.path) {
+            guard let bytes = try repo.smallBlob(e.blob), let p = try? LFSPointer.parse(bytes) else {
+                out.append((e.path, .modified, UInt64(e.size)))
+                continue
+            }
+            var st = stat()
+            let full = top + "/" + e.path
+            guard lstat(full, &st) == 0 else { out.append((e.path, .deleted, p.size)); continue }
+            let same = UInt32(truncatingIfNeeded: st.st_size) == e.size && Int64(st.st_mtim.tv_sec) == e.mtime
+                && UInt32(st.st_mtim.tv_nsec) == e.mtimeNanos
+            let text = p.encode()
+            if st.st_size == text.count, p.size != UInt64(text.count), (try? FileIO.readFile(full)) == text {
+                out.append((e.path, .pointer, p.size))
+            } else if !same && (UInt64(st.st_size) != p.size || (try? Worktree.hashFile(full)) != p.oid) {
+                out.append((e.path, .modified, UInt64(st.st_size)))
+            } else {
+                out.append((e.path, try isComplete(p) ? .ok : .notStored, p.size))
+            }
+        }
+        return out
+    }
+
     // MARK: snapshots and push
 
     /// The snapshot of a git commit, made (and made durable) when missing.

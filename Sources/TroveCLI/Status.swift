@@ -11,6 +11,7 @@ extension TroveCommand {
         @OptionGroup var options: StoreOptions
 
         func run() throws {
+            if let git = try GitMode.detect(options) { return try gitStatus(git) }
             let s = try options.worktree().status()
             if json {
                 try Console.json([
@@ -49,3 +50,23 @@ enum NSNullValue {
 }
 
 import Foundation
+
+extension TroveCommand.Status {
+    /// Git mode: what `git status` cannot tell about the tracked files.
+    func gitStatus(_ git: GitMode) throws {
+        let report = try git.trackedFileStates()
+        if json {
+            try Console.json(["branch": git.repo.currentBranch() as Any? ?? NSNullValue.null,
+                              "files": report.map { ["path": $0.path, "state": $0.state.rawValue, "size": $0.size] as [String: Any] }])
+            return
+        }
+        Console.out(git.repo.currentBranch().map { "On branch \($0) (git)" } ?? "HEAD detached (git)")
+        let notable = report.filter { $0.state != .ok }
+        if notable.isEmpty {
+            Console.out("\(report.count) tracked file(s): content stored and checked out")
+            return
+        }
+        for f in notable { Console.out("  \(f.state.rawValue.padding(toLength: 12, withPad: " ", startingAt: 0)) \(f.path)") }
+        Console.out("\(report.count) tracked file(s), \(notable.count) to look at (modified: `git add`; pointer: `trove pull`; not-stored: `trove fetch`)")
+    }
+}

@@ -310,7 +310,7 @@ public struct Worktree {
         return s
     }
 
-    static func hashFile(_ path: String) throws -> ObjectID {
+    public static func hashFile(_ path: String) throws -> ObjectID {
         let fd = try FileIO.open(path, O_RDONLY)
         defer { close(fd) }
         let h = SHA256.Hasher()

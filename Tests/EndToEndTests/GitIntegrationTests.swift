@@ -102,6 +102,12 @@ final class GitIntegrationTests: XCTestCase {
         let files = try XCTUnwrap((try JSONSerialization.jsonObject(with: Data(ls.stdout.utf8)) as? [String: Any])?["files"] as? [[String: Any]])
         let states = Dictionary(uniqueKeysWithValues: files.map { ($0["path"] as! String, $0["worktree"] as! String) })
         XCTAssertEqual(states, ["models/w.bin": "materialised", "data/big.bin": "pointer"])
+        // `git trove` is the same command (the git-trove entry point).
+        let status = s.git(["trove", "status", "--json"], cwd: clone)
+        ok(status, "git trove status")
+        let tracked = try XCTUnwrap((try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any])?["files"] as? [[String: Any]])
+        XCTAssertEqual(Dictionary(uniqueKeysWithValues: tracked.map { ($0["path"] as! String, $0["state"] as! String) }),
+                       ["models/w.bin": "ok", "data/big.bin": "pointer"])
     }
 
     func testExistingHooksKeepRunningAndUninstallLeavesTheRepositoryAsBefore() throws {
