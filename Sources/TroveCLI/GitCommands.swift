@@ -174,6 +174,16 @@ extension TroveCommand {
             let env = ProcessInfo.processInfo.environment
             filter.skipSmudge = ["1", "true", "yes"].contains(env["TROVE_SKIP_SMUDGE"] ?? "")
             filter.sparse = (try? PathFilter.load(store: git.store.root)) ?? .all
+            // Large files are written by Trove itself when git is done, if the git command
+            // writes the working tree (Docs/git.md §Large files).
+            let configured = git.store.config["git.defer-min"].flatMap { UInt64($0) } ?? (8 << 20)
+            let wanted = env["TROVE_DEFER"].map { $0 != "0" } ?? GitInvocation.writesWorkTree()
+            if wanted, configured > 0, !filter.skipSmudge {
+                filter.deferMinimum = configured
+                filter.onFinish = { files in
+                    try git.materialise(git.pointerFiles(files), progress: progress, indexRequired: false)
+                }
+            }
             try filter.run()
         }
     }

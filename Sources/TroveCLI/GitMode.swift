@@ -135,23 +135,35 @@ struct GitMode {
         }
     }
 
-    /// Replaces pointer files by their content (temp file, rename; mode kept), then records
-    /// their new stat data in the git index. Returns how many files were written.
-    func materialise(_ files: [String: LFSPointer], progress: ProgressSink?) throws -> (files: Int, bytes: UInt64) {
-        var written: [String] = []
-        var bytes: UInt64 = 0
-        progress?.begin(total: files.values.reduce(0) { $0 + $1.size }, label: "writing")
-        defer { progress?.end() }
+    /// Replaces pointer files by their content (the restore pipeline: parallel, verified,
+    /// temp file and rename; the executable bit kept), then records their new stat data in the
+    /// git index where it still holds the pointer. Returns the files and bytes written.
+    @discardableResult
+    func materialise(_ files: [String: LFSPointer], progress: ProgressSink?, indexRequired: Bool = true) throws -> (files: Int, bytes: UInt64) {
+        var entries: [(String, Tree.Entry)] = []
         for (path, p) in files.sorted(by: { $0.key < $1.key }) where p.size > 0 {
-            let full = top + "/" + path
             var st = stat()
-            guard lstat(full, &st) == 0 else { continue }
-            try Materializer.writeFile(store: store, blob: p.oid, to: full, mode: st.st_mode & 0o777, durable: false, progress: progress)
-            written.append(path)
-            bytes += p.size
+            guard lstat(top + "/" + path, &st) == 0 else { continue }
+            entries.append((path, Tree.Entry(name: FileIO.basename(path), kind: .file, executable: st.st_mode & 0o111 != 0, id: p.oid, size: p.size)))
         }
-        try repo.refreshIndex(written)
-        return (written.count, bytes)
+        guard !entries.isEmpty else { return (0, 0) }
+        let m = Materializer(store: store, root: top)
+        m.progress = progress
+        progress?.begin(total: entries.reduce(0) { $0 + $1.1.size }, label: "writing")
+        _ = try m.write(entries)
+        progress?.end()
+        // git compares content for a file whose mtime is not older than the index file
+        // ("racily clean"): with whole seconds, a file written just before the index is.
+        // One second back keeps `git status` and the next checkout from cleaning it again.
+        var times = [timespec(tv_sec: time(nil) - 1, tv_nsec: 0), timespec(tv_sec: time(nil) - 1, tv_nsec: 0)]
+        for (path, _) in entries { _ = utimensat(AT_FDCWD, top + "/" + path, &times, 0) }
+        let expected = Dictionary(uniqueKeysWithValues: entries.map { ($0.0, GitRepository.blobID(of: files[$0.0]!.encode())) })
+        do {
+            try repo.refreshIndex(entries.map(\.0), expected: expected)
+        } catch where !indexRequired {
+            Console.err("warning: \(error); `git status` will re-read the files once")
+        }
+        return (entries.count, entries.reduce(0) { $0 + $1.1.size })
     }
 
     /// Matches paths against --include (any; none: all) and --exclude (none) patterns.

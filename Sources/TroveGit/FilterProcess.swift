@@ -30,6 +30,15 @@ public final class FilterProcess {
     /// Delayed paths already listed as available, with why fetching failed (nil: fetched).
     var available: [String: (LFSPointer, String?)] = [:]
     var unwritten = false
+    /// Files of at least this size are written by Trove itself when git closes the pipe, not
+    /// streamed through git (nil: never). Only for git commands that write the answers into
+    /// the working tree (see `GitInvocation`): git answers go into memory whole, so a 10 GB
+    /// checkpoint would cost git 10 GB; and writing it directly is faster.
+    public var deferMinimum: UInt64?
+    /// Pointers git wrote to the working tree in place of large content, by path.
+    var deferred: [String: LFSPointer] = [:]
+    /// Called once git closed the pipe, with the deferred files.
+    public var onFinish: (([String: LFSPointer]) throws -> Void)?
 
     public init(store: Store, input: Int32 = 0, output: Int32 = 1, fetch: @escaping Fetch) {
         self.store = store
@@ -62,6 +71,7 @@ public final class FilterProcess {
             try writer.send()
         }
         try objects.finish()
+        if !deferred.isEmpty, let onFinish { try onFinish(deferred) }
     }
 
     func handshake() throws {
@@ -176,7 +186,7 @@ public final class FilterProcess {
                 try status("error")
                 return
             }
-            try sendContent(of: pointer, path: path)
+            try deliver(pointer, path: path)
             return
         }
         if skipSmudge {
@@ -201,7 +211,7 @@ public final class FilterProcess {
             return
         }
         if try isComplete(pointer) {
-            try sendContent(of: pointer, path: path)
+            try deliver(pointer, path: path)
             return
         }
         if canDelay {
@@ -214,6 +224,17 @@ public final class FilterProcess {
         } catch {
             FilterProcess.log("\(path): cannot get its content: \(error)")
             try status("error")
+            return
+        }
+        try deliver(pointer, path: path)
+    }
+
+    /// Answers with the content, or (large file, deferring command) with the pointer, the
+    /// content to be written over it when git is done.
+    func deliver(_ pointer: LFSPointer, path: String) throws {
+        if let min = deferMinimum, pointer.size >= min, !path.isEmpty {
+            deferred[path] = pointer
+            try answer(pointer.encode())
             return
         }
         try sendContent(of: pointer, path: path)

@@ -266,16 +266,22 @@ extension GitRepository {
     /// Records the current stat data of `paths` (repository-relative, unchanged content as git
     /// sees it: files Trove replaced a pointer with its content) in the git index, so that
     /// `git status` does not clean them again. Paths not in the index are skipped.
-    public func refreshIndex(_ paths: [String]) throws {
+    /// `expected`: refresh a path only when its index entry holds this blob.
+    public func refreshIndex(_ paths: [String], expected: [String: GitOID] = [:]) throws {
         guard let top = workTree, !paths.isEmpty else { return }
         var idx: OpaquePointer?
         guard git_repository_index(&idx, handle) == 0, let idx else {
             throw StoreError(.io, GitRepository.lastError("reading the git index of \(gitDirectory)"))
         }
         defer { git_index_free(idx) }
+        // The repository caches its index: read what git wrote since.
+        guard git_index_read(idx, 0) == 0 else {
+            throw StoreError(.io, GitRepository.lastError("reading the git index of \(gitDirectory)"))
+        }
         var changed = false
         for path in paths {
             guard var e = git_index_get_bypath(idx, path, 0)?.pointee else { continue }
+            if let want = expected[path], GitOID(e.id) != want { continue }
             var st = stat()
             guard lstat(top + "/" + path, &st) == 0 else { continue }
             e.ctime.seconds = Int32(truncatingIfNeeded: st.st_ctim.tv_sec)
@@ -296,6 +302,14 @@ extension GitRepository {
             throw StoreError(.io, GitRepository.lastError("writing the git index of \(gitDirectory)"),
                              hint: "if another git command is running, wait for it; `git status` still works, only slower")
         }
+    }
+
+    /// The id git gives a blob of these bytes.
+    public static func blobID(of bytes: [UInt8]) -> GitOID {
+        _ = initialized
+        var oid = git_oid()
+        _ = bytes.withUnsafeBytes { git_odb_hash(&oid, $0.baseAddress, $0.count, GIT_OBJECT_BLOB) }
+        return GitOID(oid)
     }
 
     /// Commits reachable from `tips` (all local branches and tags when empty), newest first.

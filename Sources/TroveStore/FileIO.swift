@@ -90,7 +90,14 @@ public enum FileIO {
         var out = [UInt8](repeating: 0, count: Int(st.st_size))
         let n = try out.withUnsafeMutableBytes { try readUpTo(fd, $0.baseAddress!, $0.count, path: path) }
         if n < out.count { out.removeSubrange(n...) }
-        return out
+        guard st.st_size == 0 else { return out }
+        // /proc files and pipes report size 0: read to the end.
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let k = try chunk.withUnsafeMutableBytes { try readUpTo(fd, $0.baseAddress!, $0.count, path: path) }
+            out += chunk[0..<k]
+            if k < chunk.count { return out }
+        }
     }
 
     public static func readText(_ path: String) throws -> String {
