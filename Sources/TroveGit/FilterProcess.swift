@@ -1,3 +1,5 @@
+import Dispatch
+import Foundation
 import Glibc
 import TroveCore
 import TroveStore
@@ -21,6 +23,8 @@ public final class FilterProcess {
     let objects: ObjectWriter
     let ingester: Ingester
     let fetch: Fetch
+    /// Stores small files' chunks while git goes on (one thread, bounded memory).
+    let background: BackgroundIngest
     /// `TROVE_SKIP_SMUDGE=1`: check out pointers, not content.
     public var skipSmudge = false
     /// Paths outside the store's sparse patterns keep their pointers.
@@ -30,6 +34,8 @@ public final class FilterProcess {
     /// Delayed paths already listed as available, with why fetching failed (nil: fetched).
     var available: [String: (LFSPointer, String?)] = [:]
     var unwritten = false
+    /// Paths answered since the objects were last made durable.
+    var unflushed: [String] = []
     /// Files of at least this size are written by Trove itself when git closes the pipe, not
     /// streamed through git (nil: never). Only for git commands that write the answers into
     /// the working tree (see `GitInvocation`): git answers go into memory whole, so a 10 GB
@@ -46,6 +52,7 @@ public final class FilterProcess {
         writer = PktLineWriter(fd: output)
         objects = ObjectWriter(store: store)
         ingester = Ingester(store: store, writer: objects)
+        background = BackgroundIngest(ingester: ingester)
         self.fetch = fetch
     }
 
@@ -70,7 +77,7 @@ public final class FilterProcess {
             }
             try writer.send()
         }
-        try objects.finish()
+        try flushObjects()
         if !deferred.isEmpty, let onFinish { try onFinish(deferred) }
     }
 
@@ -97,17 +104,17 @@ public final class FilterProcess {
 
     // MARK: clean
 
+    /// Content up to this size is read whole, answered, and stored in the background.
+    static let memoryLimit = 8 << 20
+
     func clean(path: String) throws {
-        // The first bytes tell a pointer (under 1024 bytes) from content.
+        // Read up to `memoryLimit` bytes: a pointer (under 1024 bytes) or a small file whole.
         var prefix: [UInt8] = []
-        var pending: UnsafeRawBufferPointer?
         var ended = false
-        while prefix.count < LFSPointer.sizeLimit {
+        while prefix.count <= FilterProcess.memoryLimit {
             guard let p = try reader.next() else { throw StoreError(.invalidInput, "git closed the pipe in the middle of \(path)") }
             guard case .data(let d) = p else { ended = true; break }
-            let take = min(d.count, LFSPointer.sizeLimit - prefix.count)
-            prefix += d[0..<take]
-            if take < d.count { pending = UnsafeRawBufferPointer(rebasing: d[take...]) }
+            prefix += d
         }
         if ended {
             if prefix.isEmpty || ((try? LFSPointer.parse(prefix)) ?? nil) != nil {
@@ -115,9 +122,19 @@ public final class FilterProcess {
                 try answer(prefix)
                 return
             }
+            // The pointer needs only the whole-file hash: git gets it now and goes on with
+            // its next file while the chunks are stored on another thread.
+            let pointer = LFSPointer(oid: SHA256.hash(prefix), size: UInt64(prefix.count))
+            background.submit(path: path, content: prefix, expected: pointer.oid)
+            unwritten = true
+            unflushed.append(path)
+            try answer(pointer.encode())
+            return
         }
+        // A large file streams through the ingest pipeline, the bytes read so far first.
+        try background.drain()
         var served = 0
-        var rest = pending.map { Array($0) } ?? []
+        var rest: [UInt8] = []
         var restOffset = 0
         let read: (UnsafeMutableRawPointer, Int) throws -> Int = { [reader] out, count in
             var got = 0
@@ -147,6 +164,7 @@ public final class FilterProcess {
         do {
             stored = try ingester.ingest(stream: read, name: path)
             unwritten = true
+            unflushed.append(path)
         } catch {
             // Read the rest of the request before answering: git writes it all first.
             if !ended { try reader.readContent { _ in } }
@@ -156,6 +174,21 @@ public final class FilterProcess {
         }
         if !ended { try reader.readContent { _ in } }
         try answer(LFSPointer(oid: stored.blobID, size: stored.size).encode())
+    }
+
+    /// Makes every object stored so far durable; a failure names the files git was already
+    /// given pointers for, and how to store them again.
+    func flushObjects() throws {
+        try background.drain()
+        do {
+            try objects.finish()
+        } catch {
+            FilterProcess.log("\(error)")
+            let paths = unflushed
+            unflushed = []
+            throw BackgroundIngest.notStored(paths)
+        }
+        unflushed = []
     }
 
     /// `status=success`, the content, and an empty closing list.
@@ -243,7 +276,7 @@ public final class FilterProcess {
     /// Whether the store holds the pointer's blob and every chunk of it.
     func isComplete(_ p: LFSPointer) throws -> Bool {
         if unwritten {
-            try objects.finish()
+            try flushObjects()
             unwritten = false
         }
         guard try store.has(p.oid) else { return false }
@@ -289,5 +322,66 @@ public final class FilterProcess {
         }
         try writer.flush()
         try status("success")
+    }
+}
+
+/// The storing half of clean for small files, on its own thread: chunk, hash, compress and
+/// write while git reads and sends the next file. Failures are collected and reported by
+/// `drain()`, which the filter calls before any smudge, before a large file and at the end:
+/// as with the pack's fsync at the end, a failure there is after git was answered, so it is
+/// reported with the paths to add again.
+final class BackgroundIngest: @unchecked Sendable {
+    let ingester: Ingester
+    let queue = DispatchQueue(label: "trove.filter.store")
+    let lock = NSCondition()
+    var pendingBytes = 0
+    var failures: [(path: String, error: Error)] = []
+    static let maxPending = 64 << 20
+
+    init(ingester: Ingester) { self.ingester = ingester }
+
+    func submit(path: String, content: [UInt8], expected: ObjectID) {
+        lock.lock()
+        while pendingBytes > 0 && pendingBytes + content.count > BackgroundIngest.maxPending { lock.wait() }
+        pendingBytes += content.count
+        lock.unlock()
+        queue.async { [self] in
+            do {
+                var offset = 0
+                let r = try ingester.ingest(stream: { out, count in
+                    let n = min(count, content.count - offset)
+                    content.withUnsafeBytes { out.copyMemory(from: $0.baseAddress! + offset, byteCount: n) }
+                    offset += n
+                    return n
+                }, name: path)
+                if r.blobID != expected {
+                    throw StoreError(.integrity, "stored as \(r.blobID.short()), but its pointer says \(expected.short())")
+                }
+            } catch {
+                lock.lock(); failures.append((path, error)); lock.unlock()
+            }
+            lock.lock()
+            pendingBytes -= content.count
+            lock.broadcast()
+            lock.unlock()
+        }
+    }
+
+    /// Waits for every submitted file; throws (once) if any could not be stored.
+    func drain() throws {
+        queue.sync {}
+        lock.lock()
+        let failed = failures
+        failures = []
+        lock.unlock()
+        guard !failed.isEmpty else { return }
+        for f in failed { FilterProcess.log("cannot store \(f.path): \(f.error)") }
+        throw BackgroundIngest.notStored(failed.map(\.path))
+    }
+
+    static func notStored(_ paths: [String]) -> StoreError {
+        let some = paths.prefix(5).joined(separator: " ") + (paths.count > 5 ? " ..." : "")
+        return StoreError(.io, "\(paths.count) file(s) git has staged could not be stored: \(some)",
+                          hint: "fix the cause above, then run `git add --renormalize -- \(some)` (`trove status` lists them as not-stored)")
     }
 }

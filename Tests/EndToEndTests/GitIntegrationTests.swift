@@ -341,4 +341,20 @@ final class GitIntegrationTests: XCTestCase {
         XCTAssertTrue(readFile(repo + "/big.bin") == v1)
         XCTAssertEqual(s.git(["status", "--porcelain"], cwd: repo).stdout, "")
     }
+
+    func testAStoreThatCannotBeWrittenDuringGitAddNamesTheFilesAndTheFix() throws {
+        let s = TroveSandbox()
+        let (repo, _) = repository(s)
+        for i in 0..<6 { write(repo + "/data/f\(i).bin", SeededBytes.bytes(seed: UInt64(60 + i), count: 40_000)) }
+        // A file-size limit (ulimit -f, 64 KiB) makes the pack write fail with EFBIG.
+        let add = s.shell("ulimit -f 128; git add data", cwd: repo)
+        XCTAssertTrue(add.stderr.contains("could not be stored") && add.stderr.contains("data/f"), add.stderr)
+        XCTAssertTrue(add.stderr.contains("git add --renormalize"), add.stderr)
+        let status = s.trove(["status", "--json"], cwd: repo)
+        XCTAssertTrue(status.stdout.contains("not-stored"), status.stdout)
+        ok(s.git(["add", "--renormalize", "data"], cwd: repo), "renormalize once the limit is gone")
+        let after = s.trove(["status", "--json"], cwd: repo)
+        XCTAssertFalse(after.stdout.contains("not-stored"), after.stdout)
+        ok(s.trove(["fsck", "--full"], cwd: repo), "fsck")
+    }
 }
