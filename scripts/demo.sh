@@ -70,4 +70,25 @@ URL=$(sed -n 's/^trove daemon listening on \([^ ]*\).*/\1/p' "$DEMO/daemon.out")
 echo "partial clone: $(find "$DEMO/partial/dataset" -type f | wc -l) of 3000 dataset files written, $(du -sh "$DEMO/partial/.trove/packs" | cut -f1) fetched"
 "$TROVE" -C "$DEMO/partial" status
 kill $DAEMON; wait $DAEMON 2>/dev/null || true
+unset TROVE_TOKEN
+
+echo; echo "== git: the same model through git add / commit / push / clone (Trove as the filter)"
+ln -sf trove "$(dirname "$TROVE")/git-trove"          # `git trove ...` works too
+export PATH="$(dirname "$TROVE"):$PATH" HOME="$DEMO/home" GIT_CONFIG_NOSYSTEM=1
+mkdir -p "$HOME"
+git config --global user.name "Trove Demo"; git config --global user.email demo@example.invalid
+git config --global init.defaultBranch main
+trove install --global
+git init -q --bare "$DEMO/git-remote.git"
+git init -q "$DEMO/git-work" && cd "$DEMO/git-work"
+trove install
+trove track '*.safetensors'
+cp "$DEMO/work/model.safetensors" .
+git add .gitattributes model.safetensors && git commit -qm "model v2"
+echo "git stores a pointer:"; git show HEAD:model.safetensors
+git remote add origin "$DEMO/git-remote.git"
+git push -q origin main            # pre-push sends the chunks to $DEMO/git-remote.git/trove first
+git clone -q "$DEMO/git-remote.git" "$DEMO/git-clone"
+cmp "$DEMO/work/model.safetensors" "$DEMO/git-clone/model.safetensors" && echo "git clone: model.safetensors identical"
+git trove ls-files
 echo "== demo OK"

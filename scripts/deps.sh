@@ -2,7 +2,7 @@
 # Installs the Debian packages Trove builds against (and the tools its tests drive) when missing.
 set -euo pipefail
 need=()
-for p in libzstd-dev libgit2-dev libssl-dev libsqlite3-dev pkg-config git python3 openssh-client openssh-server curl openssl; do
+for p in libzstd-dev libgit2-dev libssl-dev libsqlite3-dev pkg-config git git-lfs python3 openssh-client openssh-server curl openssl; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
