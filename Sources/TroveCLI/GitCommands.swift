@@ -196,13 +196,14 @@ extension TroveCommand {
         @Argument(help: "The file git hands over (a pointer, or content not yet stored).") var file: String
 
         func run() throws {
-            let bytes = (try? FileIO.readFile(file)).map { Array($0.prefix(LFSPointer.sizeLimit)) } ?? []
-            if let p = try? LFSPointer.parse(bytes) {
-                Console.out("trove \(p.oid.short()) \(Format.bytes(p.size)) (\(p.size) bytes)")
-            } else {
-                let size = FileIO.fileSize(file) ?? 0
-                Console.out("content not in trove yet: \(Format.bytes(size)) (\(size) bytes)")
+            // git hands over the working-tree form: the content (hashed: its id is the oid), or
+            // the pointer when the content was not checked out.
+            let size = FileIO.fileSize(file) ?? 0
+            if size < LFSPointer.sizeLimit, let bytes = try? FileIO.readFile(file), let p = try? LFSPointer.parse(bytes) {
+                Console.out("trove \(p.oid.short()) \(Format.bytes(p.size)) (\(p.size) bytes; pointer, content not checked out)")
+                return
             }
+            Console.out("trove \(try Worktree.hashFile(file).short()) \(Format.bytes(size)) (\(size) bytes)")
         }
     }
 

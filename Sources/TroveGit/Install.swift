@@ -10,6 +10,9 @@ public enum GitInstall {
         ("filter.trove.process", "trove filter-process"),
         ("filter.trove.required", "true"),
         ("diff.trove.textconv", "trove textconv"),
+        // git keeps textconv output per blob (refs/notes/textconv/trove): `git log -p` hashes
+        // each version once.
+        ("diff.trove.cachetextconv", "true"),
     ]
     /// Sections that hold only Trove's keys, removed whole when they end up empty.
     static let sections = ["[filter \"trove\"]", "[diff \"trove\"]"]

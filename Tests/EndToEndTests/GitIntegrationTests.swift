@@ -53,8 +53,12 @@ final class GitIntegrationTests: XCTestCase {
         XCTAssertFalse(again.stderr.contains("trove: sent"), "a second push sends nothing: \(again.stderr)")
 
         let clone = s.temp.path + "/clone"
-        ok(s.git(["clone", "-q", bare, clone], cwd: s.temp.path), "git clone")
+        let trace = s.temp.path + "/clone.trace"
+        ok(s.git(["clone", "-q", bare, clone], cwd: s.temp.path, environment: ["GIT_TRACE_PACKET": trace]), "git clone")
         XCTAssertTrue(readFile(clone + "/model.bin") == model)
+        let packets = String(decoding: readFile(trace) ?? [], as: UTF8.self)
+        XCTAssertTrue(packets.contains("status=delayed") && packets.contains("command=list_available_blobs"),
+                      "missing content is fetched through git's delay: all files at once")
         for i in [0, 17, 39] { XCTAssertEqual(readFile(clone + "/data/part-\(i).csv"), readFile(repo + "/data/part-\(i).csv")) }
         XCTAssertEqual(s.git(["status", "--porcelain"], cwd: clone).stdout, "")
 
@@ -62,7 +66,12 @@ final class GitIntegrationTests: XCTestCase {
         var v2 = model
         v2.replaceSubrange(1_000_000..<1_030_000, with: SeededBytes.bytes(seed: 99, count: 30_000))
         write(clone + "/model.bin", v2)
+        // git diff shows a one-line summary per version (diff.trove.textconv), not binary noise.
+        let diff = s.git(["diff"], cwd: clone)
+        XCTAssertTrue(diff.stdout.contains("-trove \(SHA256.hash(model).short()) 3.0 MiB") && diff.stdout.contains("+trove \(SHA256.hash(v2).short())"), diff.stdout)
         ok(s.git(["commit", "-q", "-am", "v2"], cwd: clone), "commit v2")
+        let logp = s.git(["log", "-p", "-1"], cwd: clone)
+        XCTAssertTrue(logp.stdout.contains("+trove \(SHA256.hash(v2).short())"), logp.stdout)
         let push2 = s.trove(["push", "--json"], cwd: clone)
         ok(push2, "trove push")
         let sent = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(push2.stdout.utf8)) as? [String: Any])
@@ -76,7 +85,9 @@ final class GitIntegrationTests: XCTestCase {
     func testSkipSmudgeCloneThenPullIncludeMaterialisesOnlyThoseFiles() throws {
         let s = TroveSandbox()
         let (repo, bare) = repository(s)
-        ok(s.trove(["track", "models/**"], cwd: repo), "track models")
+        ok(s.trove(["track", "models/**", "tmp/*"], cwd: repo), "track models")
+        ok(s.trove(["untrack", "tmp/*"], cwd: repo), "untrack")
+        XCTAssertEqual(s.trove(["track"], cwd: repo).stdout, "Tracked patterns (.gitattributes):\n    *.bin\n    data/**\n    models/**\n")
         let weights = SeededBytes.bytes(seed: 5, count: 2 << 20), big = SeededBytes.bytes(seed: 6, count: 4 << 20)
         write(repo + "/models/w.bin", weights)
         write(repo + "/data/big.bin", big)
