@@ -230,6 +230,12 @@ extension TroveCommand {
                 }
                 guard !items.isEmpty else { return }
                 let remoteName = arguments.first
+                // A git remote Trove cannot follow (an HTTP git host, no Trove remote set) is
+                // fine for commits that track nothing: only artifacts need a Trove remote.
+                do { _ = try git.troveRemote(remoteName) } catch let e as StoreError where e.code == .notFound {
+                    if try items.allSatisfy({ try git.tracksNothing(git.snapshot(of: $0.local)) }) { return }
+                    throw e
+                }
                 do {
                     let (r, remote) = try git.push(items, remote: remoteName, progress: options.progress)
                     if !options.quiet, r.sent.objects > 0 {

@@ -216,6 +216,19 @@ struct GitMode {
 
     // MARK: snapshots and push
 
+    /// Whether a snapshot (and so its whole history) has no tracked file.
+    func tracksNothing(_ snapshot: ObjectID) throws -> Bool {
+        var stack = [snapshot]
+        var seen = Set<ObjectID>()
+        while let id = stack.popLast() {
+            guard seen.insert(id).inserted else { continue }
+            let c = try store.commit(id)
+            if !(try store.tree(c.tree)).entries.isEmpty { return false }
+            stack += c.parents
+        }
+        return true
+    }
+
     /// The snapshot of a git commit, made (and made durable) when missing.
     func snapshot(of commit: GitOID) throws -> ObjectID {
         let snaps = GitSnapshots(repo: repo, store: store)

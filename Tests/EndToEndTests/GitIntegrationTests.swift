@@ -176,6 +176,23 @@ final class GitIntegrationTests: XCTestCase {
         XCTAssertTrue(down.stderr.contains("127.0.0.1:9"), down.stderr)
         XCTAssertNotEqual(s.git(["rev-parse", "--verify", "-q", "refs/heads/main"], cwd: bare).status, 0, "git's remote has no pointers without content")
         ok(s.trove(["remote", "remove", "origin"], cwd: repo), "remote remove")
+        // A git remote Trove cannot follow (HTTP) and no Trove remote: refused while tracked
+        // files are pushed, with what to do; commits that track nothing pass.
+        ok(s.git(["remote", "add", "forge", "http://127.0.0.1:9/repo.git"], cwd: repo), "add forge")
+        let head = s.git(["rev-parse", "HEAD"], cwd: repo).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let line = Array("refs/heads/main \(head) refs/heads/main \(String(repeating: "0", count: 40))\n".utf8)
+        let refused = s.trove(["hook", "pre-push", "forge", "http://127.0.0.1:9/repo.git"], cwd: repo, stdin: line)
+        XCTAssertNotEqual(refused.status, 0)
+        XCTAssertTrue(refused.stderr.contains("trove remote add forge"), refused.stderr)
+        let plain = s.temp.sub("plain")
+        ok(s.git(["init", "-q"], cwd: plain), "init plain")
+        ok(s.trove(["install"], cwd: plain), "install plain")
+        write(plain + "/README", Array("text\n".utf8))
+        ok(s.git(["add", "README"], cwd: plain), "add")
+        ok(s.git(["commit", "-q", "-m", "docs"], cwd: plain), "commit")
+        let plainHead = s.git(["rev-parse", "HEAD"], cwd: plain).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        ok(s.trove(["hook", "pre-push", "forge", "http://127.0.0.1:9/repo.git"], cwd: plain,
+                   stdin: Array("refs/heads/main \(plainHead) refs/heads/main \(String(repeating: "0", count: 40))\n".utf8)), "nothing tracked: nothing needed")
         ok(s.git(["push", "-q", "origin", "main"], cwd: repo), "push once the remote is the path again")
 
         // A malformed pointer and a pointer to content nobody has, committed around the filter.
