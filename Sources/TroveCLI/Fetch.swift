@@ -110,7 +110,7 @@ extension TroveCommand {
                 guard let head = git.repo.resolveCommit("HEAD") else { return }
                 let filter = GitMode.filter(include: include, exclude: exclude)
                 let files = git.pointerFiles(try GitSnapshots(repo: git.repo, store: git.store).pointers(of: head)).filter { filter($0.key) }
-                let (n, bytes) = try git.materialise(files, progress: options.progress)
+                let (n, bytes) = try git.materialise(git.pointerFiles(files), progress: options.progress)
                 if !options.quiet { Console.out("Fetched \(stats.objects) object(s) (\(Format.bytes(stats.bytes))); wrote \(n) file(s) (\(Format.bytes(bytes)))") }
                 return
             }

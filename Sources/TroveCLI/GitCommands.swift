@@ -174,6 +174,8 @@ extension TroveCommand {
             let env = ProcessInfo.processInfo.environment
             filter.skipSmudge = ["1", "true", "yes"].contains(env["TROVE_SKIP_SMUDGE"] ?? "")
             filter.sparse = (try? PathFilter.load(store: git.store.root)) ?? .all
+            // Small files are stored beside git only where the files stay in the working tree.
+            filter.storeInBackground = GitInvocation.keepsWorkTree()
             // Large files are written by Trove itself when git is done, if the git command
             // writes the working tree (Docs/git.md §Large files).
             let configured = git.store.config["git.defer-min"].flatMap { UInt64($0) } ?? (8 << 20)
@@ -269,7 +271,8 @@ extension TroveCommand {
             let files = git.pointerFiles(all).filter { sparse.includes($0.key) }
             guard !files.isEmpty else { return }
             _ = try git.fetch(files.map { ($0.key, $0.value) }, progress: options.progress)
-            _ = try git.materialise(files, progress: options.progress)
+            // Checked again after the fetch: a file edited meanwhile is not a pointer any more.
+            try git.materialise(git.pointerFiles(files), progress: options.progress)
         }
     }
 }

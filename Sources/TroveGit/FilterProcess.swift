@@ -25,6 +25,13 @@ public final class FilterProcess {
     let fetch: Fetch
     /// Stores small files' chunks while git goes on (one thread, bounded memory).
     let background: BackgroundIngest
+    /// Answer small files before storing them. Only for git commands that leave the cleaned
+    /// files in the working tree (`add`, `commit`, `status`...): a failure there is reported at
+    /// the end with the paths to add again, and the content is still in the files. Otherwise
+    /// (`stash` resets the files right after) each file is durable before git gets its pointer.
+    public var storeInBackground = false
+    /// Files whose background store failed, reported when git closes the pipe.
+    var notStored: [String] = []
     /// `TROVE_SKIP_SMUDGE=1`: check out pointers, not content.
     public var skipSmudge = false
     /// Paths outside the store's sparse patterns keep their pointers.
@@ -104,7 +111,8 @@ public final class FilterProcess {
 
     // MARK: clean
 
-    /// Content up to this size is read whole, answered, and stored in the background.
+    /// Content up to this size is read whole (and, with `storeInBackground`, answered before
+    /// it is stored).
     static let memoryLimit = 8 << 20
 
     func clean(path: String) throws {
@@ -122,17 +130,20 @@ public final class FilterProcess {
                 try answer(prefix)
                 return
             }
-            // The pointer needs only the whole-file hash: git gets it now and goes on with
-            // its next file while the chunks are stored on another thread.
             let pointer = LFSPointer(oid: SHA256.hash(prefix), size: UInt64(prefix.count))
-            background.submit(path: path, content: prefix, expected: pointer.oid)
-            unwritten = true
-            unflushed.append(path)
-            try answer(pointer.encode())
-            return
+            if storeInBackground {
+                // The pointer needs only the whole-file hash: git gets it now and goes on with
+                // its next file while the chunks are stored on another thread.
+                background.submit(path: path, content: prefix, expected: pointer.oid)
+                unwritten = true
+                unflushed.append(path)
+                try answer(pointer.encode())
+                return
+            }
         }
-        // A large file streams through the ingest pipeline, the bytes read so far first.
-        try background.drain()
+        // Stored before git hears of it: streamed (a large file, the bytes read so far first)
+        // and, unless the working tree keeps the file, durable.
+        notStored += background.drain()
         var served = 0
         var rest: [UInt8] = []
         var restOffset = 0
@@ -165,6 +176,7 @@ public final class FilterProcess {
             stored = try ingester.ingest(stream: read, name: path)
             unwritten = true
             unflushed.append(path)
+            if !storeInBackground { try flushObjects() }
         } catch {
             // Read the rest of the request before answering: git writes it all first.
             if !ended { try reader.readContent { _ in } }
@@ -178,17 +190,20 @@ public final class FilterProcess {
 
     /// Makes every object stored so far durable; a failure names the files git was already
     /// given pointers for, and how to store them again.
-    func flushObjects() throws {
-        try background.drain()
+    /// `report`: throw if any file of this process could not be stored (at the end); else
+    /// keep those for the end and throw only if this flush fails.
+    func flushObjects(report: Bool = true) throws {
+        notStored += background.drain()
         do {
             try objects.finish()
         } catch {
             FilterProcess.log("\(error)")
-            let paths = unflushed
+            notStored += unflushed
             unflushed = []
-            throw BackgroundIngest.notStored(paths)
+            throw BackgroundIngest.notStored(notStored)
         }
         unflushed = []
+        if report, !notStored.isEmpty { throw BackgroundIngest.notStored(notStored) }
     }
 
     /// `status=success`, the content, and an empty closing list.
@@ -243,7 +258,13 @@ public final class FilterProcess {
             try answer(content)
             return
         }
-        if try isComplete(pointer) {
+        let complete: Bool
+        do { complete = try isComplete(pointer) } catch {
+            FilterProcess.log("\(path): \(error)")
+            try status("error")
+            return
+        }
+        if complete {
             try deliver(pointer, path: path)
             return
         }
@@ -276,7 +297,7 @@ public final class FilterProcess {
     /// Whether the store holds the pointer's blob and every chunk of it.
     func isComplete(_ p: LFSPointer) throws -> Bool {
         if unwritten {
-            try flushObjects()
+            try flushObjects(report: false)
             unwritten = false
         }
         guard try store.has(p.oid) else { return false }
@@ -327,9 +348,9 @@ public final class FilterProcess {
 
 /// The storing half of clean for small files, on its own thread: chunk, hash, compress and
 /// write while git reads and sends the next file. Failures are collected and reported by
-/// `drain()`, which the filter calls before any smudge, before a large file and at the end:
-/// as with the pack's fsync at the end, a failure there is after git was answered, so it is
-/// reported with the paths to add again.
+/// `drain()`, which the filter calls before any smudge, before a large file and at the end.
+/// Used only for git commands that leave the files in the working tree: a failure comes after
+/// git was answered, so it is reported at the end with the paths to add again.
 final class BackgroundIngest: @unchecked Sendable {
     let ingester: Ingester
     let queue = DispatchQueue(label: "trove.filter.store")
@@ -367,16 +388,16 @@ final class BackgroundIngest: @unchecked Sendable {
         }
     }
 
-    /// Waits for every submitted file; throws (once) if any could not be stored.
-    func drain() throws {
+    /// Waits for every submitted file; returns (once) the paths that could not be stored,
+    /// each logged with its cause.
+    func drain() -> [String] {
         queue.sync {}
         lock.lock()
         let failed = failures
         failures = []
         lock.unlock()
-        guard !failed.isEmpty else { return }
         for f in failed { FilterProcess.log("cannot store \(f.path): \(f.error)") }
-        throw BackgroundIngest.notStored(failed.map(\.path))
+        return failed.map(\.path)
     }
 
     static func notStored(_ paths: [String]) -> StoreError {

@@ -84,6 +84,13 @@ public final class GitRepository: @unchecked Sendable {
     /// The repository containing `path`, or nil when there is none.
     public static func discover(from path: String) -> GitRepository? {
         _ = initialized
+        // Hooks and filters run with GIT_DIR (and GIT_WORK_TREE) set by git: those win.
+        if getenv("GIT_DIR") != nil {
+            var repo: OpaquePointer?
+            if git_repository_open_ext(&repo, nil, UInt32(GIT_REPOSITORY_OPEN_FROM_ENV.rawValue), nil) == 0, let repo {
+                return GitRepository(handle: repo)
+            }
+        }
         var buf = git_buf()
         defer { git_buf_dispose(&buf) }
         guard git_repository_discover(&buf, path, 0, nil) == 0, let ptr = buf.ptr else { return nil }
@@ -204,6 +211,16 @@ public final class GitRepository: @unchecked Sendable {
     /// A blob's bytes when it is at most `limit` bytes long (pointers are < 1024), else nil.
     public func smallBlob(_ id: GitOID, limit: Int = 1024) throws -> [UInt8]? {
         var raw = id.raw
+        // The size from the object header first: a large blob is never inflated to learn it.
+        var odb: OpaquePointer?
+        if git_repository_odb(&odb, handle) == 0, let odb {
+            defer { git_odb_free(odb) }
+            var length = 0
+            var type = GIT_OBJECT_ANY
+            let rc = git_odb_read_header(&length, &type, odb, &raw)
+            if rc == GIT_ENOTFOUND.rawValue { return nil }  // a partial clone's missing blob: not a pointer here
+            if rc == 0, length > limit { return nil }
+        }
         var b: OpaquePointer?
         guard git_blob_lookup(&b, handle, &raw) == 0, let b else {
             throw StoreError(.notFound, GitRepository.lastError("git blob \(id.hex)"))
@@ -269,6 +286,8 @@ extension GitRepository {
     /// `expected`: refresh a path only when its index entry holds this blob.
     public func refreshIndex(_ paths: [String], expected: [String: GitOID] = [:]) throws {
         guard let top = workTree, !paths.isEmpty else { return }
+        // libgit2 1.5 does not write split indexes; git re-reads those files once instead.
+        if config("core.splitIndex") == "true" { return }
         var idx: OpaquePointer?
         guard git_repository_index(&idx, handle) == 0, let idx else {
             throw StoreError(.io, GitRepository.lastError("reading the git index of \(gitDirectory)"))

@@ -52,9 +52,8 @@ public enum GitInstall {
             if let current = try? FileIO.readFile(path) {
                 if current == script { continue }
                 if isTroves(current) {
-                    // An older Trove hook: replace it, keep what it chains.
-                    try FileIO.atomicWrite(path, script, mode: 0o755)
-                    report.hooksWritten.append(name)
+                    // Trove's hook, edited by someone: theirs now; left alone and named.
+                    report.hooksLeft.append(name)
                     continue
                 }
                 if FileIO.exists(chained) {
@@ -90,7 +89,7 @@ public enum GitInstall {
                 }
                 continue
             }
-            guard isTroves(current) else {
+            guard current == Array(HookScripts.text(name).utf8) else {
                 report.hooksLeft.append(name)
                 continue
             }

@@ -139,7 +139,10 @@ public enum LFSMigration {
         for name in HookScripts.names {
             guard let bytes = try? FileIO.readFile(keep + "/" + name) else { continue }
             let target = FileIO.exists(dir + "/" + name) ? dir + "/\(name).trove-chained" : dir + "/" + name
-            guard !FileIO.exists(target) else { continue }
+            guard !FileIO.exists(target) else {
+                throw StoreError(.conflict, "cannot put git-lfs's \(name) hook back: \(target) is taken (the hook is kept in \(keep)/\(name))",
+                                 hint: "move \(target) aside and run `trove export-lfs` again")
+            }
             try FileIO.atomicWrite(target, bytes, mode: 0o755)
             unlink(keep + "/" + name)
             restored.append(name)

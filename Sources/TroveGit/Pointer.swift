@@ -26,8 +26,11 @@ public struct LFSPointer: Hashable, Sendable {
 
     /// Whether `bytes` look like an attempt at a pointer (start with `version `): such input
     /// that does not parse is an error, not a file to pass through.
+    /// A `VERSION` file holding `version 2` is content, not a broken pointer.
     public static func looksLikePointer(_ bytes: [UInt8]) -> Bool {
-        bytes.count < sizeLimit && bytes.starts(with: Array("version ".utf8))
+        guard bytes.count < sizeLimit else { return false }
+        return ["version https://git-lfs.github.com/spec/", "version https://hawser.github.com/spec/", "version http://git-media.io/"]
+            .contains { bytes.starts(with: Array($0.utf8)) }
     }
 
     /// Parses a pointer. Returns nil for content that is not one (binary data, a file of 1024

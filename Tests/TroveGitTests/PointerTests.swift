@@ -25,6 +25,7 @@ final class PointerTests: XCTestCase {
     func testContentThatIsNotAPointerIsNotOne() throws {
         XCTAssertNil(try LFSPointer.parse([]))
         XCTAssertNil(try LFSPointer.parse(Array("hello world\n".utf8)))
+        XCTAssertNil(try LFSPointer.parse(Array("version 2\n".utf8)), "a VERSION file is content")
         XCTAssertNil(try LFSPointer.parse(SeededBytes.bytes(seed: 1, count: 300)))
         // 1024 bytes or more is never a pointer, whatever it starts with.
         XCTAssertNil(try LFSPointer.parse(Array("version x".utf8) + [UInt8](repeating: 32, count: 1100)))
@@ -35,7 +36,7 @@ final class PointerTests: XCTestCase {
             ("version https://git-lfs.github.com/spec/v1\noid sha256:XYZ\nsize 1\n", "oid"),
             ("version https://git-lfs.github.com/spec/v1\noid sha256:\(oid)\nsize -1\n", "size"),
             ("version https://git-lfs.github.com/spec/v1\nsize 1\noid sha256:\(oid)\n", "oid"),
-            ("version https://example.com/v9\noid sha256:\(oid)\nsize 1\n", "version"),
+            ("version https://git-lfs.github.com/spec/v9\noid sha256:\(oid)\nsize 1\n", "version"),
             ("version https://git-lfs.github.com/spec/v1\noid sha256:\(oid)\n", "size"),
             ("version https://git-lfs.github.com/spec/v1\noid sha256:\(oid)\nsize 1\nfoo bar\n", "foo"),
             ("version https://git-lfs.github.com/spec/v1\noid md5:\(oid)\nsize 1\n", "oid"),
@@ -107,5 +108,30 @@ final class PktLineTests: XCTestCase {
         _ = "0010abc".withCString { write(w, $0, 7) }
         close(w)
         XCTAssertThrowsError(try PktLineReader(fd: r).next())
+    }
+}
+
+final class GitSetupTests: XCTestCase {
+    func testTheGitSubcommandIsReadPastGlobalOptions() {
+        XCTAssertEqual(GitInvocation.subcommand(["git", "-c", "a=b", "-C", "dir", "--no-pager", "stash", "push"]), "stash")
+        XCTAssertEqual(GitInvocation.subcommand(["/usr/lib/git-core/git-checkout", "main"]), "checkout")
+        XCTAssertEqual(GitInvocation.subcommand(["git", "--bare"]), "")
+    }
+
+    func testAnEditedTroveHookIsLeftAloneByInstallAndUninstall() throws {
+        let temp = TempDir("trove-git-setup")
+        let env = Runner.environment(home: temp.sub("home"))
+        XCTAssertEqual(Runner.run("/usr/bin/git", ["init", "-q", temp.path + "/r"], cwd: temp.path, environment: env).status, 0)
+        let repo = try XCTUnwrap(GitRepository.discover(from: temp.path + "/r"))
+        let first = try GitInstall.install(repo)
+        XCTAssertEqual(Set(first.hooksWritten), Set(HookScripts.names))
+        let hook = temp.path + "/r/.git/hooks/post-commit"
+        let edited = Array((HookScripts.text("post-commit") + "echo mine\n").utf8)
+        writeFile(hook, edited)
+        XCTAssertEqual(try GitInstall.install(repo).hooksLeft, ["post-commit"])
+        let undone = try GitInstall.uninstall(repo)
+        XCTAssertEqual(undone.hooksLeft, ["post-commit"])
+        XCTAssertEqual(readFile(hook), edited, "their edit survives")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: temp.path + "/r/.git/hooks/pre-push"))
     }
 }
