@@ -48,7 +48,9 @@ extension TroveCommand {
                 never over local branches. Metadata (commits, trees, manifests) for everything fetched; \
                 chunks for the files of the fetched refs' latest commits (not for older history), unless \
                 --metadata-only. Chunks already here are not fetched again; an interrupted fetch keeps \
-                what arrived. --from adds peers to draw chunks from (each chunk from whichever has it).
+                what arrived. --from adds peers to draw chunks from (each chunk from whichever has it). \
+                In a git repository with Trove installed, REFS are git revisions (default HEAD) and \
+                the content of their tracked files is fetched, within --include/--exclude.
                 """)
 
         @Argument(help: "A remote name or URL (default: origin).") var remote: String?
@@ -93,7 +95,9 @@ extension TroveCommand {
                 Fetches the current branch from the remote (and from every --from peer for chunks), \
                 moves the branch to the remote's commit when that is a fast-forward, and writes the \
                 files that changed. Refuses when the histories diverged or when local changes would \
-                be overwritten.
+                be overwritten. In a git repository with Trove installed: fetches the content of \
+                the checked-out commit's tracked files (within --include/--exclude) and writes the \
+                files that are still pointers; git's own pull is `git pull`.
                 """)
 
         @Argument(help: "A remote name or URL (default: origin).") var remote: String?

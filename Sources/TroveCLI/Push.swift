@@ -13,7 +13,9 @@ extension TroveCommand {
                 interrupted push keeps what was acknowledged, and the next one sends the rest. The \
                 remote's refs then move together (all or none), only as fast-forwards unless --force \
                 (or a leading + on a ref), and only once everything they reach is stored there.
-                REF is SRC[:DST]: `main`, `tags/v1`, `runs/r7`, `models/resnet/v3`, `heads/dev:heads/main`.
+                REF is SRC[:DST]: `main`, `tags/v1`, `runs/r7`, `models/resnet/v3`, `heads/dev:heads/main`. \
+                In a git repository with Trove installed: the artifacts of the current branch, as \
+                `git push`'s pre-push hook sends them (Docs/git.md).
                 """)
 
         @Argument(help: "A remote name or URL (default: origin).") var remote: String?

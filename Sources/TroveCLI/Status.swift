@@ -5,7 +5,11 @@ extension TroveCommand {
     struct Status: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Show staged, unstaged and untracked changes.",
-            discussion: "Exit status is 0 whether or not there are changes; use --json to read them.")
+            discussion: """
+                Exit status is 0 whether or not there are changes; use --json to read them. In a \
+                git repository with Trove installed: each tracked file of the git index as ok, \
+                modified, pointer (content not checked out), deleted or not-stored (Docs/git.md).
+                """)
 
         @Flag(help: "Print as JSON.") var json = false
         @OptionGroup var options: StoreOptions
