@@ -385,4 +385,29 @@ final class GitIntegrationTests: XCTestCase {
         XCTAssertFalse(after.stdout.contains("not-stored"), after.stdout)
         ok(s.trove(["fsck", "--full"], cwd: repo), "fsck")
     }
+
+    func testAGitHostWithATroveDaemonClonesThroughTheCommittedTroveconfig() throws {
+        let s = TroveSandbox()
+        let (repo, bare) = repository(s)
+        let daemon = try DaemonProcess(root: s.temp.sub("daemon"), environment: s.environment)
+        try daemon.createProject("p")
+        s.extraEnvironment["TROVE_TOKEN"] = try daemon.token("p", role: "write")
+        // The project names its Trove remote in a committed file, as .lfsconfig does.
+        ok(s.git(["config", "-f", ".troveconfig", "remote.origin.url", daemon.url("p")], cwd: repo), "troveconfig")
+        let weights = SeededBytes.bytes(seed: 71, count: 2 << 20)
+        write(repo + "/w.bin", weights)
+        ok(s.git(["add", "."], cwd: repo), "add")
+        ok(s.git(["commit", "-q", "-m", "w"], cwd: repo), "commit")
+        ok(s.git(["push", "-q", "origin", "main"], cwd: repo), "push")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: bare + "/trove"), "the artifacts went to the daemon, not next to git")
+        ok(s.trove(["fsck", "--full", "--store", daemon.root + "/projects/p"]), "daemon store whole")
+        let clone = s.temp.path + "/clone"
+        ok(s.git(["clone", "-q", bare, clone], cwd: s.temp.path), "clone")
+        XCTAssertTrue(readFile(clone + "/w.bin") == weights)
+        // A wrong token: the clone's checkout fails naming the file, and git stays whole.
+        s.extraEnvironment["TROVE_TOKEN"] = "trv_wrong"
+        let denied = s.git(["clone", bare, s.temp.path + "/denied"], cwd: s.temp.path)
+        XCTAssertNotEqual(denied.status, 0)
+        XCTAssertTrue(denied.stderr.contains("w.bin"), denied.stderr)
+    }
 }
