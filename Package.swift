@@ -58,9 +58,11 @@ let package = Package(
         ]),
         // Git integration: libgit2 bridge, LFS pointers, the filter process, hook install, snapshots of git commits.
         .target(name: "TroveGit", dependencies: ["CGit2", "TroveCore", "TroveStore"]),
+        // Runs: recording a command with its parameters, logs, metrics, outputs and code version.
+        .target(name: "TroveRuns", dependencies: ["TroveCore", "TroveStore"]),
         // The command tree, output rendering (text, --json, progress) and errors → exit codes.
         .target(name: "TroveCLI", dependencies: [
-            "TroveCore", "TroveStore", "TroveGit", "TroveProtocol", "TroveSync", "TroveServer",
+            "TroveCore", "TroveStore", "TroveGit", "TroveProtocol", "TroveSync", "TroveServer", "TroveRuns",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

@@ -323,6 +323,51 @@ extension GitRepository {
         }
     }
 
+    /// The working tree's changes to HEAD as a patch (index and unstaged changes of files git
+    /// tracks; files routed through Trove's filter are left out: their content is in the
+    /// store, not in a patch). Empty when the tree is clean.
+    public func workTreeDiff() throws -> [UInt8] {
+        var opts = git_status_options()
+        git_status_options_init(&opts, UInt32(GIT_STATUS_OPTIONS_VERSION))
+        opts.show = GIT_STATUS_SHOW_INDEX_AND_WORKDIR
+        opts.flags = 0
+        var list: OpaquePointer?
+        guard git_status_list_new(&list, handle, &opts) == 0, let list else {
+            throw StoreError(.io, GitRepository.lastError("reading the status of \(workTree ?? gitDirectory)"))
+        }
+        defer { git_status_list_free(list) }
+        var paths: [String] = []
+        for i in 0..<git_status_list_entrycount(list) {
+            guard let e = git_status_byindex(list, i)?.pointee else { continue }
+            let delta = e.head_to_index ?? e.index_to_workdir
+            guard let d = delta?.pointee else { continue }
+            let path = String(cString: (d.new_file.path ?? d.old_file.path)!)
+            if !isTracked(path) { paths.append(path) }
+        }
+        guard !paths.isEmpty else { return [] }
+        var head: OpaquePointer?
+        var tree: OpaquePointer?
+        if git_revparse_single(&head, handle, "HEAD^{tree}") == 0, let head { tree = head }
+        defer { if let tree { git_object_free(tree) } }
+        var dopts = git_diff_options()
+        git_diff_options_init(&dopts, UInt32(GIT_DIFF_OPTIONS_VERSION))
+        dopts.flags = GIT_DIFF_SHOW_BINARY.rawValue
+        var cstrings = paths.map { strdup($0) }
+        defer { for c in cstrings { free(c) } }
+        var diff: OpaquePointer?
+        let rc = cstrings.withUnsafeMutableBufferPointer { buf -> Int32 in
+            dopts.pathspec = git_strarray(strings: buf.baseAddress, count: buf.count)
+            dopts.flags |= GIT_DIFF_DISABLE_PATHSPEC_MATCH.rawValue
+            return git_diff_tree_to_workdir_with_index(&diff, handle, tree, &dopts)
+        }
+        guard rc == 0, let diff else { throw StoreError(.io, GitRepository.lastError("diffing \(workTree ?? gitDirectory)")) }
+        defer { git_diff_free(diff) }
+        var out = git_buf()
+        defer { git_buf_dispose(&out) }
+        guard git_diff_to_buf(&out, diff, GIT_DIFF_FORMAT_PATCH) == 0, let p = out.ptr else { return [] }
+        return Array(UnsafeRawBufferPointer(start: p, count: out.size))
+    }
+
     /// The id git gives a blob of these bytes.
     public static func blobID(of bytes: [UInt8]) -> GitOID {
         _ = initialized

@@ -1,0 +1,284 @@
+import Dispatch
+import Foundation
+import Glibc
+import TroveCore
+import TroveStore
+
+/// What `trove run` is asked to do.
+public struct RunSpec: Sendable {
+    public var name: String?
+    /// In the order given; names are `[A-Za-z_][A-Za-z0-9_]*`.
+    public var parameters: [(name: String, value: String)] = []
+    public var command: [String]
+    /// Folders (relative to `directory`) recorded as the run's outputs.
+    public var outputs: [String] = []
+    public var directory: String
+    /// Seconds after which the command is stopped (SIGTERM, then SIGKILL 10 s later).
+    public var timeLimit: Double?
+    /// The code the run used, when known: a git commit, and the working tree's diff to it.
+    public var gitCommit: String?
+    public var gitDiff: [UInt8]?
+    /// Echo the command's output on this process's stdout/stderr as it comes.
+    public var echo = true
+    /// Where the command's stdout is echoed: 1, or 2 when this process's stdout is for JSON.
+    public var stdoutEcho: Int32 = 1
+
+    public init(command: [String], directory: String) {
+        self.command = command
+        self.directory = directory
+    }
+
+    public static func validate(parameterName n: String) throws {
+        guard let f = n.unicodeScalars.first, f == "_" || (f.isASCII && CharacterSet.letters.contains(f)),
+              n.unicodeScalars.allSatisfy({ $0.isASCII && ($0 == "_" || CharacterSet.alphanumerics.contains($0)) }) else {
+            throw StoreError(.invalidInput, "parameter name \(n.debugDescription) must be letters, digits and '_' (not starting with a digit)",
+                             hint: "it becomes the environment variable TROVE_PARAM_\(n.uppercased())")
+        }
+    }
+}
+
+/// How a run ended.
+public enum RunStatus: String, Sendable {
+    case succeeded, failed, killed, timeout, cancelled
+}
+
+/// Runs a command and records it as a commit of kind `run` on `runs/ID` (Docs/runs.md).
+public final class RunRecorder {
+    public let store: Store
+    public let spec: RunSpec
+    public let id: String
+    /// Where the live files are while the run is going: `STORE/runs-live/ID/`.
+    public let liveDirectory: String
+
+    public init(store: Store, spec: RunSpec, id: String? = nil) throws {
+        self.store = store
+        self.spec = spec
+        self.id = id ?? RunRecorder.newID()
+        try Refs.validate("runs/" + self.id)
+        liveDirectory = store.root + "/runs-live/" + self.id
+    }
+
+    /// `20261127-173501-3fa2`: sortable by start time, unique enough across hosts writing
+    /// into one shared store.
+    public static func newID() -> String {
+        var t = time(nil)
+        var tmv = tm()
+        gmtime_r(&t, &tmv)
+        let stamp = String(format: "%04d%02d%02d-%02d%02d%02d", tmv.tm_year + 1900, tmv.tm_mon + 1, tmv.tm_mday, tmv.tm_hour, tmv.tm_min, tmv.tm_sec)
+        return stamp + "-" + String(format: "%04x", UInt16.random(in: 0...UInt16.max))
+    }
+
+    public struct Outcome: Sendable {
+        public var commit: ObjectID
+        public var status: RunStatus
+        public var exitCode: Int32?
+        public var signal: Int32?
+        public var seconds: Double
+        public var metrics: [String: MetricSummary]
+    }
+
+    /// Runs the command to its end and records it, whatever the end.
+    public func run() throws -> Outcome {
+        try FileIO.mkdirs(liveDirectory)
+        let stdoutPath = liveDirectory + "/stdout", stderrPath = liveDirectory + "/stderr"
+        let metricsPath = liveDirectory + "/metrics.jsonl", paramsPath = liveDirectory + "/params.json"
+        for p in [stdoutPath, stderrPath, metricsPath] { FileManager.default.createFile(atPath: p, contents: nil) }
+        let params = Dictionary(spec.parameters.map { ($0.name, $0.value) }, uniquingKeysWith: { _, b in b })
+        try FileIO.atomicWrite(paramsPath, Array(try JSONSerialization.data(withJSONObject: params, options: [.sortedKeys])))
+
+        var env = ProcessInfo.processInfo.environment
+        for (k, v) in spec.parameters { env["TROVE_PARAM_" + k.uppercased()] = v }
+        env["TROVE_PARAMS_FILE"] = paramsPath
+        env["TROVE_METRICS_FILE"] = metricsPath
+        env["TROVE_RUN_ID"] = id
+
+        let start = Date()
+        let process = Process()
+        // Foundation starts it as the leader of its own process group: a time limit or Ctrl-C
+        // is sent to the group, so it reaches every process the command started.
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = spec.command
+        process.currentDirectoryURL = URL(fileURLWithPath: spec.directory)
+        process.environment = env
+        let outPipe = Pipe(), errPipe = Pipe()
+        process.standardOutput = outPipe
+        process.standardError = errPipe
+        process.standardInput = FileHandle.nullDevice
+        let ended = DispatchSemaphore(value: 0)
+        process.terminationHandler = { _ in ended.signal() }
+        do { try process.run() } catch {
+            throw StoreError(.notFound, "cannot start \(spec.command.first ?? ""): \(error.localizedDescription)",
+                             hint: "check the command and PATH; nothing was recorded")
+        }
+        // Output is copied to the log files (and echoed) as it comes; metrics are read live.
+        let copies = DispatchGroup()
+        for (pipe, path, echo) in [(outPipe, stdoutPath, spec.stdoutEcho), (errPipe, stderrPath, Int32(2))] {
+            copies.enter()
+            Thread.detachNewThread { [spec] in
+                defer { copies.leave() }
+                let log = FileHandle(forWritingAtPath: path)
+                let fd = pipe.fileHandleForReading.fileDescriptor
+                var buf = [UInt8](repeating: 0, count: 64 << 10)
+                while true {
+                    let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                    if n < 0 && errno == EINTR { continue }
+                    if n <= 0 { break }
+                    log?.write(Data(buf[0..<n]))
+                    if spec.echo { _ = buf.withUnsafeBytes { write(echo, $0.baseAddress, n) } }
+                }
+                try? log?.close()
+            }
+        }
+        let metrics = MetricsReader(path: metricsPath)
+        RunRecorder.current = process
+        let previous = [SIGINT, SIGTERM].map { ($0, signal($0, { sig in RunRecorder.forward(sig) })) }
+        defer { for (s, h) in previous { signal(s, h) } }
+        var timedOut = false
+        // Woken at the command's end (no polling delay for short runs), else every 100 ms to
+        // read new metrics and watch the time limit.
+        while ended.wait(timeout: .now() + 0.1) == .timedOut {
+            metrics.poll()
+            if let limit = spec.timeLimit, !timedOut, Date().timeIntervalSince(start) > limit {
+                timedOut = true
+                kill(-process.processIdentifier, SIGTERM)
+                DispatchQueue.global().asyncAfter(deadline: .now() + 10) {
+                    if process.isRunning { kill(-process.processIdentifier, SIGKILL) }
+                }
+            }
+        }
+        process.waitUntilExit()
+        // A background child that outlives the command may hold the pipes open: its output
+        // after a grace period is not waited for.
+        _ = copies.wait(timeout: .now() + 2)
+        metrics.poll(final: true)
+        let end = Date()
+        var status: RunStatus
+        var exitCode: Int32?
+        var sig: Int32?
+        if process.terminationReason == .uncaughtSignal {
+            sig = process.terminationStatus
+            status = timedOut ? .timeout : (RunRecorder.cancelled ? .cancelled : .killed)
+        } else {
+            exitCode = process.terminationStatus
+            status = exitCode == 0 ? .succeeded : (timedOut ? .timeout : RunRecorder.cancelled ? .cancelled : .failed)
+        }
+        let commit = try record(status: status, exitCode: exitCode, signal: sig, start: start, end: end, metrics: metrics,
+                                stdoutPath: stdoutPath, stderrPath: stderrPath, metricsPath: metricsPath, paramsPath: paramsPath)
+        FileIO.removeTree(liveDirectory)
+        return Outcome(commit: commit, status: status, exitCode: exitCode, signal: sig,
+                       seconds: end.timeIntervalSince(start), metrics: metrics.summaries)
+    }
+
+    nonisolated(unsafe) static var current: Process?
+    nonisolated(unsafe) static var cancelled = false
+
+    /// Ctrl-C or a TERM to `trove run` goes to the command; the run is recorded as cancelled.
+    static func forward(_ sig: Int32) {
+        cancelled = true
+        if let p = current, p.isRunning { kill(-p.processIdentifier, sig) }
+    }
+
+    /// The run commit: outputs, logs, parameters, metrics and code diff as its tree; the
+    /// rest as metadata (Docs/runs.md §Record).
+    func record(status: RunStatus, exitCode: Int32?, signal: Int32?, start: Date, end: Date, metrics: MetricsReader,
+                stdoutPath: String, stderrPath: String, metricsPath: String, paramsPath: String) throws -> ObjectID {
+        let writer = ObjectWriter(store: store)
+        let ingester = Ingester(store: store, writer: writer)
+        var files: [String: String] = ["logs/stdout": stdoutPath, "logs/stderr": stderrPath,
+                                       "metrics.jsonl": metricsPath, "params.json": paramsPath]
+        if let diff = spec.gitDiff, !diff.isEmpty {
+            let p = liveDirectory + "/code.diff"
+            try FileIO.atomicWrite(p, diff, durable: false)
+            files["code.diff"] = p
+        }
+        var executable = Set<String>()
+        for out in spec.outputs {
+            let base = FileIO.absolute(out, base: spec.directory)
+            let name = out.split(separator: "/").filter { $0 != "." && !$0.isEmpty }.joined(separator: "/")
+            guard FileIO.isDirectory(base) else {
+                if FileIO.exists(base) { files["outputs/" + name] = base }
+                continue  // an output the command never wrote: recorded as absent
+            }
+            let walker = FileManager.default.enumerator(atPath: base)
+            while let rel = walker?.nextObject() as? String {
+                var st = stat()
+                guard lstat(base + "/" + rel, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { continue }
+                files["outputs/\(name)/\(rel)"] = base + "/" + rel
+                if st.st_mode & 0o111 != 0 { executable.insert("outputs/\(name)/\(rel)") }
+            }
+        }
+        let paths = files.keys.sorted()
+        let results = try ingester.ingest(paths: paths.map { files[$0]! })
+        var entries: [String: Tree.Entry] = [:]
+        for (p, r) in zip(paths, results) {
+            entries[p] = Tree.Entry(name: FileIO.basename(p), kind: .file, executable: executable.contains(p), id: r.blobID, size: r.size)
+        }
+        let (tree, _) = try store.writeTrees(entries, writer: writer)
+
+        var meta: [String: String] = [
+            "run.id": id, "run.status": status.rawValue, "run.command": RunRecorder.shellQuoted(spec.command),
+            "run.start": RunRecorder.iso(start), "run.end": RunRecorder.iso(end),
+            "run.seconds": String(format: "%.3f", end.timeIntervalSince(start)),
+            "run.host": ProcessInfo.processInfo.hostName, "run.directory": spec.directory,
+        ]
+        if let n = spec.name { meta["run.name"] = n }
+        if let c = exitCode { meta["run.exit_code"] = "\(c)" }
+        if let s = signal { meta["run.signal"] = "\(s)" }
+        if let u = getpwuid(getuid())?.pointee.pw_name { meta["run.user"] = String(cString: u) }
+        if let diff = spec.gitDiff { meta["code.dirty"] = diff.isEmpty ? "false" : "true" }
+        for (k, v) in spec.parameters { meta["param." + k] = v }
+        for (name, s) in metrics.summaries {
+            meta["metric.\(name).last"] = s.last.metricText
+            meta["metric.\(name).min"] = s.min.metricText
+            meta["metric.\(name).max"] = s.max.metricText
+            meta["metric.\(name).steps"] = "\(s.count)"
+        }
+        for (k, v) in RunRecorder.environmentFacts() { meta[k] = v }
+        let author = Worktree.Author.current(config: store.config, environment: ProcessInfo.processInfo.environment)
+        let title = spec.name.map { "run \(id) (\($0))" } ?? "run \(id)"
+        let c = Commit(tree: tree, parents: [], author: author.name, time: Int64(start.timeIntervalSince1970),
+                       timezoneOffset: author.offsetMinutes, kind: .run, gitCommit: spec.gitCommit ?? "",
+                       metadata: meta, message: "\(title): \(status.rawValue)\n\n\(RunRecorder.shellQuoted(spec.command))\n")
+        let commitID = try writer.put(.commit, c.encode())
+        // Everything the commit reaches is durable before the ref names it.
+        try writer.finish()
+        try store.refs.update("runs/" + id, from: nil, to: commitID, message: "run: \(status.rawValue)")
+        return commitID
+    }
+
+    static func iso(_ d: Date) -> String {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return f.string(from: d)
+    }
+
+    static func shellQuoted(_ args: [String]) -> String {
+        args.map { a in
+            a.allSatisfy({ $0.isLetter || $0.isNumber || "-_./=:,+@%".contains($0) }) && !a.isEmpty ? a : "'" + a.replacingOccurrences(of: "'", with: "'\\''") + "'"
+        }.joined(separator: " ")
+    }
+
+    /// Python and CUDA versions when present (cheap probes; missing tools are skipped).
+    static func environmentFacts() -> [String: String] {
+        var out: [String: String] = [:]
+        out["env.os"] = (try? FileIO.readText("/etc/os-release"))?.split(separator: "\n")
+            .first { $0.hasPrefix("PRETTY_NAME=") }.map { String($0.dropFirst(12)).trimmingCharacters(in: CharacterSet(charactersIn: "\"")) }
+        if let v = probe(["python3", "--version"]) { out["env.python"] = v.replacingOccurrences(of: "Python ", with: "") }
+        if let v = try? FileIO.readText("/proc/driver/nvidia/version"), let line = v.split(separator: "\n").first { out["env.nvidia_driver"] = String(line) }
+        return out.compactMapValues { $0 }
+    }
+
+    static func probe(_ args: [String]) -> String? {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = args
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = out
+        guard (try? p.run()) != nil else { return nil }
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        guard p.terminationStatus == 0 else { return nil }
+        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+}

@@ -1,0 +1,46 @@
+import TroveCore
+import TroveStore
+
+/// A recorded run as `trove runs` shows it: from the run commit's metadata.
+public struct RunInfo: Sendable {
+    public var id: String
+    public var commit: ObjectID
+    public var status: String
+    public var start: String
+    public var seconds: Double?
+    public var name: String?
+    public var command: String
+    public var gitCommit: String
+    public var parameters: [(String, String)]
+    public var metrics: [(String, String)]
+    public var metadata: [(key: String, value: String)]
+
+    public init(id: String, commit: ObjectID, _ c: Commit) {
+        self.id = id
+        self.commit = commit
+        let m = Dictionary(c.metadata.map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
+        status = m["run.status"] ?? "unknown"
+        start = m["run.start"] ?? ""
+        seconds = m["run.seconds"].flatMap(Double.init)
+        name = m["run.name"]
+        command = m["run.command"] ?? ""
+        gitCommit = c.gitCommit
+        parameters = c.metadata.filter { $0.key.hasPrefix("param.") }.map { (String($0.key.dropFirst(6)), $0.value) }
+        metrics = c.metadata.filter { $0.key.hasPrefix("metric.") && $0.key.hasSuffix(".last") }
+            .map { (String($0.key.dropFirst(7).dropLast(5)), $0.value) }
+        metadata = c.metadata
+    }
+}
+
+public enum RunList {
+    /// Every run on `runs/*`, newest first.
+    public static func all(_ store: Store) throws -> [RunInfo] {
+        var out: [RunInfo] = []
+        for r in try store.refs.list(prefix: "runs/") {
+            let c = try store.commit(r.id)
+            guard c.kind == .run else { continue }
+            out.append(RunInfo(id: String(r.name.dropFirst(5)), commit: r.id, c))
+        }
+        return out.sorted { ($0.start, $0.id) > ($1.start, $1.id) }
+    }
+}

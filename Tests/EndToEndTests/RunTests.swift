@@ -1,0 +1,123 @@
+import Foundation
+import TroveCore
+import TroveStore
+import TroveTestSupport
+import XCTest
+
+/// `trove run`, `trove log-metric` and `trove runs`, driving the built binary and real child
+/// processes (shell scripts that fail, get killed, overrun).
+final class RunTests: XCTestCase {
+    func ok(_ r: ProcessResult, _ what: String, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(r.status, 0, "\(what): \(r.stdout)\n\(r.stderr)", file: file, line: line)
+    }
+
+    func sandbox() -> TroveSandbox {
+        let s = TroveSandbox()
+        s.enableGit()
+        ok(s.trove("init", "-q"), "init")
+        s.write("train.sh", Array("""
+            #!/bin/sh
+            echo "lr=$TROVE_PARAM_LR batch=$TROVE_PARAM_BATCH_SIZE run=$TROVE_RUN_ID"
+            cat "$TROVE_PARAMS_FILE"
+            mkdir -p out/ckpt
+            echo weights > out/ckpt/model.bin
+            for i in 1 2 3; do echo "{\\"step\\": $i, \\"loss\\": 0.$((9 - i))}" >> "$TROVE_METRICS_FILE"; done
+            trove log-metric val_acc 0.75 --step 3
+            echo "to stderr" >&2
+            [ -n "$DIE" ] && kill -9 $$
+            [ -n "$SLEEP" ] && sleep "$SLEEP"
+            exit ${FAIL:-0}
+
+            """.utf8))
+        chmod(s.path("train.sh"), 0o755)
+        return s
+    }
+
+    func runs(_ s: TroveSandbox) throws -> [[String: Any]] {
+        let r = s.trove("runs", "--json")
+        ok(r, "runs --json")
+        return try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: Any]])
+    }
+
+    func testARunRecordsParametersLogsMetricsAndOutputs() throws {
+        let s = sandbox()
+        let r = s.trove(["run", "-p", "lr=0.01", "-p", "batch_size=32", "--output", "out", "--name", "baseline", "--json", "--", "./train.sh"])
+        ok(r, "run")
+        let record = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual(record["status"] as? String, "succeeded")
+        let id = try XCTUnwrap(record["id"] as? String)
+        XCTAssertTrue(r.stderr.contains("lr=0.01 batch=32 run=\(id)"), "parameters reach the command as variables")
+        XCTAssertTrue(r.stderr.contains("{\"batch_size\":\"32\",\"lr\":\"0.01\"}"), "and as a JSON file")
+        let list = try runs(s)
+        XCTAssertEqual(list.count, 1)
+        XCTAssertEqual(list[0]["params"] as? [String: String], ["lr": "0.01", "batch_size": "32"])
+        XCTAssertEqual(list[0]["metrics"] as? [String: Double], ["loss": 0.6, "val_acc": 0.75])
+        let show = s.trove("runs", "show", String(id.prefix(17)), "--json")
+        ok(show, "runs show")
+        let detail = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(show.stdout.utf8)) as? [String: Any])
+        let meta = try XCTUnwrap(detail["metadata"] as? [String: String])
+        XCTAssertEqual(meta["metric.loss.min"], "0.6")
+        XCTAssertEqual(meta["metric.loss.max"], "0.8")
+        XCTAssertEqual(meta["metric.loss.steps"], "3")
+        XCTAssertEqual(meta["run.exit_code"], "0")
+        XCTAssertEqual(meta["run.name"], "baseline")
+        let files = Set(try XCTUnwrap(detail["files"] as? [[String: Any]]).map { $0["path"] as! String })
+        XCTAssertEqual(files, ["logs/stdout", "logs/stderr", "metrics.jsonl", "params.json", "outputs/out/ckpt/model.bin"])
+        // The record is an ordinary commit: its files read back.
+        XCTAssertEqual(s.trove("cat", "runs/\(id):outputs/out/ckpt/model.bin").stdout, "weights\n")
+        XCTAssertEqual(s.trove("cat", "runs/\(id):logs/stderr").stdout, "to stderr\n")
+        ok(s.trove("fsck", "--full"), "fsck")
+    }
+
+    func testFailedKilledAndOverrunningRunsAreRecordedWithTheirStatus() throws {
+        let s = sandbox()
+        s.extraEnvironment["FAIL"] = "3"
+        let failed = s.trove(["run", "--output", "out", "--", "./train.sh"])
+        XCTAssertEqual(failed.status, 3, "the command's exit status")
+        s.extraEnvironment["FAIL"] = nil
+        s.extraEnvironment["DIE"] = "1"
+        let killed = s.trove(["run", "--output", "out", "--", "./train.sh"])
+        XCTAssertEqual(killed.status, 128 + 9)
+        s.extraEnvironment["DIE"] = nil
+        s.extraEnvironment["SLEEP"] = "30"
+        let started = Date()
+        let overrun = s.trove(["run", "--timeout", "1", "--output", "out", "--", "./train.sh"])
+        XCTAssertLessThan(Date().timeIntervalSince(started), 15, "stopped at the limit")
+        XCTAssertNotEqual(overrun.status, 0)
+        let byStatus = Dictionary(grouping: try runs(s), by: { $0["status"] as! String })
+        XCTAssertEqual(byStatus.mapValues(\.count), ["failed": 1, "killed": 1, "timeout": 1])
+        // Logs and outputs written before the end are kept, whatever the end.
+        for r in try runs(s) {
+            let id = r["id"] as! String
+            XCTAssertEqual(s.trove("cat", "runs/\(id):outputs/out/ckpt/model.bin").stdout, "weights\n", "\(r["status"]!)")
+            XCTAssertTrue(s.trove("cat", "runs/\(id):logs/stdout").stdout.contains("lr="), "\(r["status"]!)")
+        }
+    }
+
+    func testTheCodeVersionAndAnUncommittedDiffAreRecorded() throws {
+        let s = sandbox()
+        ok(s.git(["init", "-q"]), "git init")
+        s.write("model.py", Array("lr = 0.1\n".utf8))
+        ok(s.git(["add", "model.py", "train.sh"]), "git add")
+        ok(s.git(["commit", "-q", "-m", "code"]), "git commit")
+        let head = s.git(["rev-parse", "HEAD"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        s.write("model.py", Array("lr = 0.2\n".utf8))
+        let r = s.trove(["run", "--", "./train.sh"])
+        ok(r, "run")
+        XCTAssertTrue(r.stderr.contains("warning: the working tree differs"), r.stderr)
+        let run = try XCTUnwrap(try runs(s).first)
+        XCTAssertEqual(run["git_commit"] as? String, head)
+        let diff = s.trove("cat", "runs/\(run["id"] as! String):code.diff").stdout
+        XCTAssertTrue(diff.contains("-lr = 0.1") && diff.contains("+lr = 0.2"), diff)
+    }
+
+    func testLogMetricOutsideARunSaysWhatToDo() {
+        let s = sandbox()
+        let r = s.trove("log-metric", "loss", "0.5")
+        XCTAssertEqual(r.status, 2)
+        XCTAssertTrue(r.stderr.contains("TROVE_METRICS_FILE") && r.stderr.contains("trove run"), r.stderr)
+        let bad = s.trove("run", "-p", "1x=2", "--", "true")
+        XCTAssertEqual(bad.status, 2)
+        XCTAssertTrue(bad.stderr.contains("parameter name"), bad.stderr)
+    }
+}
