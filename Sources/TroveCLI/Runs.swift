@@ -103,7 +103,7 @@ extension TroveCommand {
     struct Runs: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "List and inspect recorded runs.",
-            subcommands: [List.self, Show.self],
+            subcommands: [List.self, Show.self, Metrics.self],
             defaultSubcommand: List.self)
 
         struct List: ParsableCommand {
@@ -132,6 +132,46 @@ extension TroveCommand {
             }
         }
 
+        struct Metrics: ParsableCommand {
+            static let configuration = CommandConfiguration(
+                abstract: "One metric's history in a run: `step value` lines.",
+                discussion: "--stats prints the number of points, the step range, min, max and last instead; --json {\"run\", \"metric\", \"steps\": [..], \"values\": [..]}.")
+            @Argument(help: "The run id (or a unique prefix).") var id: String
+            @Argument(help: "The metric.") var metric: String
+            @Flag(help: "Only the count, step range, min, max and last.") var stats = false
+            @Flag(help: "Print JSON.") var json = false
+            @OptionGroup var options: StoreOptions
+
+            func run() throws {
+                let store = try options.openStore()
+                let r = try Runs.find(store, id)
+                let s = try RunList.series(store, run: r, metric: metric)
+                if stats {
+                    let line = "\(s.steps.count) points, steps \(s.steps.first ?? 0)...\(s.steps.last ?? 0), min \(s.values.min() ?? .nan), max \(s.values.max() ?? .nan), last \(s.values.last ?? .nan)"
+                    Console.out(line)
+                    return
+                }
+                if json {
+                    try Console.json(["run": r.id, "metric": metric, "steps": s.steps, "values": s.values] as [String: Any])
+                    return
+                }
+                var out = ""
+                out.reserveCapacity(s.steps.count * 16)
+                for (st, v) in zip(s.steps, s.values) { out += "\(st) \(v)\n" }
+                FileHandle.standardOutput.write(out.data(using: .utf8)!)
+            }
+        }
+
+        /// The one run `id` (or a unique prefix of it) names.
+        static func find(_ store: Store, _ id: String) throws -> RunInfo {
+            let runs = try RunList.all(store).filter { $0.id == id || $0.id.hasPrefix(id) }
+            guard runs.count == 1, let r = runs.first else {
+                throw StoreError(runs.isEmpty ? .notFound : .invalidInput, runs.isEmpty ? "no run \(id)" : "\(id) names \(runs.count) runs",
+                                 hint: "`trove runs` lists them")
+            }
+            return r
+        }
+
         struct Show: ParsableCommand {
             static let configuration = CommandConfiguration(abstract: "One run: its record and files.")
             @Argument(help: "The run id (or a unique prefix).") var id: String
@@ -140,11 +180,7 @@ extension TroveCommand {
 
             func run() throws {
                 let store = try options.openStore()
-                let runs = try RunList.all(store).filter { $0.id == id || $0.id.hasPrefix(id) }
-                guard runs.count == 1, let r = runs.first else {
-                    throw StoreError(runs.isEmpty ? .notFound : .invalidInput, runs.isEmpty ? "no run \(id)" : "\(id) names \(runs.count) runs",
-                                     hint: "`trove runs` lists them")
-                }
+                let r = try Runs.find(store, id)
                 let files = try store.flatten(tree: try store.commit(r.commit).tree)
                 if json {
                     try Console.json(["id": r.id, "commit": r.commit.hex, "git_commit": r.gitCommit,

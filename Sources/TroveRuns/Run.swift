@@ -184,8 +184,19 @@ public final class RunRecorder {
                 stdoutPath: String, stderrPath: String, metricsPath: String, paramsPath: String) throws -> ObjectID {
         let writer = ObjectWriter(store: store)
         let ingester = Ingester(store: store, writer: writer)
-        var files: [String: String] = ["logs/stdout": stdoutPath, "logs/stderr": stderrPath,
-                                       "metrics.jsonl": metricsPath, "params.json": paramsPath]
+        var files: [String: String] = ["logs/stdout": stdoutPath, "logs/stderr": stderrPath, "params.json": paramsPath]
+        // One series per metric, in the order reported.
+        var series: [String: MetricSeries] = [:]
+        for p in metrics.points {
+            series[p.name, default: MetricSeries(steps: [], values: [])].steps.append(p.step)
+            series[p.name]!.values.append(p.value)
+        }
+        if !series.isEmpty { try FileIO.mkdirs(liveDirectory + "/metrics") }
+        for (name, s) in series {
+            let file = MetricSeries.fileName(name)
+            try FileIO.atomicWrite(liveDirectory + "/metrics/" + file, s.encode(), durable: false)
+            files["metrics/" + file] = liveDirectory + "/metrics/" + file
+        }
         if let diff = spec.gitDiff, !diff.isEmpty {
             let p = liveDirectory + "/code.diff"
             try FileIO.atomicWrite(p, diff, durable: false)
@@ -263,9 +274,32 @@ public final class RunRecorder {
         var out: [String: String] = [:]
         out["env.os"] = (try? FileIO.readText("/etc/os-release"))?.split(separator: "\n")
             .first { $0.hasPrefix("PRETTY_NAME=") }.map { String($0.dropFirst(12)).trimmingCharacters(in: CharacterSet(charactersIn: "\"")) }
-        if let v = probe(["python3", "--version"]) { out["env.python"] = v.replacingOccurrences(of: "Python ", with: "") }
+        if let v = pythonVersion() { out["env.python"] = v }
         if let v = try? FileIO.readText("/proc/driver/nvidia/version"), let line = v.split(separator: "\n").first { out["env.nvidia_driver"] = String(line) }
         return out.compactMapValues { $0 }
+    }
+
+    /// The version of the `python3` on PATH, asked once per binary (`python3 --version` costs
+    /// ~70 ms) and remembered, keyed by its real path and
+    /// modification time, in memory for this process and in `$XDG_CACHE_HOME/trove` (or
+    /// `~/.cache/trove`) across runs.
+    static func pythonVersion() -> String? {
+        let env = ProcessInfo.processInfo.environment
+        let candidates: [String] = (env["PATH"] ?? "").split(separator: ":").map { String($0) + "/python3" }
+        guard let path = candidates.first(where: { access($0, X_OK) == 0 }), let real = realpath(path, nil) else { return nil }
+        defer { free(real) }
+        var st = stat()
+        guard stat(real, &st) == 0 else { return nil }
+        let key = "\(String(cString: real)) \(st.st_mtim.tv_sec)"
+        let cacheDir = (env["XDG_CACHE_HOME"] ?? ((env["HOME"] ?? "/tmp") + "/.cache")) + "/trove"
+        let cacheFile = cacheDir + "/python-version"
+        if let text = try? FileIO.readText(cacheFile), let line = text.split(separator: "\n").first(where: { $0.hasPrefix(key + "\t") }) {
+            return String(line.dropFirst(key.count + 1))
+        }
+        guard let v = probe(["python3", "--version"])?.replacingOccurrences(of: "Python ", with: "") else { return nil }
+        try? FileIO.mkdirs(cacheDir)
+        try? FileIO.atomicWrite(cacheFile, Array("\(key)\t\(v)\n".utf8), durable: false)
+        return v
     }
 
     static func probe(_ args: [String]) -> String? {

@@ -1,3 +1,4 @@
+import Foundation
 import TroveCore
 import TroveStore
 
@@ -42,5 +43,17 @@ public enum RunList {
             out.append(RunInfo(id: String(r.name.dropFirst(5)), commit: r.id, c))
         }
         return out.sorted { ($0.start, $0.id) > ($1.start, $1.id) }
+    }
+}
+
+extension RunList {
+    /// A run's series for one metric.
+    public static func series(_ store: Store, run: RunInfo, metric: String) throws -> MetricSeries {
+        let files = try store.flatten(tree: try store.commit(run.commit).tree)
+        guard let e = files["metrics/" + MetricSeries.fileName(metric)] else {
+            let names = files.keys.filter { $0.hasPrefix("metrics/") }.map { String($0.dropFirst(8)).removingPercentEncoding ?? "" }.sorted()
+            throw StoreError(.notFound, "run \(run.id) has no metric \(metric)", hint: names.isEmpty ? "it reported no metrics" : "it has: \(names.joined(separator: ", "))")
+        }
+        return try MetricSeries.decode(try Materializer.readBlob(store: store, blob: e.id))
     }
 }

@@ -62,7 +62,12 @@ final class RunTests: XCTestCase {
         XCTAssertEqual(meta["run.exit_code"], "0")
         XCTAssertEqual(meta["run.name"], "baseline")
         let files = Set(try XCTUnwrap(detail["files"] as? [[String: Any]]).map { $0["path"] as! String })
-        XCTAssertEqual(files, ["logs/stdout", "logs/stderr", "metrics.jsonl", "params.json", "outputs/out/ckpt/model.bin"])
+        XCTAssertEqual(files, ["logs/stdout", "logs/stderr", "metrics/loss", "metrics/val_acc", "params.json", "outputs/out/ckpt/model.bin"])
+        XCTAssertEqual(s.trove("runs", "metrics", id, "loss").stdout, "1 0.8\n2 0.7\n3 0.6\n")
+        XCTAssertEqual(s.trove("runs", "metrics", id, "val_acc", "--stats").stdout, "1 points, steps 3...3, min 0.75, max 0.75, last 0.75\n")
+        let missing = s.trove("runs", "metrics", id, "nope")
+        XCTAssertEqual(missing.status, 3)
+        XCTAssertTrue(missing.stderr.contains("it has: loss, val_acc"), missing.stderr)
         // The record is an ordinary commit: its files read back.
         XCTAssertEqual(s.trove("cat", "runs/\(id):outputs/out/ckpt/model.bin").stdout, "weights\n")
         XCTAssertEqual(s.trove("cat", "runs/\(id):logs/stderr").stdout, "to stderr\n")

@@ -1,0 +1,53 @@
+import Foundation
+import TroveCore
+import TroveRuns
+import TroveStore
+import TroveTestSupport
+import XCTest
+
+final class MetricSeriesTests: XCTestCase {
+    func testSeriesRoundTripExactlyWithGapsNegativeStepsAndSpecialValues() throws {
+        let s = MetricSeries(steps: [0, 1, 2, 10, 9, -5, 1 << 40], values: [0.31, 0.1, -2, .infinity, .nan, 1e-300, 7])
+        let back = try MetricSeries.decode(s.encode())
+        XCTAssertEqual(back.steps, s.steps)
+        XCTAssertEqual(back.values.map(\.bitPattern), s.values.map(\.bitPattern), "bit for bit")
+        let f = MetricSeries(steps: [1, 2, 3], values: [Double(Float(0.1)), Double(Float(0.2)), 3])
+        XCTAssertEqual(f.encode().count, 6 + 1 + 3 + 3 * 4, "float32-exact values keep 4 bytes")
+        XCTAssertEqual(try MetricSeries.decode(f.encode()), f)
+    }
+
+    func testDamagedSeriesAreRefused() {
+        var bytes = MetricSeries(steps: [1, 2], values: [1, 2]).encode()
+        bytes.removeLast()
+        XCTAssertThrowsError(try MetricSeries.decode(bytes))
+        XCTAssertThrowsError(try MetricSeries.decode(Array("TRMS".utf8) + [9, 8, 0]))
+        XCTAssertThrowsError(try MetricSeries.decode([]))
+    }
+
+    func testMetricNamesBecomeSafeFileNames() {
+        XCTAssertEqual(MetricSeries.fileName("val_acc"), "val_acc")
+        XCTAssertEqual(MetricSeries.fileName("val/acc"), "val%2Facc")
+        XCTAssertEqual(MetricSeries.fileName(".."), "%2E.")
+        XCTAssertEqual(MetricSeries.fileName("λ"), "%CE%BB")
+    }
+
+    /// The bar: a run's history of 1,000,000 points stores in at most 8 MB.
+    func testAMillionPointLossCurveStoresInUnderEightMegabytes() throws {
+        let temp = TempDir("trove-series")
+        let store = try Store.initialize(root: temp.path + "/.trove", workTree: temp.path)
+        var g = SeededBytes(seed: 5)
+        let n = 1_000_000
+        let steps = (0..<Int64(n)).map { $0 }
+        // A float32 loss (what `.item()` of a float32 tensor gives): a decaying curve with noise.
+        let values = (0..<n).map { i -> Double in
+            let noise = Double(g.next() % 1000) / 1e5
+            return Double(Float(2.0 / (1.0 + Double(i) / 5000) + noise))
+        }
+        let bytes = MetricSeries(steps: steps, values: values).encode()
+        let writer = ObjectWriter(store: store)
+        _ = try writer.put(.chunk, bytes)
+        try writer.finish()
+        XCTAssertLessThanOrEqual(writer.storedBytes, 8_000_000, "stored \(writer.storedBytes) bytes")
+        XCTAssertEqual(try MetricSeries.decode(bytes).values, values)
+    }
+}
