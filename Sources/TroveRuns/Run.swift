@@ -20,6 +20,8 @@ public struct RunSpec: Sendable {
     public var gitDiff: [UInt8]?
     /// Echo the command's output on this process's stdout/stderr as it comes.
     public var echo = true
+    /// The sweep this run belongs to, and its index there.
+    public var sweep: (String, Int)?
     /// Where the command's stdout is echoed: 1, or 2 when this process's stdout is for JSON.
     public var stdoutEcho: Int32 = 1
 
@@ -130,14 +132,17 @@ public final class RunRecorder {
             }
         }
         let metrics = MetricsReader(path: metricsPath)
-        RunRecorder.current = process
-        let previous = [SIGINT, SIGTERM].map { ($0, signal($0, { sig in RunRecorder.forward(sig) })) }
-        defer { for (s, h) in previous { signal(s, h) } }
+        RunRecorder.live.withLock { RunRecorder.groups.insert(process.processIdentifier) }
+        defer { _ = RunRecorder.live.withLock { RunRecorder.groups.remove(process.processIdentifier) } }
+        lock.withLock { group = process.processIdentifier }
+        RunRecorder.installSignalForwarding()
         var timedOut = false
         // Woken at the command's end (no polling delay for short runs), else every 100 ms to
         // read new metrics and watch the time limit.
         while ended.wait(timeout: .now() + 0.1) == .timedOut {
+            let before = metrics.points.count
             metrics.poll()
+            if let observe, metrics.points.count > before { observe(Array(metrics.points[before...])) }
             if let limit = spec.timeLimit, !timedOut, Date().timeIntervalSince(start) > limit {
                 timedOut = true
                 kill(-process.processIdentifier, SIGTERM)
@@ -157,10 +162,10 @@ public final class RunRecorder {
         var sig: Int32?
         if process.terminationReason == .uncaughtSignal {
             sig = process.terminationStatus
-            status = timedOut ? .timeout : (RunRecorder.cancelled ? .cancelled : .killed)
+            status = timedOut ? .timeout : (isCancelled ? .cancelled : .killed)
         } else {
             exitCode = process.terminationStatus
-            status = exitCode == 0 ? .succeeded : (timedOut ? .timeout : RunRecorder.cancelled ? .cancelled : .failed)
+            status = exitCode == 0 ? .succeeded : (timedOut ? .timeout : isCancelled ? .cancelled : .failed)
         }
         let commit = try record(status: status, exitCode: exitCode, signal: sig, start: start, end: end, metrics: metrics,
                                 stdoutPath: stdoutPath, stderrPath: stderrPath, metricsPath: metricsPath, paramsPath: paramsPath)
@@ -169,13 +174,42 @@ public final class RunRecorder {
                        seconds: end.timeIntervalSince(start), metrics: metrics.summaries)
     }
 
-    nonisolated(unsafe) static var current: Process?
-    nonisolated(unsafe) static var cancelled = false
+    /// Called with new metric points while the run is live (on the recorder's thread).
+    public var observe: (([MetricPoint]) -> Void)?
+    let lock = Mutex()
+    var group: pid_t = 0
+    var cancelReason: String?
+    var isCancelled: Bool { lock.withLock { cancelReason != nil } || RunRecorder.interrupted }
 
-    /// Ctrl-C or a TERM to `trove run` goes to the command; the run is recorded as cancelled.
-    static func forward(_ sig: Int32) {
-        cancelled = true
-        if let p = current, p.isRunning { kill(-p.processIdentifier, sig) }
+    /// Stops the command (its whole process group) and records the run as cancelled, with why.
+    public func cancel(reason: String) {
+        let g: pid_t = lock.withLock {
+            if cancelReason == nil { cancelReason = reason }
+            return group
+        }
+        if g > 0 { kill(-g, SIGTERM) }
+    }
+
+    /// The process groups of the runs going on in this process, for signal forwarding.
+    static let live = Mutex()
+    nonisolated(unsafe) static var groups = Set<pid_t>()
+    nonisolated(unsafe) public static var interrupted = false
+    nonisolated(unsafe) static var forwarding = false
+
+    /// Ctrl-C or a TERM to trove goes to every running command; those runs are recorded as
+    /// cancelled.
+    static func installSignalForwarding() {
+        live.withLock {
+            guard !forwarding else { return }
+            forwarding = true
+            for sig in [SIGINT, SIGTERM] {
+                signal(sig) { s in
+                    RunRecorder.interrupted = true
+                    // Only async-signal-safe work: kill(2) on a snapshot of the set.
+                    for g in RunRecorder.groups { kill(-g, s) }
+                }
+            }
+        }
     }
 
     /// The run commit: outputs, logs, parameters, metrics and code diff as its tree; the
@@ -234,6 +268,8 @@ public final class RunRecorder {
         ]
         if let n = spec.name { meta["run.name"] = n }
         if let c = exitCode { meta["run.exit_code"] = "\(c)" }
+        if let why = lock.withLock({ cancelReason }) { meta["run.stopped_by"] = why }
+        if let (sweep, index) = spec.sweep { meta["run.sweep"] = sweep; meta["run.sweep_index"] = "\(index)" }
         if let s = signal { meta["run.signal"] = "\(s)" }
         if let u = getpwuid(getuid())?.pointee.pw_name { meta["run.user"] = String(cString: u) }
         if let diff = spec.gitDiff { meta["code.dirty"] = diff.isEmpty ? "false" : "true" }

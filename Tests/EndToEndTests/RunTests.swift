@@ -125,4 +125,39 @@ final class RunTests: XCTestCase {
         XCTAssertEqual(bad.status, 2)
         XCTAssertTrue(bad.stderr.contains("parameter name"), bad.stderr)
     }
+
+    func testALocalSweepRecordsEveryVariantAndStopsTheWorseHalfEarly() throws {
+        let s = sandbox()
+        // Four runs report a loss of 9 at every step, four a loss of 1; ten steps of 0.3 s.
+        s.write("sweep.sh", Array("""
+            #!/bin/sh
+            for step in 1 2 3 4 5 6 7 8 9 10; do
+              if [ "$TROVE_PARAM_KIND" = bad ]; then v=9; else v=1; fi
+              echo "{\\"step\\": $step, \\"loss\\": $v}" >> "$TROVE_METRICS_FILE"
+              sleep 0.3
+            done
+
+            """.utf8))
+        chmod(s.path("sweep.sh"), 0o755)
+        let r = s.trove(["sweep", "-p", "kind=good,bad", "-p", "replica=1,2,3,4", "--parallel", "8",
+                         "--early-stop", "median:loss,min-step=2", "--json", "--", "./sweep.sh"])
+        ok(r, "sweep")
+        let sweep = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        let id = try XCTUnwrap(sweep["sweep"] as? String)
+        let members = try runs(s).filter { ($0["id"] as! String).hasPrefix(id) }
+        XCTAssertEqual(members.count, 8, "every variant recorded")
+        for m in members {
+            let params = m["params"] as! [String: String]
+            XCTAssertEqual(m["status"] as? String, params["kind"] == "bad" ? "cancelled" : "succeeded", "\(params)")
+        }
+        let listed = s.trove("runs", "--sweep", id, "--json")
+        XCTAssertEqual((try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [Any])?.count, 8)
+        let bad = try XCTUnwrap(members.first { ($0["params"] as! [String: String])["kind"] == "bad" })
+        let meta = s.trove("runs", "show", bad["id"] as! String, "--json").stdout
+        XCTAssertTrue(meta.contains("early-stop median:loss"), meta)
+        // Stopped before the end: fewer than ten points.
+        XCTAssertLessThan(Int(s.trove("runs", "metrics", bad["id"] as! String, "loss").stdout.split(separator: "\n").count), 10)
+        // The sweep's own record: spec and variants.
+        XCTAssertTrue(s.trove("cat", "sweeps/\(id):variants.json").stdout.contains("\"replica\" : \"4\""))
+    }
 }

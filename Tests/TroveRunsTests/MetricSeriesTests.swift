@@ -51,3 +51,31 @@ final class MetricSeriesTests: XCTestCase {
         XCTAssertEqual(try MetricSeries.decode(bytes).values, values)
     }
 }
+
+final class SweepSpecTests: XCTestCase {
+    func testTheGridExpandsInOrderAndRandomSamplesAreSeeded() throws {
+        let run = RunSpec(command: ["true"], directory: "/")
+        var spec = SweepSpec(grid: [("lr", ["0.1", "0.01"]), ("bs", ["32", "64", "128"])], run: run)
+        let all = spec.variants().map { $0.map { "\($0.name)=\($0.value)" }.joined(separator: " ") }
+        XCTAssertEqual(all, ["lr=0.1 bs=32", "lr=0.1 bs=64", "lr=0.1 bs=128", "lr=0.01 bs=32", "lr=0.01 bs=64", "lr=0.01 bs=128"])
+        spec.random = 3
+        spec.seed = 7
+        let a = spec.variants().map { $0.map(\.value) }
+        XCTAssertEqual(a.count, 3)
+        XCTAssertEqual(Set(a.map { $0.joined(separator: ",") }).count, 3, "distinct")
+        XCTAssertEqual(spec.variants().map { $0.map(\.value) }, a, "the same seed draws the same runs")
+        spec.random = 100
+        XCTAssertEqual(spec.variants().count, 6, "never more than the grid")
+    }
+
+    func testEarlyStopRulesParseAndCompareToTheMedian() throws {
+        let e = try EarlyStop.parse("median:val_acc,min-step=5,mode=max")
+        XCTAssertEqual(e, EarlyStop(metric: "val_acc", minStep: 5, lowerIsBetter: false))
+        XCTAssertThrowsError(try EarlyStop.parse("mean:loss"))
+        XCTAssertThrowsError(try EarlyStop.parse("median:loss,mode=up"))
+        let loss = try EarlyStop.parse("median:loss")
+        XCTAssertTrue(loss.worse(0.9, than: [0.1, 0.2, 0.95]))
+        XCTAssertFalse(loss.worse(0.2, than: [0.1, 0.2, 0.95]), "equal to the median is not worse")
+        XCTAssertFalse(loss.worse(5, than: []), "nothing to compare with")
+    }
+}

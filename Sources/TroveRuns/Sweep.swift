@@ -1,0 +1,190 @@
+import Dispatch
+import Foundation
+import Glibc
+import TroveCore
+import TroveStore
+
+/// `--early-stop median:METRIC[,min-step=N][,mode=min|max]` (Docs/runs.md §Early stopping).
+public struct EarlyStop: Sendable, Equatable {
+    public init(metric: String, minStep: Int64 = 0, lowerIsBetter: Bool = true) {
+        self.metric = metric
+        self.minStep = minStep
+        self.lowerIsBetter = lowerIsBetter
+    }
+
+    public var metric: String
+    public var minStep: Int64 = 0
+    /// True: lower is better (a loss).
+    public var lowerIsBetter = true
+
+    public static func parse(_ text: String) throws -> EarlyStop {
+        func bad(_ why: String) -> StoreError {
+            StoreError(.invalidInput, "--early-stop \(text.debugDescription): \(why)", hint: "e.g. --early-stop median:val_loss,min-step=5,mode=min")
+        }
+        let parts = text.split(separator: ",").map(String.init)
+        guard let first = parts.first, first.hasPrefix("median:"), first.count > 7 else { throw bad("the rule must be median:METRIC") }
+        var e = EarlyStop(metric: String(first.dropFirst(7)))
+        for p in parts.dropFirst() {
+            let kv = p.split(separator: "=", maxSplits: 1).map(String.init)
+            guard kv.count == 2 else { throw bad("\(p) is not KEY=VALUE") }
+            switch kv[0] {
+            case "min-step": guard let n = Int64(kv[1]), n >= 0 else { throw bad("min-step must be a whole number") }; e.minStep = n
+            case "mode":
+                guard kv[1] == "min" || kv[1] == "max" else { throw bad("mode is min or max") }
+                e.lowerIsBetter = kv[1] == "min"
+            default: throw bad("unknown option \(kv[0])")
+            }
+        }
+        return e
+    }
+
+    /// Whether `value` at a step is worse than the median of `others` at that step.
+    public func worse(_ value: Double, than others: [Double]) -> Bool {
+        guard !others.isEmpty else { return false }
+        let s = others.sorted()
+        let median = s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+        return lowerIsBetter ? value > median : value < median
+    }
+}
+
+/// A parameter sweep: the grid (or a seeded random sample of it) expanded into runs.
+public struct SweepSpec: Sendable {
+    public var grid: [(name: String, values: [String])]
+    public var random: Int?
+    public var seed: UInt64 = 0
+    public var run: RunSpec
+    public var parallel = 1
+    public var earlyStop: EarlyStop?
+
+    public init(grid: [(name: String, values: [String])], run: RunSpec) {
+        self.grid = grid
+        self.run = run
+    }
+
+    /// The variants, in grid order (the last parameter varies fastest); with `random`, that
+    /// many distinct ones drawn with `seed` (all of them when the grid is smaller).
+    public func variants() -> [[(name: String, value: String)]] {
+        var all: [[(name: String, value: String)]] = [[]]
+        for (name, values) in grid {
+            all = all.flatMap { prefix in values.map { prefix + [(name, $0)] } }
+        }
+        guard let n = random, n < all.count else { return all }
+        var state = seed
+        func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+        var indices = Array(all.indices)
+        for i in 0..<n { indices.swapAt(i, i + Int(next() % UInt64(indices.count - i))) }
+        return indices.prefix(n).sorted().map { all[$0] }
+    }
+}
+
+/// Runs a sweep on this machine: a bounded pool of runs in this process, watched for early
+/// stopping. The sweep's spec and variants are recorded first, on `sweeps/ID`.
+public final class LocalSweep {
+    public let store: Store
+    public let spec: SweepSpec
+    public let id: String
+
+    public init(store: Store, spec: SweepSpec) throws {
+        self.store = store
+        self.spec = spec
+        id = RunRecorder.newID()
+        try Refs.validate("sweeps/" + id)
+    }
+
+    public struct Member: Sendable {
+        public var index: Int
+        public var runID: String
+        public var outcome: RunRecorder.Outcome?
+        public var error: String?
+    }
+
+    public func run(progress: ((Member) -> Void)? = nil) throws -> (record: ObjectID, members: [Member]) {
+        let variants = spec.variants()
+        let record = try recordSweep(variants)
+        var members = variants.indices.map { Member(index: $0, runID: "", outcome: nil, error: nil) }
+        let lock = Mutex()
+        // Early stopping: every live run's points of the watched metric, by step.
+        var seen: [Int: [Int64: Double]] = [:]
+        var recorders: [Int: RunRecorder] = [:]
+        var next = 0
+        let rule = spec.earlyStop
+        func consider(_ index: Int, _ points: [MetricPoint]) {
+            guard let rule else { return }
+            var stop: (RunRecorder, String)?
+            lock.withLock {
+                for p in points where p.name == rule.metric { seen[index, default: [:]][p.step] = p.value }
+                guard let latest = points.last(where: { $0.name == rule.metric }), latest.step >= rule.minStep,
+                      let r = recorders[index] else { return }
+                let others = seen.filter { $0.key != index }.compactMap { $0.value[latest.step] }
+                if rule.worse(latest.value, than: others) {
+                    stop = (r, "early-stop median:\(rule.metric) at step \(latest.step): \(latest.value) against the median of \(others.count) other run(s)")
+                }
+            }
+            if let (r, why) = stop { r.cancel(reason: why) }
+        }
+        let workers = max(1, min(spec.parallel, variants.count))
+        DispatchQueue.concurrentPerform(iterations: workers) { _ in
+            while true {
+                let i: Int? = lock.withLock {
+                    guard next < variants.count else { return nil }
+                    defer { next += 1 }
+                    return next
+                }
+                guard let i else { return }
+                var runSpec = spec.run
+                runSpec.parameters = variants[i]
+                runSpec.sweep = (id, i)
+                do {
+                    let recorder = try RunRecorder(store: store, spec: runSpec, id: "\(id)-\(i)")
+                    recorder.observe = { consider(i, $0) }
+                    lock.withLock {
+                        recorders[i] = recorder
+                        members[i].runID = recorder.id
+                    }
+                    let o = try recorder.run()
+                    lock.withLock { members[i].outcome = o }
+                } catch {
+                    lock.withLock { members[i].error = "\(error)" }
+                }
+                let m = lock.withLock { members[i] }
+                progress?(m)
+            }
+        }
+        return (record, members)
+    }
+
+    /// The sweep commit: its spec and variants as files, so that a node can resolve a member's
+    /// parameters from the store alone.
+    func recordSweep(_ variants: [[(name: String, value: String)]]) throws -> ObjectID {
+        let writer = ObjectWriter(store: store)
+        let specJSON: [String: Any] = [
+            "command": spec.run.command, "grid": spec.grid.map { ["name": $0.name, "values": $0.values] },
+            "random": spec.random as Any? ?? NSNull(), "seed": spec.seed, "parallel": spec.parallel,
+            "early_stop": spec.earlyStop.map { "median:\($0.metric),min-step=\($0.minStep),mode=\($0.lowerIsBetter ? "min" : "max")" } as Any? ?? NSNull(),
+            "outputs": spec.run.outputs, "launcher": "local",
+        ]
+        let variantsJSON = variants.map { Dictionary($0.map { ($0.name, $0.value) }, uniquingKeysWith: { _, b in b }) }
+        var files: [String: Tree.Entry] = [:]
+        for (name, obj) in [("spec.json", specJSON as Any), ("variants.json", variantsJSON as Any)] {
+            let bytes = Array(try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .prettyPrinted]))
+            let id = try writer.put(.chunk, bytes)
+            files[name] = Tree.Entry(name: name, kind: .file, id: id, size: UInt64(bytes.count))
+        }
+        let (tree, _) = try store.writeTrees(files, writer: writer)
+        let author = Worktree.Author.current(config: store.config, environment: ProcessInfo.processInfo.environment)
+        let c = Commit(tree: tree, parents: [], author: author.name, time: author.time, timezoneOffset: author.offsetMinutes,
+                       kind: .run, gitCommit: spec.run.gitCommit ?? "",
+                       metadata: ["sweep.id": id, "sweep.size": "\(variants.count)", "sweep.launcher": "local"],
+                       message: "sweep \(id): \(variants.count) run(s)\n\n\(RunRecorder.shellQuoted(spec.run.command))\n")
+        let commit = try writer.put(.commit, c.encode())
+        try writer.finish()
+        try store.refs.update("sweeps/" + id, from: nil, to: commit, message: "sweep")
+        return commit
+    }
+}
