@@ -15,6 +15,9 @@ trove run -q -- true   # warm: the python version probe is cached after the firs
 t0=$(date +%s.%N); for i in $(seq 100); do trove run -q -p i=$i -- true; done; t1=$(date +%s.%N)
 for i in $(seq 100); do /bin/true; done; t2=$(date +%s.%N)
 python3 -c "print(f'trove run overhead: {((${t1}-${t0})-(${t2}-${t1}))/100*1000:.1f} ms per run (100 runs)')"
+vals=$(seq -s, 1 100)
+t3=$(date +%s.%N); trove sweep -q -p i=$vals --parallel 1 -- true; t4=$(date +%s.%N)
+python3 -c "print(f'100-variant local sweep of true: {(${t4}-${t3}):.2f} s, {((${t4}-${t3})-(${t2}-${t1}))/100*1000:.1f} ms overhead per run')"
 cat > million.py <<'PY'
 import os, random
 random.seed(1)

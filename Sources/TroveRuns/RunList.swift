@@ -37,9 +37,8 @@ public enum RunList {
     /// Every run on `runs/*`, newest first.
     public static func all(_ store: Store) throws -> [RunInfo] {
         var out: [RunInfo] = []
-        for r in try store.refs.list(prefix: "runs/") {
-            let c = try store.commit(r.id)
-            guard c.kind == .run else { continue }
+        let refs = try store.refs.list(prefix: "runs/")
+        for (r, c) in zip(refs, try store.commits(refs.map(\.id))) where c.kind == .run {
             out.append(RunInfo(id: String(r.name.dropFirst(5)), commit: r.id, c))
         }
         return out.sorted { ($0.start, $0.id) > ($1.start, $1.id) }

@@ -175,12 +175,18 @@ public enum FileIO {
     }
 
     public static func listDirectory(_ path: String) throws -> [String] {
+        try listDirectoryEntries(path).map(\.name)
+    }
+
+    /// Names with whether each is a folder (from readdir's type; a stat only where the file
+    /// system does not say).
+    public static func listDirectoryEntries(_ path: String) throws -> [(name: String, isDirectory: Bool)] {
         guard let dir = opendir(path) else {
             if errno == ENOENT { return [] }
             throw ioError("list", path)
         }
         defer { closedir(dir) }
-        var names: [String] = []
+        var names: [(name: String, isDirectory: Bool)] = []
         while let entry = readdir(dir) {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { raw -> String? in
                 String(validatingCString: raw.baseAddress!.assumingMemoryBound(to: CChar.self))
@@ -192,7 +198,10 @@ public enum FileIO {
                 throw StoreError(.invalidInput, "a file name in \(path) is not valid UTF-8 (\(bytes.debugDescription)); trove stores UTF-8 names only",
                                  hint: "rename it (for example with `convmv -f latin1 -t utf8`)")
             }
-            if name != "." && name != ".." { names.append(name) }
+            if name != "." && name != ".." {
+                let type = entry.pointee.d_type
+                names.append((name, type == UInt8(DT_DIR) || (type == UInt8(DT_UNKNOWN) && isDirectory(path + "/" + name))))
+            }
         }
         return names
     }

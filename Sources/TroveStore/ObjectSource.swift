@@ -49,7 +49,7 @@ extension ObjectSource {
         do {
             return try stored.withUnsafeBytes { s in
                 try PackFormat.verifiedRaw(type: rec.type, codec: rec.codec, rawLength: Int(rec.rawLength), id: rec.id,
-                                           stored: s, decompressor: decompressor ?? Decompressor())
+                                           stored: s, decompressor: decompressor ?? ThreadDecompressor.current)
             }
         } catch let e as CoreError {
             throw StoreError(.integrity, "\(e.message) (pack \(located.files.path(located.pack)))",
@@ -79,6 +79,19 @@ extension ObjectSource {
     public func commit(_ id: ObjectID) throws -> Commit {
         let bytes = try read(id, expecting: .commit)
         return try decoding("commit \(id.hex)") { try Commit.decode(bytes) }
+    }
+
+    /// Many commits at once: one index look-up for all, then each read and verified.
+    public func commits(_ ids: [ObjectID]) throws -> [Commit] {
+        let found = try locateMany(ids)
+        return try zip(ids, found).map { id, l in
+            guard let l else {
+                throw StoreError(.notFound, "commit \(id.hex) is not in the store", hint: "the store may be incomplete: fetch it from a remote or run `trove fsck`")
+            }
+            guard l.record.type == .commit else { throw StoreError(.invalidInput, "object \(id.short()) is a \(l.record.type), not a commit") }
+            let bytes = try readVerified(l)
+            return try decoding("commit \(id.hex)") { try Commit.decode(bytes) }
+        }
     }
 
     /// The chunks of a blob, in order. A blob of one chunk is that chunk.
@@ -220,5 +233,24 @@ public final class PackTable: @unchecked Sendable {
     public func locateMany(_ ids: [ObjectID]) throws -> [ObjectLocation?] {
         if !lock.withLock({ loaded }) { try refresh() }
         return lock.withLock { ids.map { id in table[id].map { ObjectLocation(files: files, location: $0) } } }
+    }
+}
+
+/// One zstd decompression context per thread, reused: creating one costs more than
+/// decompressing a commit or a tree (it showed as 11 % of listing 10,000 runs).
+enum ThreadDecompressor {
+    nonisolated(unsafe) static let key: pthread_key_t = {
+        var k = pthread_key_t()
+        pthread_key_create(&k) { p in
+            if let p { Unmanaged<Decompressor>.fromOpaque(p).release() }
+        }
+        return k
+    }()
+
+    static var current: Decompressor {
+        if let p = pthread_getspecific(key) { return Unmanaged<Decompressor>.fromOpaque(p).takeUnretainedValue() }
+        let d = Decompressor()
+        pthread_setspecific(key, Unmanaged.passRetained(d).toOpaque())
+        return d
     }
 }

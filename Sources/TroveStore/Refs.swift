@@ -47,8 +47,16 @@ public struct Refs: Sendable {
 
     public func read(_ ref: String) throws -> ObjectID? {
         let p = path(ref)
-        guard FileIO.exists(p) else { return nil }
-        let text = try FileIO.readText(p).trimmingCharacters(in: " \n\r\t")
+        // One open and one read: a ref file is a hex id and a newline.
+        let fd = Glibc.open(p, O_RDONLY | O_CLOEXEC)
+        if fd < 0 {
+            if errno == ENOENT || errno == ENOTDIR { return nil }
+            throw FileIO.ioError("read", p)
+        }
+        defer { close(fd) }
+        var buf = [UInt8](repeating: 0, count: 256)
+        let n = try buf.withUnsafeMutableBytes { try FileIO.readUpTo(fd, $0.baseAddress!, $0.count, path: p) }
+        let text = String(decoding: buf[0..<n], as: UTF8.self).trimmingCharacters(in: " \n\r\t")
         guard let id = ObjectID(hex: text) else { throw StoreError(.integrity, "ref \(ref) is malformed (\(p))") }
         return id
     }
@@ -58,12 +66,15 @@ public struct Refs: Sendable {
         var out: [(String, ObjectID)] = []
         func walk(_ rel: String) throws {
             let dir = rel.isEmpty ? "\(root)/refs" : "\(root)/refs/\(rel)"
-            for name in try FileIO.listDirectory(dir).sorted() where !name.hasSuffix(".lock") && !name.hasPrefix(".tmp-") {
-                let r = rel.isEmpty ? name : "\(rel)/\(name)"
-                if FileIO.isDirectory("\(root)/refs/\(r)") { try walk(r) } else if let id = try read(r) { out.append((r, id)) }
+            for e in try FileIO.listDirectoryEntries(dir).sorted(by: { $0.name < $1.name })
+            where !e.name.hasSuffix(".lock") && !e.name.hasPrefix(".tmp-") {
+                let r = rel.isEmpty ? e.name : "\(rel)/\(e.name)"
+                if e.isDirectory { try walk(r) } else if let id = try read(r) { out.append((r, id)) }
             }
         }
-        try walk("")
+        // `runs/` lists only that folder, not every ref of the store.
+        let start = prefix.hasSuffix("/") && prefix.count > 1 ? String(prefix.dropLast()) : ""
+        try walk(start)
         return out.filter { $0.0.hasPrefix(prefix) }
     }
 
