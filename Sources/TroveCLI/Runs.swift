@@ -155,6 +155,34 @@ extension TroveCommand {
         }
     }
 
+    struct Cancel: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Stop running runs (a run id, a sweep id for all its running members, or unique prefixes).",
+            discussion: """
+                Leaves the reason for the recording `trove` and sends SIGTERM to each run's process \
+                group; the run is recorded as cancelled (run.stopped_by). Only runs on this machine can \
+                be signalled. Exit 3 when nothing named is running.
+                """)
+        @Argument(help: "Run or sweep ids.") var ids: [String]
+        @OptionGroup var options: StoreOptions
+
+        func run() throws {
+            let store = try options.openStore()
+            let live = RunList.live(store)
+            var chosen: [LiveRun] = []
+            for id in ids {
+                let matches = live.filter { $0.id == id || $0.id.hasPrefix(id) || (!$0.sweep.isEmpty && ($0.sweep == id || $0.sweep.hasPrefix(id))) }
+                guard !matches.isEmpty else {
+                    throw StoreError(.notFound, "nothing named \(id) is running", hint: "`trove runs` shows what runs (status running)")
+                }
+                chosen += matches.filter { m in !chosen.contains { $0.id == m.id } }
+            }
+            let user = ProcessInfo.processInfo.environment["USER"] ?? "someone"
+            let done = try RunList.cancel(chosen, reason: "trove cancel by \(user)")
+            if !options.quiet { for r in done { Console.out("cancelled \(r.id)") } }
+        }
+    }
+
     struct LogMetric: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "log-metric",
@@ -195,12 +223,19 @@ extension TroveCommand {
             @OptionGroup var options: StoreOptions
 
             func run() throws {
-                var runs = try RunList.all(try options.openStore())
+                let store = try options.openStore()
+                var runs = try RunList.all(store)
+                var live = RunList.live(store)
                 if let sweep {
                     runs = runs.filter { r in r.metadata.contains { $0.key == "run.sweep" && ($0.value == sweep || $0.value.hasPrefix(sweep)) } }
+                    live = live.filter { !$0.sweep.isEmpty && ($0.sweep == sweep || $0.sweep.hasPrefix(sweep)) }
                 }
                 if json {
-                    try Console.json(runs.map { r -> [String: Any] in
+                    try Console.json(live.map { r -> [String: Any] in
+                        ["id": r.id, "status": "running", "start": r.start, "command": r.command, "host": r.host,
+                         "params": Dictionary(r.parameters, uniquingKeysWith: { a, _ in a }),
+                         "metrics": Dictionary(r.metrics.map { ($0.0, Double($0.1) ?? 0) }, uniquingKeysWith: { a, _ in a })]
+                    } + runs.map { r -> [String: Any] in
                         ["id": r.id, "commit": r.commit.hex, "status": r.status, "start": r.start, "seconds": r.seconds as Any? ?? NSNull(),
                          "name": r.name as Any? ?? NSNull(), "command": r.command, "git_commit": r.gitCommit,
                          "params": Dictionary(r.parameters, uniquingKeysWith: { a, _ in a }),
@@ -208,7 +243,12 @@ extension TroveCommand {
                     })
                     return
                 }
-                if runs.isEmpty { Console.out("No runs recorded (start one: trove run -- CMD)"); return }
+                if runs.isEmpty && live.isEmpty { Console.out("No runs recorded (start one: trove run -- CMD)"); return }
+                for r in live {
+                    let params = r.parameters.map { "\($0.0)=\($0.1)" }.joined(separator: " ")
+                    let metrics = r.metrics.map { "\($0.0)=\($0.1)" }.joined(separator: " ")
+                    Console.out("\(r.id)  running   \("-".padding(toLength: 8, withPad: " ", startingAt: 0)) \(params)\(metrics.isEmpty ? "" : "  | " + metrics)")
+                }
                 for r in runs {
                     let params = r.parameters.map { "\($0.0)=\($0.1)" }.joined(separator: " ")
                     let metrics = r.metrics.map { "\($0.0)=\($0.1)" }.joined(separator: " ")

@@ -112,6 +112,14 @@ public final class RunRecorder {
             throw StoreError(.notFound, "cannot start \(spec.command.first ?? ""): \(error.localizedDescription)",
                              hint: "check the command and PATH; nothing was recorded")
         }
+        // What `trove runs` and `trove cancel` (another process) need about a live run.
+        let state: [String: Any] = [
+            "id": id, "pgid": Int(process.processIdentifier), "host": ProcessInfo.processInfo.hostName,
+            "start": RunRecorder.iso(start), "command": RunRecorder.shellQuoted(spec.command),
+            "params": Dictionary(spec.parameters.map { ($0.name, $0.value) }, uniquingKeysWith: { _, b in b }),
+            "sweep": spec.sweep?.0 ?? "",
+        ]
+        try? FileIO.atomicWrite(liveDirectory + "/state.json", Array(try JSONSerialization.data(withJSONObject: state, options: [.sortedKeys])), durable: false)
         // Output is copied to the log files (and echoed) as it comes; metrics are read live.
         let copies = DispatchGroup()
         for (pipe, path, echo) in [(outPipe, stdoutPath, spec.stdoutEcho), (errPipe, stderrPath, Int32(2))] {
@@ -152,6 +160,10 @@ public final class RunRecorder {
             }
         }
         process.waitUntilExit()
+        // `trove cancel` leaves its reason here before it signals the group.
+        if let why = try? FileIO.readText(liveDirectory + "/cancel") {
+            lock.withLock { if cancelReason == nil { cancelReason = why.trimmingCharacters(in: .whitespacesAndNewlines) } }
+        }
         // A background child that outlives the command may hold the pipes open: its output
         // after a grace period is not waited for.
         _ = copies.wait(timeout: .now() + 2)

@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import TroveCore
 import TroveStore
 
@@ -54,5 +55,59 @@ extension RunList {
             throw StoreError(.notFound, "run \(run.id) has no metric \(metric)", hint: names.isEmpty ? "it reported no metrics" : "it has: \(names.joined(separator: ", "))")
         }
         return try MetricSeries.decode(try Materializer.readBlob(store: store, blob: e.id))
+    }
+}
+
+/// A run going on now (its files under `STORE/runs-live/ID/`), as another process sees it.
+public struct LiveRun: Sendable {
+    public var id: String
+    public var pgid: Int32
+    public var host: String
+    public var start: String
+    public var command: String
+    public var sweep: String
+    public var parameters: [(String, String)]
+    public var metrics: [(String, String)]
+    public var directory: String
+
+    /// Whether its process group still exists (on this host; elsewhere: assumed so).
+    public var alive: Bool {
+        host != ProcessInfo.processInfo.hostName || (pgid > 0 && (kill(-pgid, 0) == 0 || errno == EPERM))
+    }
+}
+
+extension RunList {
+    /// The runs being recorded right now, with their latest metrics.
+    public static func live(_ store: Store) -> [LiveRun] {
+        let root = store.root + "/runs-live"
+        var out: [LiveRun] = []
+        for name in ((try? FileIO.listDirectory(root)) ?? []).sorted() {
+            let dir = root + "/" + name
+            guard let data = try? FileIO.readFile(dir + "/state.json"),
+                  let s = try? JSONSerialization.jsonObject(with: Data(data)) as? [String: Any] else { continue }
+            let metrics = MetricsReader(path: dir + "/metrics.jsonl")
+            metrics.poll()
+            let params = (s["params"] as? [String: String] ?? [:]).sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+            out.append(LiveRun(id: name, pgid: Int32((s["pgid"] as? Int) ?? 0), host: s["host"] as? String ?? "",
+                               start: s["start"] as? String ?? "", command: s["command"] as? String ?? "", sweep: s["sweep"] as? String ?? "",
+                               parameters: params, metrics: metrics.summaries.sorted { $0.key < $1.key }.map { ($0.key, $0.value.last.metricText) },
+                               directory: dir))
+        }
+        return out.filter(\.alive)
+    }
+
+    /// Asks live runs to stop: leaves the reason for the recorder, then SIGTERM to each
+    /// process group on this host. Returns the runs signalled.
+    public static func cancel(_ runs: [LiveRun], reason: String) throws -> [LiveRun] {
+        var done: [LiveRun] = []
+        for r in runs {
+            try FileIO.atomicWrite(r.directory + "/cancel", Array((reason + "\n").utf8), durable: false)
+            guard r.host == ProcessInfo.processInfo.hostName else {
+                throw StoreError(.invalidInput, "run \(r.id) runs on \(r.host), not here: it cannot be signalled from this machine",
+                                 hint: "run `trove cancel \(r.id)` on \(r.host)")
+            }
+            if kill(-r.pgid, SIGTERM) == 0 { done.append(r) }
+        }
+        return done
     }
 }

@@ -160,4 +160,26 @@ final class RunTests: XCTestCase {
         // The sweep's own record: spec and variants.
         XCTAssertTrue(s.trove("cat", "sweeps/\(id):variants.json").stdout.contains("\"replica\" : \"4\""))
     }
+
+    func testACancelledRunIsSeenRunningThenRecordedAsCancelled() throws {
+        let s = sandbox()
+        s.write("slow.sh", Array("#!/bin/sh\necho '{\"step\": 1, \"loss\": 0.5}' >> \"$TROVE_METRICS_FILE\"\nsleep 60\n".utf8))
+        chmod(s.path("slow.sh"), 0o755)
+        let running = s.start(["run", "-p", "lr=0.3", "--", "./slow.sh"])
+        var listed: [[String: Any]] = []
+        for _ in 0..<100 where !listed.contains(where: { ($0["metrics"] as? [String: Double])?["loss"] == 0.5 }) {
+            usleep(100_000)
+            listed = (try? runs(s)) ?? []
+        }
+        let live = try XCTUnwrap(listed.first { $0["status"] as? String == "running" }, "\(listed)")
+        XCTAssertEqual(live["params"] as? [String: String], ["lr": "0.3"])
+        let id = try XCTUnwrap(live["id"] as? String)
+        ok(s.trove("cancel", id), "cancel")
+        let r = running.wait()
+        XCTAssertNotEqual(r.status, 0)
+        let recorded = try XCTUnwrap(try runs(s).first { $0["id"] as? String == id })
+        XCTAssertEqual(recorded["status"] as? String, "cancelled")
+        XCTAssertTrue(s.trove("runs", "show", id).stdout.contains("run.stopped_by = trove cancel by"))
+        XCTAssertEqual(s.trove("cancel", id).status, 3, "nothing left to cancel")
+    }
 }
