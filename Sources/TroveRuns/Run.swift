@@ -123,9 +123,7 @@ public final class RunRecorder {
         // Output is copied to the log files (and echoed) as it comes; metrics are read live.
         let copies = DispatchGroup()
         for (pipe, path, echo) in [(outPipe, stdoutPath, spec.stdoutEcho), (errPipe, stderrPath, Int32(2))] {
-            copies.enter()
-            Thread.detachNewThread { [spec] in
-                defer { copies.leave() }
+            DispatchQueue.global().async(group: copies) { [spec] in
                 let log = FileHandle(forWritingAtPath: path)
                 let fd = pipe.fileHandleForReading.fileDescriptor
                 var buf = [UInt8](repeating: 0, count: 64 << 10)

@@ -1,0 +1,77 @@
+import ArgumentParser
+import Foundation
+import Glibc
+import TroveCore
+import TroveGit
+import TroveRuns
+import TroveStore
+import TroveSync
+
+extension TroveCommand {
+    struct Run: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run a command and record it: parameters, code, logs, metrics, outputs.",
+            discussion: """
+                Records the run as a commit of kind `run` on runs/ID (Docs/runs.md): the git commit of \
+                the code and, when the working tree differs from it, the diff (a warning is printed); \
+                the parameters; host, user, start and end, exit status; stdout and stderr (also shown \
+                as they come); metrics; and each --output folder as the run's outputs. The command \
+                gets TROVE_PARAM_<NAME> for each -p, TROVE_PARAMS_FILE (the parameters as JSON), \
+                TROVE_METRICS_FILE (append JSON lines {"step": 1, "loss": 0.3}) and TROVE_RUN_ID. A \
+                run that fails, is killed, times out or is interrupted (Ctrl-C is passed on) is \
+                recorded too, with its status. Exit status: the command's (128+N for signal N); 2 \
+                when the command could not be started.
+                """)
+
+        @Option(name: .customShort("p"), help: ArgumentHelp("A parameter (repeatable).", valueName: "NAME=VALUE")) var parameters: [String] = []
+        @Option(name: .customLong("output"), help: ArgumentHelp("A folder the command writes, recorded as an output (repeatable).", valueName: "DIR"))
+        var outputs: [String] = []
+        @Option(help: "A name for the run.") var name: String?
+        @Option(name: .customLong("timeout"), help: ArgumentHelp("Stop the command after this many seconds.", valueName: "SECONDS")) var timeLimit: Double?
+        @Flag(help: "Print the record as JSON when the run ends (the command's output still goes to stderr).") var json = false
+        @OptionGroup var options: StoreOptions
+        @Argument(parsing: .postTerminator, help: "The command and its arguments, after --.") var command: [String] = []
+
+        func run() throws {
+            guard let first = command.first, !first.hasPrefix("-") else {
+                throw StoreError(.invalidInput, "no command to run", hint: "trove run -p lr=0.1 -- python train.py")
+            }
+            let store = try options.openStore()
+            var spec = RunSpec(command: command, directory: options.cwd)
+            for p in parameters {
+                guard let eq = p.firstIndex(of: "=") else {
+                    throw StoreError(.invalidInput, "parameter \(p.debugDescription) is not NAME=VALUE", hint: "e.g. -p lr=0.01")
+                }
+                let n = String(p[..<eq])
+                try RunSpec.validate(parameterName: n)
+                spec.parameters.append((n, String(p[p.index(after: eq)...])))
+            }
+            spec.outputs = outputs
+            spec.name = name
+            spec.timeLimit = timeLimit
+            spec.stdoutEcho = json ? 2 : 1
+            if let repo = GitRepository.discover(from: options.cwd), repo.workTree != nil, let head = repo.resolveCommit("HEAD") {
+                spec.gitCommit = head.hex
+                let diff = try repo.workTreeDiff()
+                spec.gitDiff = diff
+                if !diff.isEmpty, !options.quiet {
+                    Console.err("warning: the working tree differs from \(head.hex.prefix(12)); the diff is recorded with the run (code.diff)")
+                }
+            }
+            let recorder = try RunRecorder(store: store, spec: spec)
+            if !options.quiet && !json { Console.err("trove: run \(recorder.id) started") }
+            let o = try recorder.run()
+            if json {
+                try Console.json([
+                    "id": recorder.id, "commit": o.commit.hex, "status": o.status.rawValue, "exit_code": o.exitCode.map { $0 as Any } ?? NSNull(),
+                    "signal": o.signal.map { $0 as Any } ?? NSNull(), "seconds": o.seconds,
+                    "metrics": o.metrics.mapValues { ["last": $0.last, "min": $0.min, "max": $0.max, "steps": $0.count] as [String: Any] },
+                ] as [String: Any])
+            } else if !options.quiet {
+                let m = o.metrics.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value.last.description)" }.joined(separator: " ")
+                Console.err("trove: run \(recorder.id) \(o.status.rawValue) in \(Format.duration(o.seconds))\(m.isEmpty ? "" : ", " + m) (runs/\(recorder.id), \(o.commit.short()))")
+            }
+            if o.status != .succeeded { throw CommandFailed(code: o.exitCode ?? (128 + (o.signal ?? 0))) }
+        }
+    }
+}

@@ -1,0 +1,92 @@
+import ArgumentParser
+import Foundation
+import Glibc
+import TroveCore
+import TroveGit
+import TroveRuns
+import TroveStore
+import TroveSync
+
+extension TroveCommand {
+    struct Sweep: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run a command over a grid of parameters, in parallel, with early stopping.",
+            discussion: """
+                -p NAME=V1,V2,... gives a parameter's values; the sweep is every combination (the last \
+                parameter varies fastest), or --random N of them drawn with --seed. The sweep's spec and \
+                variants are recorded on sweeps/ID first; each variant is a run (runs/ID-INDEX, as \
+                `trove run` records it, with run.sweep and run.sweep_index). --parallel N runs at most N \
+                at once on this machine. --early-stop median:METRIC[,min-step=N][,mode=min|max] cancels \
+                a run whose METRIC at a step is worse than the median of the other runs at that step. \
+                Exit status 0 when every run succeeded or was stopped early, 1 otherwise. Docs/runs.md.
+                """)
+
+        @Option(name: .customShort("p"), help: ArgumentHelp("A parameter and its values (repeatable).", valueName: "NAME=V1,V2,...")) var parameters: [String] = []
+        @Option(help: "Run this many variants drawn at random from the grid.") var random: Int?
+        @Option(help: "The seed for --random.") var seed: UInt64 = 0
+        @Option(help: "Runs at once.") var parallel = 1
+        @Option(help: "Where the runs go: local (slurm and k8s are not built yet).") var launcher = "local"
+        @Option(name: .customLong("early-stop"), help: ArgumentHelp("Stop runs worse than the median.", valueName: "median:METRIC[,min-step=N][,mode=min|max]"))
+        var earlyStop: String?
+        @Option(name: .customLong("output"), help: ArgumentHelp("A folder each run writes (repeatable).", valueName: "DIR")) var outputs: [String] = []
+        @Option(name: .customLong("timeout"), help: ArgumentHelp("Stop each run after this many seconds.", valueName: "SECONDS")) var timeLimit: Double?
+        @Flag(help: "Print the sweep as JSON at the end.") var json = false
+        @OptionGroup var options: StoreOptions
+        @Argument(parsing: .postTerminator, help: "The command and its arguments, after --.") var command: [String] = []
+
+        func run() throws {
+            guard let first = command.first, !first.hasPrefix("-") else {
+                throw StoreError(.invalidInput, "no command to run", hint: "trove sweep -p lr=0.1,0.01 --parallel 2 -- python train.py")
+            }
+            guard launcher == "local" else {
+                throw StoreError(.invalidInput, "launcher \(launcher) is not built yet; only local runs here", hint: "use --launcher local")
+            }
+            guard parallel >= 1 else { throw StoreError(.invalidInput, "--parallel must be at least 1") }
+            let store = try options.openStore()
+            var grid: [(name: String, values: [String])] = []
+            for p in parameters {
+                guard let eq = p.firstIndex(of: "="), eq != p.startIndex else {
+                    throw StoreError(.invalidInput, "parameter \(p.debugDescription) is not NAME=V1,V2,...", hint: "e.g. -p lr=0.1,0.01")
+                }
+                let n = String(p[..<eq])
+                try RunSpec.validate(parameterName: n)
+                grid.append((n, p[p.index(after: eq)...].split(separator: ",", omittingEmptySubsequences: false).map(String.init)))
+            }
+            var runSpec = RunSpec(command: command, directory: options.cwd)
+            runSpec.outputs = outputs
+            runSpec.timeLimit = timeLimit
+            runSpec.echo = false
+            if let repo = GitRepository.discover(from: options.cwd), repo.workTree != nil, let head = repo.resolveCommit("HEAD") {
+                runSpec.gitCommit = head.hex
+                runSpec.gitDiff = try repo.workTreeDiff()
+            }
+            var spec = SweepSpec(grid: grid, run: runSpec)
+            spec.random = random
+            spec.seed = seed
+            spec.parallel = parallel
+            spec.earlyStop = try earlyStop.map(EarlyStop.parse)
+            let sweep = try LocalSweep(store: store, spec: spec)
+            if !options.quiet && !json { Console.err("trove: sweep \(sweep.id): \(spec.variants().count) run(s), \(parallel) at once") }
+            let quiet = options.quiet || json
+            let (record, members) = try sweep.run { m in
+                guard !quiet else { return }
+                let params = spec.variants()[m.index].map { "\($0.name)=\($0.value)" }.joined(separator: " ")
+                let status = m.outcome?.status.rawValue ?? "error: \(m.error ?? "?")"
+                Console.err("  \(m.runID)  \(status.padding(toLength: 9, withPad: " ", startingAt: 0)) \(params)")
+            }
+            let bad = members.filter { m in
+                guard let o = m.outcome else { return true }
+                return o.status != .succeeded && !(o.status == .cancelled && spec.earlyStop != nil && !RunRecorder.interrupted)
+            }
+            if json {
+                try Console.json(["sweep": sweep.id, "commit": record.hex, "runs": members.map { m -> [String: Any] in
+                    ["index": m.index, "id": m.runID, "status": m.outcome?.status.rawValue ?? "error", "error": m.error as Any? ?? NSNull()]
+                }] as [String: Any])
+            } else if !options.quiet {
+                let counts = Dictionary(grouping: members, by: { $0.outcome?.status.rawValue ?? "error" }).mapValues(\.count)
+                Console.err("trove: sweep \(sweep.id) done: " + counts.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", "))
+            }
+            if !bad.isEmpty { throw CommandFailed(code: TroveCLI.ExitStatus.failure) }
+        }
+    }
+}
