@@ -29,15 +29,33 @@ extension TroveCommand {
         @Option(help: "A name for the run.") var name: String?
         @Option(name: .customLong("timeout"), help: ArgumentHelp("Stop the command after this many seconds.", valueName: "SECONDS")) var timeLimit: Double?
         @Flag(help: "Print the record as JSON when the run ends (the command's output still goes to stderr).") var json = false
+        @Option(help: "Run member --index of this recorded sweep (what a batch task runs): its parameters, command and outputs come from sweeps/ID.")
+        var sweep: String?
+        @Option(help: "The member of --sweep to run (e.g. $SLURM_ARRAY_TASK_ID).") var index: Int?
         @OptionGroup var options: StoreOptions
         @Argument(parsing: .postTerminator, help: "The command and its arguments, after --.") var command: [String] = []
 
         func run() throws {
-            guard let first = command.first, !first.hasPrefix("-") else {
+            let store = try options.openStore()
+            var record: SweepRecord?
+            if let sweep {
+                let r = try SweepRecord.load(store, sweep)
+                guard let index, r.variants.indices.contains(index) else {
+                    throw StoreError(.invalidInput, "--sweep needs --index 0...\(r.variants.count - 1)", hint: "e.g. --index $SLURM_ARRAY_TASK_ID")
+                }
+                record = r
+            } else if index != nil {
+                throw StoreError(.invalidInput, "--index goes with --sweep")
+            }
+            let cmd = command.isEmpty ? (record?.command ?? []) : command
+            guard let first = cmd.first, !first.hasPrefix("-") else {
                 throw StoreError(.invalidInput, "no command to run", hint: "trove run -p lr=0.1 -- python train.py")
             }
-            let store = try options.openStore()
-            var spec = RunSpec(command: command, directory: options.cwd)
+            var spec = RunSpec(command: cmd, directory: options.cwd)
+            if let record, let index {
+                spec.parameters = record.variants[index]
+                spec.sweep = (record.id, index)
+            }
             for p in parameters {
                 guard let eq = p.firstIndex(of: "=") else {
                     throw StoreError(.invalidInput, "parameter \(p.debugDescription) is not NAME=VALUE", hint: "e.g. -p lr=0.01")
@@ -46,7 +64,7 @@ extension TroveCommand {
                 try RunSpec.validate(parameterName: n)
                 spec.parameters.append((n, String(p[p.index(after: eq)...])))
             }
-            spec.outputs = outputs
+            spec.outputs = outputs.isEmpty ? (record?.outputs ?? []) : outputs
             spec.name = name
             spec.timeLimit = timeLimit
             spec.stdoutEcho = json ? 2 : 1
@@ -58,7 +76,7 @@ extension TroveCommand {
                     Console.err("warning: the working tree differs from \(head.hex.prefix(12)); the diff is recorded with the run (code.diff)")
                 }
             }
-            let recorder = try RunRecorder(store: store, spec: spec)
+            let recorder = try RunRecorder(store: store, spec: spec, id: record.map { "\($0.id)-\(index!)" })
             if !options.quiet && !json { Console.err("trove: run \(recorder.id) started") }
             let o = try recorder.run()
             if json {

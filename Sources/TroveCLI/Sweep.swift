@@ -30,6 +30,8 @@ extension TroveCommand {
         var earlyStop: String?
         @Option(name: .customLong("output"), help: ArgumentHelp("A folder each run writes (repeatable).", valueName: "DIR")) var outputs: [String] = []
         @Option(name: .customLong("timeout"), help: ArgumentHelp("Stop each run after this many seconds.", valueName: "SECONDS")) var timeLimit: Double?
+        @Flag(help: "Record the sweep and run nothing: each member is then `trove run --sweep ID --index N` (a batch system's task).")
+        var recordOnly = false
         @Flag(help: "Print the sweep as JSON at the end.") var json = false
         @OptionGroup var options: StoreOptions
         @Argument(parsing: .postTerminator, help: "The command and its arguments, after --.") var command: [String] = []
@@ -66,6 +68,12 @@ extension TroveCommand {
             spec.parallel = parallel
             spec.earlyStop = try earlyStop.map(EarlyStop.parse)
             let sweep = try LocalSweep(store: store, spec: spec)
+            if recordOnly {
+                let record = try sweep.recordSweep(spec.variants())
+                if json { try Console.json(["sweep": sweep.id, "commit": record.hex, "size": spec.variants().count] as [String: Any]); return }
+                Console.out("sweep \(sweep.id) recorded (\(spec.variants().count) member(s)); run member N with: trove run --sweep \(sweep.id) --index N")
+                return
+            }
             if !options.quiet && !json { Console.err("trove: sweep \(sweep.id): \(spec.variants().count) run(s), \(parallel) at once") }
             let quiet = options.quiet || json
             let (record, members) = try sweep.run { m in

@@ -57,6 +57,10 @@ public final class RunRecorder {
         self.spec = spec
         self.id = id ?? RunRecorder.newID()
         try Refs.validate("runs/" + self.id)
+        // Refused before the command runs, not after: a member is recorded once.
+        if try store.refs.read("runs/" + self.id) != nil {
+            throw StoreError(.conflict, "run \(self.id) is already recorded", hint: "`trove runs show \(self.id)`; a sweep member runs once")
+        }
         liveDirectory = store.root + "/runs-live/" + self.id
     }
 

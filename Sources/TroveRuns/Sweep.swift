@@ -161,7 +161,7 @@ public final class LocalSweep {
 
     /// The sweep commit: its spec and variants as files, so that a node can resolve a member's
     /// parameters from the store alone.
-    func recordSweep(_ variants: [[(name: String, value: String)]]) throws -> ObjectID {
+    public func recordSweep(_ variants: [[(name: String, value: String)]]) throws -> ObjectID {
         let writer = ObjectWriter(store: store)
         let specJSON: [String: Any] = [
             "command": spec.run.command, "grid": spec.grid.map { ["name": $0.name, "values": $0.values] },
@@ -186,5 +186,36 @@ public final class LocalSweep {
         try writer.finish()
         try store.refs.update("sweeps/" + id, from: nil, to: commit, message: "sweep")
         return commit
+    }
+}
+
+/// A recorded sweep read back: what a batch task needs to run its member from the store
+/// alone (`trove run --sweep ID --index N`).
+public struct SweepRecord: Sendable {
+    public var id: String
+    public var command: [String]
+    public var outputs: [String]
+    public var variants: [[(name: String, value: String)]]
+
+    /// The sweep `id` names (or a unique prefix of it), from `sweeps/ID`.
+    public static func load(_ store: Store, _ id: String) throws -> SweepRecord {
+        let all = try store.refs.list(prefix: "sweeps/").filter { $0.name == "sweeps/" + id || $0.name.hasPrefix("sweeps/" + id) }
+        guard all.count == 1, let ref = all.first else {
+            throw StoreError(all.isEmpty ? .notFound : .invalidInput, all.isEmpty ? "no sweep \(id) in \(store.root)" : "\(id) names \(all.count) sweeps",
+                             hint: "the task must see the store the sweep was recorded in (a shared path, or fetch it first)")
+        }
+        let files = try store.flatten(tree: try store.commit(ref.id).tree)
+        func json(_ name: String) throws -> Any {
+            guard let e = files[name] else { throw StoreError(.integrity, "sweep \(ref.name) has no \(name)") }
+            return try JSONSerialization.jsonObject(with: Data(try Materializer.readBlob(store: store, blob: e.id)))
+        }
+        guard let spec = try json("spec.json") as? [String: Any], let command = spec["command"] as? [String],
+              let variants = try json("variants.json") as? [[String: String]] else {
+            throw StoreError(.integrity, "sweep \(ref.name): spec.json or variants.json is not what trove writes")
+        }
+        // Parameter order: the grid's.
+        let order = (spec["grid"] as? [[String: Any]] ?? []).compactMap { $0["name"] as? String }
+        return SweepRecord(id: String(ref.name.dropFirst(7)), command: command, outputs: spec["outputs"] as? [String] ?? [],
+                           variants: variants.map { v in order.compactMap { n in v[n].map { (n, $0) } } })
     }
 }

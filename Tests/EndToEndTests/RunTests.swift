@@ -182,4 +182,28 @@ final class RunTests: XCTestCase {
         XCTAssertTrue(s.trove("runs", "show", id).stdout.contains("run.stopped_by = trove cancel by"))
         XCTAssertEqual(s.trove("cancel", id).status, 3, "nothing left to cancel")
     }
+
+    func testABatchTaskRunsItsSweepMemberFromTheRecordAlone() throws {
+        let s = sandbox()
+        let rec = s.trove(["sweep", "-p", "lr=0.1,0.01", "-p", "batch_size=32,64", "--record-only", "--output", "out", "--json", "--", "./train.sh"])
+        ok(rec, "record-only sweep")
+        let id = try XCTUnwrap((try JSONSerialization.jsonObject(with: Data(rec.stdout.utf8)) as? [String: Any])?["sweep"] as? String)
+        XCTAssertTrue(try runs(s).isEmpty, "nothing ran")
+        // What a Slurm array task runs: only the sweep id and its index.
+        let task = s.trove(["run", "--sweep", String(id.prefix(17)), "--index", "3"])
+        ok(task, "member 3")
+        XCTAssertTrue(task.stdout.contains("lr=0.01 batch=64 run=\(id)-3"), task.stdout)
+        let run = try XCTUnwrap(try runs(s).first)
+        XCTAssertEqual(run["id"] as? String, "\(id)-3")
+        XCTAssertEqual(run["params"] as? [String: String], ["lr": "0.01", "batch_size": "64"])
+        XCTAssertEqual(s.trove("cat", "runs/\(id)-3:outputs/out/ckpt/model.bin").stdout, "weights\n", "the sweep's outputs")
+        XCTAssertEqual(s.trove(["runs", "--sweep", id, "--json"]).stdout.contains("\(id)-3"), true)
+        let out = s.trove(["run", "--sweep", id, "--index", "4"])
+        XCTAssertEqual(out.status, 2)
+        XCTAssertTrue(out.stderr.contains("--index 0...3"), out.stderr)
+        XCTAssertEqual(s.trove(["run", "--sweep", "nosuch", "--index", "0"]).status, 3)
+        let again = s.trove(["run", "--sweep", id, "--index", "3"])
+        XCTAssertEqual(again.status, 5, "a member is recorded once, refused before it runs")
+        XCTAssertTrue(again.stderr.contains("already recorded") && !again.stdout.contains("lr="), again.stderr)
+    }
 }
