@@ -17,6 +17,9 @@ extension TroveCommand {
         struct List: ParsableCommand {
             static let configuration = CommandConfiguration(abstract: "Recorded runs, newest first: status, start, duration, parameters, last metrics.")
             @Option(help: "Only the runs of this sweep (an id or a unique prefix).") var sweep: String?
+            @Option(name: .customLong("where"), help: ArgumentHelp("Only runs where FIELD OP VALUE holds (repeatable: all must).", valueName: "'params.lr<0.01'"))
+            var conditions: [String] = []
+            @Option(parsing: .unconditional, help: ArgumentHelp("Order by a field, '-' for descending.", valueName: "[-]FIELD")) var sort: String?
             @Flag(help: "Print JSON.") var json = false
             @OptionGroup var options: StoreOptions
 
@@ -27,6 +30,13 @@ extension TroveCommand {
                 if let sweep {
                     runs = runs.filter { r in r.metadata.contains { $0.key == "run.sweep" && ($0.value == sweep || $0.value.hasPrefix(sweep)) } }
                     live = live.filter { !$0.sweep.isEmpty && ($0.sweep == sweep || $0.sweep.hasPrefix(sweep)) }
+                }
+                let filters = try conditions.map(RunFilter.parse)
+                runs = runs.filter { r in filters.allSatisfy { $0.matches(r) } }
+                live = live.filter { r in filters.allSatisfy { $0.matches(r) } }
+                if let sort {
+                    runs = RunFilter.sort(runs, by: sort)
+                    live = RunFilter.sort(live, by: sort)
                 }
                 if json {
                     try Console.json(live.map { r -> [String: Any] in

@@ -111,3 +111,94 @@ extension RunList {
         return done
     }
 }
+
+/// A value of a run that `--where` and `--sort` name: `params.NAME`, `metrics.NAME` (the last
+/// value), `status`, `name`, `id`, `start`, `seconds`.
+public protocol RunFields {
+    func field(_ name: String) -> String?
+}
+
+extension RunInfo: RunFields {
+    public func field(_ name: String) -> String? {
+        if name.hasPrefix("params.") { return parameters.first { $0.0 == name.dropFirst(7) }?.1 }
+        if name.hasPrefix("metrics.") { return metrics.first { $0.0 == name.dropFirst(8) }?.1 }
+        switch name {
+        case "status": return status
+        case "name": return self.name
+        case "id": return id
+        case "start": return start
+        case "seconds": return seconds.map { "\($0)" }
+        default: return nil
+        }
+    }
+}
+
+extension LiveRun: RunFields {
+    public func field(_ name: String) -> String? {
+        if name.hasPrefix("params.") { return parameters.first { $0.0 == name.dropFirst(7) }?.1 }
+        if name.hasPrefix("metrics.") { return metrics.first { $0.0 == name.dropFirst(8) }?.1 }
+        switch name {
+        case "status": return "running"
+        case "id": return id
+        case "start": return start
+        default: return nil
+        }
+    }
+}
+
+/// `--where 'params.lr<0.01'`: FIELD OP VALUE with OP one of `<=`, `>=`, `!=`, `==`, `<`, `>`, `=`.
+/// Numbers compare as numbers when both sides are numbers, else as text. A run without the
+/// field does not match.
+public struct RunFilter: Sendable {
+    public var field: String
+    public var op: String
+    public var value: String
+
+    public static func parse(_ text: String) throws -> RunFilter {
+        for op in ["<=", ">=", "!=", "==", "<", ">", "="] {
+            if let r = text.range(of: op) {
+                let f = text[..<r.lowerBound].trimmingCharacters(in: .whitespaces)
+                let v = text[r.upperBound...].trimmingCharacters(in: .whitespaces)
+                guard !f.isEmpty else { break }
+                return RunFilter(field: f, op: op == "==" ? "=" : op, value: v)
+            }
+        }
+        throw StoreError(.invalidInput, "--where \(text.debugDescription) is not FIELD OP VALUE",
+                         hint: "e.g. --where 'params.lr<0.01' --where status=succeeded (fields: params.NAME, metrics.NAME, status, name, id, start, seconds)")
+    }
+
+    public func matches(_ run: RunFields) -> Bool {
+        guard let have = run.field(field) else { return false }
+        let c = RunFilter.compare(have, value)
+        switch op {
+        case "<": return c < 0
+        case "<=": return c <= 0
+        case ">": return c > 0
+        case ">=": return c >= 0
+        case "!=": return c != 0
+        default: return c == 0
+        }
+    }
+
+    /// -1, 0, 1: as numbers when both are, else as text.
+    public static func compare(_ a: String, _ b: String) -> Int {
+        if let x = Double(a), let y = Double(b) { return x < y ? -1 : x > y ? 1 : 0 }
+        return a < b ? -1 : a > b ? 1 : 0
+    }
+
+    /// Sorts by `key` (`-metrics.val_acc`: descending); runs without the field go last.
+    public static func sort<T: RunFields>(_ runs: [T], by key: String) -> [T] {
+        let descending = key.hasPrefix("-")
+        let field = descending ? String(key.dropFirst()) : key
+        return runs.enumerated().sorted { a, b in
+            switch (a.element.field(field), b.element.field(field)) {
+            case (nil, nil): return a.offset < b.offset
+            case (nil, _): return false
+            case (_, nil): return true
+            case let (x?, y?):
+                let c = compare(x, y)
+                return c == 0 ? a.offset < b.offset : (descending ? c > 0 : c < 0)
+            }
+        }.map(\.element)
+    }
+}

@@ -152,6 +152,10 @@ final class RunTests: XCTestCase {
         }
         let listed = s.trove("runs", "--sweep", id, "--json")
         XCTAssertEqual((try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [Any])?.count, 8)
+        let good = s.trove("runs", "--sweep", id, "--where", "metrics.loss<5", "--where", "params.replica>=3", "--sort", "-params.replica", "--json")
+        let goodIDs = (try JSONSerialization.jsonObject(with: Data(good.stdout.utf8)) as? [[String: Any]])?.map { $0["params"] as! [String: String] }
+        XCTAssertEqual(goodIDs, [["kind": "good", "replica": "4"], ["kind": "good", "replica": "3"]], good.stderr)
+        XCTAssertEqual(s.trove("runs", "--where", "bogus").status, 2)
         let bad = try XCTUnwrap(members.first { ($0["params"] as! [String: String])["kind"] == "bad" })
         let meta = s.trove("runs", "show", bad["id"] as! String, "--json").stdout
         XCTAssertTrue(meta.contains("early-stop median:loss"), meta)

@@ -79,3 +79,31 @@ final class SweepSpecTests: XCTestCase {
         XCTAssertFalse(loss.worse(5, than: []), "nothing to compare with")
     }
 }
+
+final class RunFilterTests: XCTestCase {
+    struct Row: RunFields {
+        var values: [String: String]
+        func field(_ name: String) -> String? { values[name] }
+    }
+
+    func testWhereComparesNumbersAsNumbersAndTextAsText() throws {
+        let a = Row(values: ["params.lr": "0.1", "status": "succeeded", "metrics.acc": "0.9"])
+        let b = Row(values: ["params.lr": "0.01", "status": "failed"])
+        XCTAssertTrue(try RunFilter.parse("params.lr<0.05").matches(b))
+        XCTAssertFalse(try RunFilter.parse("params.lr<0.05").matches(a))
+        XCTAssertTrue(try RunFilter.parse("params.lr >= 0.1").matches(a), "spaces allowed, 0.1 = 0.10")
+        XCTAssertTrue(try RunFilter.parse("status=succeeded").matches(a))
+        XCTAssertTrue(try RunFilter.parse("status!=succeeded").matches(b))
+        XCTAssertFalse(try RunFilter.parse("metrics.acc>0").matches(b), "no such field: no match")
+        XCTAssertTrue(try RunFilter.parse("params.lr==0.100").matches(a))
+        XCTAssertThrowsError(try RunFilter.parse("params.lr"))
+        XCTAssertThrowsError(try RunFilter.parse("<3"))
+    }
+
+    func testSortIsNumericDescendingWithMissingValuesLast() {
+        let rows = [Row(values: ["id": "a", "metrics.acc": "0.5"]), Row(values: ["id": "b"]),
+                    Row(values: ["id": "c", "metrics.acc": "0.95"]), Row(values: ["id": "d", "metrics.acc": "0.10"])]
+        XCTAssertEqual(RunFilter.sort(rows, by: "-metrics.acc").map { $0.values["id"]! }, ["c", "a", "d", "b"])
+        XCTAssertEqual(RunFilter.sort(rows, by: "metrics.acc").map { $0.values["id"]! }, ["d", "a", "c", "b"])
+    }
+}
