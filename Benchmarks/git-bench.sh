@@ -36,10 +36,7 @@ TSV=$RES/results.tsv
 . "$HERE/lib.sh"
 setup_run
 "$TROVE" install --global -q
-if ! mountpoint -q "$REMFS"; then
-  truncate -s 16G "$SCRATCH/remote.img" && mkfs.ext4 -q -F "$SCRATCH/remote.img" && mount -o loop,discard "$SCRATCH/remote.img" "$REMFS" \
-    || echo "WARN: no loop mount; remotes share the file system" >&2
-fi
+mount_remfs
 drop() { sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true; }
 
 run() { # TOOL: trove | gitlfs

@@ -29,3 +29,12 @@ setup_run() {
     "$PY" "$SHARED/gen.py" "$DATA" && "$PY" "$SHARED/mutate.py" "$DATA" && touch "$DATA/.done"
   fi
 }
+
+# mount_remfs: remotes on a loop-mounted ext4 image on the same disk (as ../shared/bench
+# does), so that pushes copy bytes (git-lfs hardlinks within one file system). Needs SCRATCH, REMFS.
+mount_remfs() {
+  if ! mountpoint -q "$REMFS"; then
+    truncate -s 16G "$SCRATCH/remote.img" && mkfs.ext4 -q -F "$SCRATCH/remote.img" && mount -o loop,discard "$SCRATCH/remote.img" "$REMFS" \
+      || echo "WARN: no loop mount; remotes share the file system" >&2
+  fi
+}

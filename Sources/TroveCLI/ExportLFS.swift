@@ -24,13 +24,10 @@ extension TroveCommand {
         func run() throws {
             let git = try GitMode.require(options)
             let r = try LFSMigration.exportLFS(repo: git.repo, store: git.store, progress: options.progress)
-            if json {
-                try Console.json(["objects": r.objects, "bytes": r.bytes, "missing": r.missing, "gitattributes_lines": r.attributeLines, "lfs_hooks": r.hooks])
-            } else if !options.quiet {
-                Console.out("Exported \(r.objects) object(s) (\(Format.bytes(r.bytes))) to \(LFSMigration.objectsDirectory(git.repo))")
-                Console.out("  .gitattributes: \(r.attributeLines) line(s) now filter=lfs; commit the change")
-                if !r.hooks.isEmpty { Console.out("  git-lfs hooks restored: \(r.hooks.joined(separator: ", "))") }
-            }
+            try LFSMigrationOutput.show(r, json: json, quiet: options.quiet, problemsKey: "missing", problems: r.missing, lines: [
+                "Exported \(r.objects) object(s) (\(Format.bytes(r.bytes))) to \(LFSMigration.objectsDirectory(git.repo))",
+                "  .gitattributes: \(r.attributeLines) line(s) now filter=lfs; commit the change",
+            ] + (r.hooks.isEmpty ? [] : ["  git-lfs hooks restored: \(r.hooks.joined(separator: ", "))"]))
             if !r.missing.isEmpty {
                 Console.err("trove: the store lacks the content of \(r.missing.count) pointer(s): \(r.missing.prefix(5).joined(separator: ", "))")
                 Console.err("hint: fetch the content of older revisions first: `trove fetch origin REV...`")

@@ -5,6 +5,17 @@ import TroveGit
 import TroveStore
 import TroveSync
 
+/// The code a run uses: the enclosing git working tree's HEAD and its uncommitted diff
+/// (nil, nil outside git). `warn`: say so on stderr when the tree is dirty.
+func codeVersion(at cwd: String, warn: Bool) throws -> (commit: String?, diff: [UInt8]?) {
+    guard let repo = GitRepository.discover(from: cwd), repo.workTree != nil, let head = repo.resolveCommit("HEAD") else { return (nil, nil) }
+    let diff = try repo.workTreeDiff()
+    if warn, !diff.isEmpty {
+        Console.err("warning: the working tree differs from \(head.hex.prefix(12)); the diff is recorded with the run (code.diff)")
+    }
+    return (head.hex, diff)
+}
+
 /// A git working tree with Trove installed (`trove install`): the repository, read through
 /// libgit2, and the store in `.git/trove` (shared by its worktrees). Docs/git.md.
 struct GitMode {
@@ -120,10 +131,7 @@ struct GitMode {
         return stats
     }
 
-    func isComplete(_ p: LFSPointer) throws -> Bool {
-        guard try store.has(p.oid) else { return false }
-        return try store.contains(try store.chunks(ofBlob: p.oid).map(\.id)).allSatisfy { $0 }
-    }
+    func isComplete(_ p: LFSPointer) throws -> Bool { try store.hasContent(ofBlob: p.oid) }
 
     /// The tracked files whose working-tree file is still the pointer git holds.
     func pointerFiles(_ pointers: [String: LFSPointer]) -> [String: LFSPointer] {

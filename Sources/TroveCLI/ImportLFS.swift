@@ -25,17 +25,26 @@ extension TroveCommand {
         func run() throws {
             let git = try GitMode.require(options)
             let r = try LFSMigration.importLFS(repo: git.repo, store: git.store, progress: options.progress)
-            if json {
-                try Console.json(["objects": r.objects, "bytes": r.bytes, "corrupt": r.corrupt, "gitattributes_lines": r.attributeLines, "lfs_hooks": r.hooks])
-            } else if !options.quiet {
-                Console.out("Imported \(r.objects) object(s) (\(Format.bytes(r.bytes))) from \(LFSMigration.objectsDirectory(git.repo))")
-                Console.out("  .gitattributes: \(r.attributeLines) line(s) now filter=trove; commit the change")
-                if !r.hooks.isEmpty { Console.out("  git-lfs hooks set aside: \(r.hooks.joined(separator: ", "))") }
-            }
+            try LFSMigrationOutput.show(r, json: json, quiet: options.quiet, problemsKey: "corrupt", problems: r.corrupt, lines: [
+                "Imported \(r.objects) object(s) (\(Format.bytes(r.bytes))) from \(LFSMigration.objectsDirectory(git.repo))",
+                "  .gitattributes: \(r.attributeLines) line(s) now filter=trove; commit the change",
+            ] + (r.hooks.isEmpty ? [] : ["  git-lfs hooks set aside: \(r.hooks.joined(separator: ", "))"]))
             if !r.corrupt.isEmpty {
                 Console.err("trove: \(r.corrupt.count) LFS object(s) do not match their name and were not imported: \(r.corrupt.prefix(5).joined(separator: ", "))")
                 throw CommandFailed(code: TroveCLI.ExitStatus.integrity)
             }
+        }
+    }
+}
+
+/// What import-lfs and export-lfs print: the same JSON shape (`corrupt` or `missing` for
+/// the objects that could not move), or the given lines.
+enum LFSMigrationOutput {
+    static func show(_ r: LFSMigration.Report, json: Bool, quiet: Bool, problemsKey: String, problems: [String], lines: [String]) throws {
+        if json {
+            try Console.json(["objects": r.objects, "bytes": r.bytes, problemsKey: problems, "gitattributes_lines": r.attributeLines, "lfs_hooks": r.hooks])
+        } else if !quiet {
+            for l in lines { Console.out(l) }
         }
     }
 }

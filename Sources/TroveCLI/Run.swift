@@ -68,14 +68,7 @@ extension TroveCommand {
             spec.name = name
             spec.timeLimit = timeLimit
             spec.stdoutEcho = json ? 2 : 1
-            if let repo = GitRepository.discover(from: options.cwd), repo.workTree != nil, let head = repo.resolveCommit("HEAD") {
-                spec.gitCommit = head.hex
-                let diff = try repo.workTreeDiff()
-                spec.gitDiff = diff
-                if !diff.isEmpty, !options.quiet {
-                    Console.err("warning: the working tree differs from \(head.hex.prefix(12)); the diff is recorded with the run (code.diff)")
-                }
-            }
+            (spec.gitCommit, spec.gitDiff) = try codeVersion(at: options.cwd, warn: !options.quiet)
             let recorder = try RunRecorder(store: store, spec: spec, id: record.map { "\($0.id)-\(index!)" })
             if !options.quiet && !json { Console.err("trove: run \(recorder.id) started") }
             let o = try recorder.run()

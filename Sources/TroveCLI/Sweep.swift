@@ -58,10 +58,7 @@ extension TroveCommand {
             runSpec.outputs = outputs
             runSpec.timeLimit = timeLimit
             runSpec.echo = false
-            if let repo = GitRepository.discover(from: options.cwd), repo.workTree != nil, let head = repo.resolveCommit("HEAD") {
-                runSpec.gitCommit = head.hex
-                runSpec.gitDiff = try repo.workTreeDiff()
-            }
+            (runSpec.gitCommit, runSpec.gitDiff) = try codeVersion(at: options.cwd, warn: false)
             var spec = SweepSpec(grid: grid, run: runSpec)
             spec.random = random
             spec.seed = seed

@@ -113,7 +113,7 @@ public final class FilterProcess {
 
     /// Content up to this size is read whole (and, with `storeInBackground`, answered before
     /// it is stored).
-    static let memoryLimit = 8 << 20
+    static let memoryLimit = Ingester.smallLimit
 
     func clean(path: String) throws {
         // Read up to `memoryLimit` bytes: a pointer (under 1024 bytes) or a small file whole.
@@ -300,9 +300,7 @@ public final class FilterProcess {
             try flushObjects(report: false)
             unwritten = false
         }
-        guard try store.has(p.oid) else { return false }
-        let chunks = try store.chunks(ofBlob: p.oid)
-        return try store.contains(chunks.map(\.id)).allSatisfy { $0 }
+        return try store.hasContent(ofBlob: p.oid)
     }
 
     func sendContent(of pointer: LFSPointer, path: String) throws {

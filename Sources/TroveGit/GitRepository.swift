@@ -165,26 +165,18 @@ public final class GitRepository: @unchecked Sendable {
 
     /// Every file (blob entry, not submodules or symlinks) of a tree, with its full path.
     public func files(ofTree tree: GitOID) throws -> [GitTreeFile] {
-        var raw = tree.raw
-        var t: OpaquePointer?
-        guard git_tree_lookup(&t, handle, &raw) == 0, let t else {
-            throw StoreError(.notFound, GitRepository.lastError("git tree \(tree.hex)"))
+        var out: [GitTreeFile] = []
+        func walk(_ tree: GitOID, _ prefix: String) throws {
+            for e in try entries(ofTree: tree) {
+                switch e.kind {
+                case .tree: try walk(e.id, prefix + e.name + "/")
+                case .file, .executable: out.append(GitTreeFile(path: prefix + e.name, blob: e.id, executable: e.kind == .executable))
+                case .other: continue
+                }
+            }
         }
-        defer { git_tree_free(t) }
-        final class Box { var files: [GitTreeFile] = [] }
-        let box = Box()
-        let rc = git_tree_walk(t, GIT_TREEWALK_PRE, { root, entry, payload in
-            guard let entry, let root, let payload else { return 0 }
-            let mode = git_tree_entry_filemode(entry)
-            guard mode == GIT_FILEMODE_BLOB || mode == GIT_FILEMODE_BLOB_EXECUTABLE else { return 0 }
-            let box = Unmanaged<Box>.fromOpaque(payload).takeUnretainedValue()
-            box.files.append(GitTreeFile(path: String(cString: root) + String(cString: git_tree_entry_name(entry)),
-                                         blob: GitOID(git_tree_entry_id(entry).pointee),
-                                         executable: mode == GIT_FILEMODE_BLOB_EXECUTABLE))
-            return 0
-        }, Unmanaged.passUnretained(box).toOpaque())
-        guard rc == 0 else { throw StoreError(.integrity, GitRepository.lastError("reading git tree \(tree.hex)")) }
-        return box.files
+        try walk(tree, "")
+        return out
     }
 
     /// The entries of one tree: name, object, and whether it is a tree, a file, an executable file.
@@ -253,10 +245,7 @@ public final class GitRepository: @unchecked Sendable {
     public func config(_ key: String) -> String? {
         var cfg: OpaquePointer?
         guard git_repository_config_snapshot(&cfg, handle) == 0, let cfg else { return nil }
-        defer { git_config_free(cfg) }
-        var out: UnsafePointer<CChar>?
-        guard git_config_get_string(&out, cfg, key) == 0, let out else { return nil }
-        return String(cString: out)
+        return GitConfigFile.string(key, snapshot: cfg)
     }
 
     /// The URL of git remote `name`.
@@ -434,9 +423,15 @@ public final class GitConfigFile {
     public func get(_ key: String) -> String? {
         var snap: OpaquePointer?
         guard git_config_snapshot(&snap, handle) == 0, let snap else { return nil }
-        defer { git_config_free(snap) }
+        return GitConfigFile.string(key, snapshot: snap)
+    }
+
+    /// A string from a config snapshot (read-only: strings stay valid while it lives), which
+    /// it then frees.
+    static func string(_ key: String, snapshot: OpaquePointer) -> String? {
+        defer { git_config_free(snapshot) }
         var out: UnsafePointer<CChar>?
-        guard git_config_get_string(&out, snap, key) == 0, let out else { return nil }
+        guard git_config_get_string(&out, snapshot, key) == 0, let out else { return nil }
         return String(cString: out)
     }
 

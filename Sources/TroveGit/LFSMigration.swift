@@ -74,7 +74,7 @@ public enum LFSMigration {
             let dir = "\(root)/\(hex.prefix(2))/\(hex.dropFirst(2).prefix(2))"
             let path = dir + "/" + hex
             if FileIO.fileSize(path) == p.size { continue }
-            guard try store.has(oid), try store.contains(try store.chunks(ofBlob: oid).map(\.id)).allSatisfy({ $0 }) else {
+            guard try store.hasContent(ofBlob: oid) else {
                 report.missing.append(hex)
                 continue
             }

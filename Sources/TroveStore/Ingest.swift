@@ -29,7 +29,7 @@ public final class Ingester: @unchecked Sendable {
     /// Reused by `ingest(stream:)`, which callers run one at a time.
     private var streamWorker: SmallFileWorker?
 
-    static let smallLimit = 8 << 20
+    public static let smallLimit = 8 << 20
     static let batchSize = 8 << 20
     static let batchCount = 5
 

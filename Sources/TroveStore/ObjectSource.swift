@@ -81,6 +81,12 @@ extension ObjectSource {
         return try decoding("commit \(id.hex)") { try Commit.decode(bytes) }
     }
 
+    /// Whether the blob and every chunk of it are here: what writing the file needs.
+    public func hasContent(ofBlob id: ObjectID) throws -> Bool {
+        guard try has(id) else { return false }
+        return try contains(try chunks(ofBlob: id).map(\.id)).allSatisfy { $0 }
+    }
+
     /// Many commits at once: one index look-up for all, then each read and verified.
     public func commits(_ ids: [ObjectID]) throws -> [Commit] {
         let found = try locateMany(ids)
