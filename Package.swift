@@ -76,7 +76,7 @@ let package = Package(
         .testTarget(name: "TroveSyncTests", dependencies: ["TroveSync", "TroveProtocol", "TroveStore", "TroveTestSupport"]),
         .testTarget(name: "TroveRunsTests", dependencies: ["TroveRuns", "TroveCore", "TroveStore", "TroveTestSupport"]),
         .testTarget(name: "TroveGitTests", dependencies: ["TroveGit", "TroveCore", "TroveStore", "TroveTestSupport"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["TroveTestSupport", "TroveCore", "TroveStore"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["TroveTestSupport", "TroveCore", "TroveStore", "TroveRuns"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -2,7 +2,8 @@
 # Installs the Debian packages Trove builds against (and the tools its tests drive) when missing.
 set -euo pipefail
 need=()
-for p in libzstd-dev libgit2-dev libssl-dev libsqlite3-dev pkg-config git git-lfs python3 openssh-client openssh-server curl openssl; do
+# slurm-wlm + munge: the single-node Slurm the launcher tests start (scripts/slurm-start.sh).
+for p in libzstd-dev libgit2-dev libssl-dev libsqlite3-dev pkg-config git git-lfs python3 openssh-client openssh-server curl openssl slurm-wlm munge; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -10,5 +11,19 @@ if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+# Python tools the run tests drive: Jupyter's notebook machinery, and the Kubernetes schema check.
+py=()
+python3 -c 'import nbclient, nbformat, ipykernel, papermill' 2>/dev/null || py+=(nbclient nbformat ipykernel papermill)
+command -v kubernetes-validate >/dev/null || py+=(kubernetes-validate)
+if [ ${#py[@]} -gt 0 ]; then
+  echo "installing (pip): ${py[*]}" >&2
+  if ! python3 -m pip --version >/dev/null 2>&1; then
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-pip >/dev/null
+  fi
+  # Debian's own python3 refuses pip installs outside a venv unless told (PEP 668).
+  python3 -m pip install -q "${py[@]}" 2>/dev/null || python3 -m pip install -q --break-system-packages "${py[@]}"
+  python3 -m ipykernel install --user >/dev/null 2>&1 || true
 fi
 command -v swift >/dev/null || { echo "swift is not on PATH: install Swift 6.x (https://swift.org) first" >&2; exit 1; }

@@ -56,9 +56,9 @@ extension TroveCommand {
                 var logger = Logger(label: "trove.daemon")
                 logger.logLevel = ProcessInfo.processInfo.environment["TROVE_LOG"].flatMap { Logger.Level(rawValue: $0) } ?? (mirror.isEmpty ? .warning : .info)
                 let scheme = tlsCert == nil ? "http" : "https"
-                let host = config.host
+                let host = config.host, root = config.root
                 let app = try buildApplication(config, logger: logger) { bound in
-                    Console.out("trove daemon listening on \(scheme)://\(host):\(bound) (root \(config.root))")
+                    Console.out("trove daemon listening on \(scheme)://\(host):\(bound) (root \(root))")
                     fflush(stdout)
                 }
                 let done = DispatchSemaphore(value: 0)

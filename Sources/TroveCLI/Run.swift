@@ -26,28 +26,38 @@ extension TroveCommand {
         @Option(name: .customShort("p"), help: ArgumentHelp("A parameter (repeatable).", valueName: "NAME=VALUE")) var parameters: [String] = []
         @Option(name: .customLong("output"), help: ArgumentHelp("A folder the command writes, recorded as an output (repeatable).", valueName: "DIR"))
         var outputs: [String] = []
+        @Option(name: .customLong("input"), help: ArgumentHelp("Data from the store, materialised at $TROVE_INPUT_<NAME> before the command starts (repeatable).", valueName: "NAME=REV:PATH"))
+        var inputs: [String] = []
+        @Flag(name: .customLong("pip-freeze"), help: "Record `python3 -m pip freeze` with the run (env/pip-freeze.txt).") var pipFreeze = false
         @Option(help: "A name for the run.") var name: String?
         @Option(name: .customLong("timeout"), help: ArgumentHelp("Stop the command after this many seconds.", valueName: "SECONDS")) var timeLimit: Double?
         @Flag(help: "Print the record as JSON when the run ends (the command's output still goes to stderr).") var json = false
         @Option(help: "Run member --index of this recorded sweep (what a batch task runs): its parameters, command and outputs come from sweeps/ID.")
         var sweep: String?
-        @Option(help: "The member of --sweep to run (e.g. $SLURM_ARRAY_TASK_ID).") var index: Int?
+        @Option(help: "The member of --sweep to run (default: $SLURM_ARRAY_TASK_ID, else $JOB_COMPLETION_INDEX).") var index: Int?
         @OptionGroup var options: StoreOptions
+        @Argument(help: "A notebook (.ipynb) to execute serially in a fresh kernel, with the -p parameters injected as papermill does.")
+        var notebook: String?
         @Argument(parsing: .postTerminator, help: "The command and its arguments, after --.") var command: [String] = []
 
         func run() throws {
             let store = try options.openStore()
             var record: SweepRecord?
+            var index = self.index
             if let sweep {
                 let r = try SweepRecord.load(store, sweep)
+                // A batch task's member: Slurm's array index, or a Kubernetes Indexed Job's.
+                let env = ProcessInfo.processInfo.environment
+                index = index ?? (env["SLURM_ARRAY_TASK_ID"] ?? env["JOB_COMPLETION_INDEX"]).flatMap { Int($0) }
                 guard let index, r.variants.indices.contains(index) else {
-                    throw StoreError(.invalidInput, "--sweep needs --index 0...\(r.variants.count - 1)", hint: "e.g. --index $SLURM_ARRAY_TASK_ID")
+                    throw StoreError(.invalidInput, "--sweep needs --index 0...\(r.variants.count - 1) (or SLURM_ARRAY_TASK_ID / JOB_COMPLETION_INDEX)",
+                                     hint: "e.g. --index $SLURM_ARRAY_TASK_ID")
                 }
                 record = r
             } else if index != nil {
                 throw StoreError(.invalidInput, "--index goes with --sweep")
             }
-            let cmd = command.isEmpty ? (record?.command ?? []) : command
+            let cmd = try Run.command(notebook: notebook, command: command.isEmpty ? (record?.command ?? []) : command, directory: options.cwd)
             guard let first = cmd.first, !first.hasPrefix("-") else {
                 throw StoreError(.invalidInput, "no command to run", hint: "trove run -p lr=0.1 -- python train.py")
             }
@@ -65,11 +75,19 @@ extension TroveCommand {
                 spec.parameters.append((n, String(p[p.index(after: eq)...])))
             }
             spec.outputs = outputs.isEmpty ? (record?.outputs ?? []) : outputs
+            spec.inputs = try (inputs.isEmpty ? (record?.inputs ?? []) : inputs).map { try RunInput.resolve($0, in: store) }
+            spec.pipFreeze = pipFreeze || record?.pipFreeze == true
             spec.name = name
-            spec.timeLimit = timeLimit
+            spec.timeLimit = timeLimit ?? record?.timeLimit
             spec.stdoutEcho = json ? 2 : 1
             (spec.gitCommit, spec.gitDiff) = try codeVersion(at: options.cwd, warn: !options.quiet)
             let recorder = try RunRecorder(store: store, spec: spec, id: record.map { "\($0.id)-\(index!)" })
+            if let record, let index, let rule = record.earlyStop {
+                let peers = SweepPeers(store: store, sweep: record.id, index: index, rule: rule)
+                recorder.observe = { [weak recorder] points in
+                    if let why = peers.verdict(points) { recorder?.cancel(reason: why) }
+                }
+            }
             if !options.quiet && !json { Console.err("trove: run \(recorder.id) started") }
             let o = try recorder.run()
             if json {
@@ -83,6 +101,20 @@ extension TroveCommand {
                 Console.err("trove: run \(recorder.id) \(o.status.rawValue) in \(Format.duration(o.seconds))\(m.isEmpty ? "" : ", " + m) (runs/\(recorder.id), \(o.commit.short()))")
             }
             if o.status != .succeeded { throw CommandFailed(code: o.exitCode ?? (128 + (o.signal ?? 0))) }
+        }
+
+        /// The command to run: the one after --, or a notebook, checked to be valid nbformat
+        /// (and runnable here) before anything is recorded.
+        static func command(notebook: String?, command: [String], directory: String) throws -> [String] {
+            if let notebook {
+                guard command.isEmpty else { throw StoreError(.invalidInput, "give a notebook or a command after --, not both") }
+                guard notebook.hasSuffix(".ipynb") else {
+                    throw StoreError(.invalidInput, "\(notebook) is not a notebook (.ipynb)", hint: "put a command after --: trove run -- \(notebook)")
+                }
+            }
+            let cmd = notebook.map { [$0] } ?? command
+            if Notebook.isNotebook(cmd) { try Notebook.validate(FileIO.absolute(cmd[0], base: directory)) }
+            return cmd
         }
     }
 }

@@ -24,6 +24,10 @@ public struct RunSpec: Sendable {
     public var sweep: (String, Int)?
     /// Where the command's stdout is echoed: 1, or 2 when this process's stdout is for JSON.
     public var stdoutEcho: Int32 = 1
+    /// Data from the store the command reads, materialised before it starts.
+    public var inputs: [RunInput] = []
+    /// Record `python3 -m pip freeze` as `env/pip-freeze.txt`.
+    public var pipFreeze = false
 
     public init(command: [String], directory: String) {
         self.command = command
@@ -36,6 +40,33 @@ public struct RunSpec: Sendable {
             throw StoreError(.invalidInput, "parameter name \(n.debugDescription) must be letters, digits and '_' (not starting with a digit)",
                              hint: "it becomes the environment variable TROVE_PARAM_\(n.uppercased())")
         }
+    }
+}
+
+/// `--input NAME=REV:PATH`: a file or folder of a commit in the store, resolved before the
+/// run starts and materialised at `$TROVE_INPUT_<NAME>`.
+public struct RunInput: Sendable {
+    public var name: String
+    /// As given: `REV:PATH`.
+    public var source: String
+    public var commit: ObjectID
+    public var path: String
+    public var entry: Tree.Entry
+
+    /// Resolves `NAME=REV:PATH` (PATH may be empty: the whole tree) in the store.
+    public static func resolve(_ text: String, in store: Store) throws -> RunInput {
+        guard let eq = text.firstIndex(of: "="), eq != text.startIndex else {
+            throw StoreError(.invalidInput, "input \(text.debugDescription) is not NAME=REV:PATH", hint: "e.g. --input data=datasets/imagenet/v2:train")
+        }
+        let name = String(text[..<eq]), source = String(text[text.index(after: eq)...])
+        try RunSpec.validate(parameterName: name)
+        let (rev, path) = Store.splitRevisionPath(source)
+        let commit: ObjectID
+        do { commit = try store.resolve(rev) } catch let e as StoreError {
+            throw StoreError(e.code, "input \(name): \(e.message)", hint: "fetch it first (`trove fetch`), or check `trove log \(rev)`; nothing was run")
+        }
+        let entry = try store.entry(at: path ?? "", inCommit: commit)
+        return RunInput(name: name, source: source, commit: commit, path: path ?? "", entry: entry)
     }
 }
 
@@ -94,16 +125,25 @@ public final class RunRecorder {
 
         var env = ProcessInfo.processInfo.environment
         for (k, v) in spec.parameters { env["TROVE_PARAM_" + k.uppercased()] = v }
+        for input in spec.inputs { env["TROVE_INPUT_" + input.name.uppercased()] = try materialise(input) }
+        if spec.pipFreeze, let freeze = try? Tool.run(["python3", "-m", "pip", "freeze"], timeout: 120), freeze.ok {
+            try FileIO.mkdirs(liveDirectory + "/env")
+            try FileIO.atomicWrite(liveDirectory + "/env/pip-freeze.txt", Array(freeze.stdout.utf8), durable: false)
+        }
         env["TROVE_PARAMS_FILE"] = paramsPath
         env["TROVE_METRICS_FILE"] = metricsPath
         env["TROVE_RUN_ID"] = id
+        // A folder of the run's own: what the command writes there is recorded as its outputs
+        // (parallel members of a sweep cannot share a fixed --output folder).
+        try FileIO.mkdirs(liveDirectory + "/outputs")
+        env["TROVE_OUTPUT_DIR"] = liveDirectory + "/outputs"
 
         let start = Date()
         let process = Process()
         // Foundation starts it as the leader of its own process group: a time limit or Ctrl-C
         // is sent to the group, so it reaches every process the command started.
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = spec.command
+        process.arguments = try Notebook.isNotebook(spec.command) ? prepareNotebook(paramsPath: paramsPath) : spec.command
         process.currentDirectoryURL = URL(fileURLWithPath: spec.directory)
         process.environment = env
         let outPipe = Pipe(), errPipe = Pipe()
@@ -188,6 +228,38 @@ public final class RunRecorder {
                        seconds: end.timeIntervalSince(start), metrics: metrics.summaries)
     }
 
+    /// Files of a notebook run: tree path → live path.
+    var notebookFiles: [String: String] = [:]
+
+    /// A notebook run: the exact notebook is copied first (later edits do not change what
+    /// ran; it is recorded as `notebook/NAME`) and the embedded runner executes the copy,
+    /// writing the executed notebook, recorded as `outputs/NAME`. Returns the command.
+    func prepareNotebook(paramsPath: String) throws -> [String] {
+        let source = FileIO.absolute(spec.command[0], base: spec.directory)
+        let name = FileIO.basename(source)
+        let copy = liveDirectory + "/notebook/" + name, executed = liveDirectory + "/executed/" + name
+        try FileIO.mkdirs(liveDirectory + "/notebook")
+        try FileIO.mkdirs(liveDirectory + "/executed")
+        try FileIO.atomicWrite(copy, try FileIO.readFile(source), durable: false)
+        notebookFiles = ["notebook/" + name: copy, "outputs/" + name: executed]
+        return [Notebook.python, try Notebook.runnerPath(), "run", copy, executed, paramsPath]
+    }
+
+    /// Writes an input under the live folder (verified chunk by chunk); returns its path.
+    func materialise(_ input: RunInput) throws -> String {
+        let root = liveDirectory + "/inputs"
+        try FileIO.mkdirs(root)
+        var entries: [(String, Tree.Entry)]
+        if input.entry.kind == .directory {
+            try FileIO.mkdirs(root + "/" + input.name)
+            entries = try store.flatten(tree: input.entry.id, prefix: input.name).sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+        } else {
+            entries = [(input.name, input.entry)]
+        }
+        _ = try Materializer(store: store, root: root).write(entries)
+        return root + "/" + input.name
+    }
+
     /// Called with new metric points while the run is live (on the recorder's thread).
     public var observe: (([MetricPoint]) -> Void)?
     let lock = Mutex()
@@ -245,12 +317,26 @@ public final class RunRecorder {
             try FileIO.atomicWrite(liveDirectory + "/metrics/" + file, s.encode(), durable: false)
             files["metrics/" + file] = liveDirectory + "/metrics/" + file
         }
+        if FileIO.exists(liveDirectory + "/env/pip-freeze.txt") { files["env/pip-freeze.txt"] = liveDirectory + "/env/pip-freeze.txt" }
+        for (k, v) in notebookFiles where FileIO.exists(v) { files[k] = v }
         if let diff = spec.gitDiff, !diff.isEmpty {
             let p = liveDirectory + "/code.diff"
             try FileIO.atomicWrite(p, diff, durable: false)
             files["code.diff"] = p
         }
         var executable = Set<String>()
+        /// The regular files under `base`, recorded under `prefix`.
+        func collect(_ base: String, as prefix: String) {
+            let walker = FileManager.default.enumerator(atPath: base)
+            while let rel = walker?.nextObject() as? String {
+                var st = stat()
+                guard lstat(base + "/" + rel, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { continue }
+                files[prefix + rel] = base + "/" + rel
+                if st.st_mode & 0o111 != 0 { executable.insert(prefix + rel) }
+            }
+        }
+        // $TROVE_OUTPUT_DIR (the run's own folder) first: a --output folder of the same name wins.
+        collect(liveDirectory + "/outputs", as: "outputs/")
         for out in spec.outputs {
             let base = FileIO.absolute(out, base: spec.directory)
             let name = out.split(separator: "/").filter { $0 != "." && !$0.isEmpty }.joined(separator: "/")
@@ -258,13 +344,7 @@ public final class RunRecorder {
                 if FileIO.exists(base) { files["outputs/" + name] = base }
                 continue  // an output the command never wrote: recorded as absent
             }
-            let walker = FileManager.default.enumerator(atPath: base)
-            while let rel = walker?.nextObject() as? String {
-                var st = stat()
-                guard lstat(base + "/" + rel, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { continue }
-                files["outputs/\(name)/\(rel)"] = base + "/" + rel
-                if st.st_mode & 0o111 != 0 { executable.insert("outputs/\(name)/\(rel)") }
-            }
+            collect(base, as: "outputs/\(name)/")
         }
         let paths = files.keys.sorted()
         let results = try ingester.ingest(paths: paths.map { files[$0]! })
@@ -288,6 +368,12 @@ public final class RunRecorder {
         if let u = getpwuid(getuid())?.pointee.pw_name { meta["run.user"] = String(cString: u) }
         if let diff = spec.gitDiff { meta["code.dirty"] = diff.isEmpty ? "false" : "true" }
         for (k, v) in spec.parameters { meta["param." + k] = v }
+        for i in spec.inputs {
+            meta["input.\(i.name)"] = i.source
+            meta["input.\(i.name).commit"] = i.commit.hex
+            meta["input.\(i.name).id"] = i.entry.id.hex
+        }
+        if Notebook.isNotebook(spec.command) { meta["run.notebook"] = spec.command[0] }
         for (name, s) in metrics.summaries {
             meta["metric.\(name).last"] = s.last.metricText
             meta["metric.\(name).min"] = s.min.metricText
@@ -295,6 +381,7 @@ public final class RunRecorder {
             meta["metric.\(name).steps"] = "\(s.count)"
         }
         for (k, v) in RunRecorder.environmentFacts() { meta[k] = v }
+        for (k, v) in RunRecorder.batchFacts(ProcessInfo.processInfo.environment) { meta[k] = v }
         let author = Worktree.Author.current(config: store.config, environment: ProcessInfo.processInfo.environment)
         let title = spec.name.map { "run \(id) (\($0))" } ?? "run \(id)"
         let c = Commit(tree: tree, parents: [], author: author.name, time: Int64(start.timeIntervalSince1970),
@@ -317,6 +404,18 @@ public final class RunRecorder {
         args.map { a in
             a.allSatisfy({ $0.isLetter || $0.isNumber || "-_./=:,+@%".contains($0) }) && !a.isEmpty ? a : "'" + a.replacingOccurrences(of: "'", with: "'\\''") + "'"
         }.joined(separator: " ")
+    }
+
+    /// The batch task a run is, when a batch system started it: `run.launcher`, `run.job`.
+    static func batchFacts(_ env: [String: String]) -> [String: String] {
+        if let job = env["SLURM_ARRAY_JOB_ID"], let task = env["SLURM_ARRAY_TASK_ID"] {
+            return ["run.launcher": "slurm", "run.job": "\(job)_\(task)", "run.slurm_job_id": env["SLURM_JOB_ID"] ?? ""].filter { !$0.value.isEmpty }
+        }
+        if let job = env["SLURM_JOB_ID"] { return ["run.launcher": "slurm", "run.job": job] }
+        if let index = env["JOB_COMPLETION_INDEX"] {
+            return ["run.launcher": "k8s", "run.job_index": index, "run.pod": env["HOSTNAME"] ?? ""].filter { !$0.value.isEmpty }
+        }
+        return [:]
     }
 
     /// Python and CUDA versions when present (cheap probes; missing tools are skipped).

@@ -4,7 +4,7 @@ import Glibc
 import TroveCore
 import TroveStore
 
-/// `--early-stop median:METRIC[,min-step=N][,mode=min|max]` (Docs/runs.md §Early stopping).
+/// `--early-stop median:METRIC[,min-step=N][,min-runs=N][,mode=min|max]` (Docs/runs.md §Early stopping).
 public struct EarlyStop: Sendable, Equatable {
     public init(metric: String, minStep: Int64 = 0, lowerIsBetter: Bool = true) {
         self.metric = metric
@@ -14,12 +14,15 @@ public struct EarlyStop: Sendable, Equatable {
 
     public var metric: String
     public var minStep: Int64 = 0
+    /// Judge a run at a step only when at least this many other runs have reached it (batch
+    /// tasks start at different times).
+    public var minRuns = 1
     /// True: lower is better (a loss).
     public var lowerIsBetter = true
 
     public static func parse(_ text: String) throws -> EarlyStop {
         func bad(_ why: String) -> StoreError {
-            StoreError(.invalidInput, "--early-stop \(text.debugDescription): \(why)", hint: "e.g. --early-stop median:val_loss,min-step=5,mode=min")
+            StoreError(.invalidInput, "--early-stop \(text.debugDescription): \(why)", hint: "e.g. --early-stop median:val_loss,min-step=5,min-runs=3,mode=min")
         }
         let parts = text.split(separator: ",").map(String.init)
         guard let first = parts.first, first.hasPrefix("median:"), first.count > 7 else { throw bad("the rule must be median:METRIC") }
@@ -29,6 +32,7 @@ public struct EarlyStop: Sendable, Equatable {
             guard kv.count == 2 else { throw bad("\(p) is not KEY=VALUE") }
             switch kv[0] {
             case "min-step": guard let n = Int64(kv[1]), n >= 0 else { throw bad("min-step must be a whole number") }; e.minStep = n
+            case "min-runs": guard let n = Int(kv[1]), n >= 1 else { throw bad("min-runs must be 1 or more") }; e.minRuns = n
             case "mode":
                 guard kv[1] == "min" || kv[1] == "max" else { throw bad("mode is min or max") }
                 e.lowerIsBetter = kv[1] == "min"
@@ -40,7 +44,7 @@ public struct EarlyStop: Sendable, Equatable {
 
     /// Whether `value` at a step is worse than the median of `others` at that step.
     public func worse(_ value: Double, than others: [Double]) -> Bool {
-        guard !others.isEmpty else { return false }
+        guard !others.isEmpty, others.count >= minRuns else { return false }
         let s = others.sorted()
         let median = s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
         return lowerIsBetter ? value > median : value < median
@@ -55,6 +59,8 @@ public struct SweepSpec: Sendable {
     public var run: RunSpec
     public var parallel = 1
     public var earlyStop: EarlyStop?
+    /// `local`, or the batch system the members are handed to.
+    public var launcher = "local"
 
     public init(grid: [(name: String, values: [String])], run: RunSpec) {
         self.grid = grid
@@ -166,8 +172,8 @@ public final class LocalSweep {
         let specJSON: [String: Any] = [
             "command": spec.run.command, "grid": spec.grid.map { ["name": $0.name, "values": $0.values] },
             "random": spec.random as Any? ?? NSNull(), "seed": spec.seed, "parallel": spec.parallel,
-            "early_stop": spec.earlyStop.map { "median:\($0.metric),min-step=\($0.minStep),mode=\($0.lowerIsBetter ? "min" : "max")" } as Any? ?? NSNull(),
-            "outputs": spec.run.outputs, "launcher": "local",
+            "early_stop": spec.earlyStop.map { "median:\($0.metric),min-step=\($0.minStep),min-runs=\($0.minRuns),mode=\($0.lowerIsBetter ? "min" : "max")" } as Any? ?? NSNull(),
+            "outputs": spec.run.outputs, "inputs": spec.run.inputs.map { "\($0.name)=\($0.commit.hex):\($0.path)" }, "pip_freeze": spec.run.pipFreeze, "launcher": spec.launcher, "timeout": spec.run.timeLimit as Any? ?? NSNull(),
         ]
         let variantsJSON = variants.map { Dictionary($0.map { ($0.name, $0.value) }, uniquingKeysWith: { _, b in b }) }
         var files: [String: Tree.Entry] = [:]
@@ -180,7 +186,7 @@ public final class LocalSweep {
         let author = Worktree.Author.current(config: store.config, environment: ProcessInfo.processInfo.environment)
         let c = Commit(tree: tree, parents: [], author: author.name, time: author.time, timezoneOffset: author.offsetMinutes,
                        kind: .run, gitCommit: spec.run.gitCommit ?? "",
-                       metadata: ["sweep.id": id, "sweep.size": "\(variants.count)", "sweep.launcher": "local"],
+                       metadata: ["sweep.id": id, "sweep.size": "\(variants.count)", "sweep.launcher": spec.launcher],
                        message: "sweep \(id): \(variants.count) run(s)\n\n\(RunRecorder.shellQuoted(spec.run.command))\n")
         let commit = try writer.put(.commit, c.encode())
         try writer.finish()
@@ -195,7 +201,16 @@ public struct SweepRecord: Sendable {
     public var id: String
     public var command: [String]
     public var outputs: [String]
+    /// `NAME=COMMIT:PATH`: resolved when the sweep was recorded, so every member reads the
+    /// same data.
+    public var inputs: [String]
+    public var pipFreeze: Bool
     public var variants: [[(name: String, value: String)]]
+    public var launcher: String
+    public var earlyStop: EarlyStop?
+    public var timeLimit: Double?
+    /// How it was submitted, when it went to a batch system.
+    public var launch: SweepLaunch?
 
     /// The sweep `id` names (or a unique prefix of it), from `sweeps/ID`.
     public static func load(_ store: Store, _ id: String) throws -> SweepRecord {
@@ -215,7 +230,79 @@ public struct SweepRecord: Sendable {
         }
         // Parameter order: the grid's.
         let order = (spec["grid"] as? [[String: Any]] ?? []).compactMap { $0["name"] as? String }
+        let launch = try files["launch.json"].map { try JSONDecoder().decode(SweepLaunch.self, from: Data(try Materializer.readBlob(store: store, blob: $0.id))) }
         return SweepRecord(id: String(ref.name.dropFirst(7)), command: command, outputs: spec["outputs"] as? [String] ?? [],
-                           variants: variants.map { v in order.compactMap { n in v[n].map { (n, $0) } } })
+                           inputs: spec["inputs"] as? [String] ?? [], pipFreeze: spec["pip_freeze"] as? Bool ?? false,
+                           variants: variants.map { v in order.compactMap { n in v[n].map { (n, $0) } } },
+                           launcher: spec["launcher"] as? String ?? "local",
+                           earlyStop: try (spec["early_stop"] as? String).map(EarlyStop.parse),
+                           timeLimit: spec["timeout"] as? Double, launch: launch)
+    }
+}
+
+/// Early stopping for a member that a batch task runs (`trove run --sweep`): with no sweep
+/// process watching, each member compares itself with the other members' points of the
+/// metric, read from the store they all record into: the live files of running members and the
+/// recorded series of finished ones (read once each).
+public final class SweepPeers {
+    let store: Store
+    let sweep: String
+    let me: String
+    public let rule: EarlyStop
+    var finished: [String: [Int64: Double]] = [:]
+    var live: [String: (reader: MetricsReader, seen: Int, values: [Int64: Double])] = [:]
+
+    public init(store: Store, sweep: String, index: Int, rule: EarlyStop) {
+        self.store = store
+        self.sweep = sweep
+        me = "\(sweep)-\(index)"
+        self.rule = rule
+    }
+
+    /// This member's points of the metric so far, by step.
+    var mine: [Int64: Double] = [:]
+
+    /// The reason to stop, given this member's new `points`: at its latest step that at least
+    /// `min-runs` other members have also reached (a member that started late catches up),
+    /// it is worse than their median.
+    public func verdict(_ points: [MetricPoint]) -> String? {
+        for p in points where p.name == rule.metric { mine[p.step] = p.value }
+        refresh()
+        for step in mine.keys.sorted(by: >).prefix(64) where step >= rule.minStep {
+            let others = values(at: step)
+            guard others.count >= rule.minRuns else { continue }
+            let value = mine[step]!
+            guard rule.worse(value, than: others) else { return nil }
+            return "early-stop median:\(rule.metric) at step \(step): \(value) against the median of \(others.count) other run(s)"
+        }
+        return nil
+    }
+
+    func values(at step: Int64) -> [Double] {
+        finished.values.compactMap { $0[step] } + live.values.compactMap { $0.values[step] }
+    }
+
+    /// Reads what the other members reported since the last call.
+    func refresh() {
+        let prefix = sweep + "-"
+        for r in (try? store.refs.list(prefix: "runs/" + prefix)) ?? [] {
+            let id = String(r.name.dropFirst(5))
+            guard id != me, finished[id] == nil else { continue }
+            var m: [Int64: Double] = [:]
+            if let info = try? RunInfo(id: id, commit: r.id, store.commit(r.id)),
+               let s = try? RunList.series(store, run: info, metric: rule.metric) {
+                for (st, v) in zip(s.steps, s.values) { m[st] = v }
+            }
+            finished[id] = m
+            live[id] = nil
+        }
+        let root = store.root + "/runs-live"
+        for name in (try? FileIO.listDirectory(root)) ?? [] where name.hasPrefix(prefix) && name != me && finished[name] == nil {
+            var entry = live[name] ?? (MetricsReader(path: root + "/" + name + "/metrics.jsonl"), 0, [:])
+            entry.reader.poll()
+            for p in entry.reader.points[entry.seen...] where p.name == rule.metric { entry.values[p.step] = p.value }
+            entry.seen = entry.reader.points.count
+            live[name] = entry
+        }
     }
 }
