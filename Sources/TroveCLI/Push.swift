@@ -13,7 +13,8 @@ extension TroveCommand {
                 interrupted push keeps what was acknowledged, and the next one sends the rest. The \
                 remote's refs then move together (all or none), only as fast-forwards unless --force \
                 (or a leading + on a ref), and only once everything they reach is stored there.
-                REF is SRC[:DST]: `main`, `tags/v1`, `runs/r7`, `models/resnet/v3`, `heads/dev:heads/main`. \
+                REF is SRC[:DST]: `main`, `tags/v1`, `runs/r7`, `models/resnet/v3`, `heads/dev:heads/main`, \
+                or PREFIX/* for every local ref under it (`runs/*`, `sweeps/*`). \
                 In a git repository with Trove installed: the artifacts of the current branch, as \
                 `git push`'s pre-push hook sends them (Docs/git.md).
                 """)
@@ -42,7 +43,17 @@ extension TroveCommand {
             let lock = try store.lock()
             defer { _ = lock }
             let (name, url) = try Remotes.resolve(store, remote)
-            var specs = try refs.map { try RefSpec.parse($0, refs: store.refs) }
+            var specs: [RefSpec] = []
+            for r in refs {
+                // `runs/*`, `sweeps/*`, `+models/resnet/*`: every local ref under the prefix.
+                guard r.hasSuffix("/*") else { specs.append(try RefSpec.parse(r, refs: store.refs)); continue }
+                let force = r.hasPrefix("+")
+                var prefix = String(r.dropFirst(force ? 1 : 0).dropLast())
+                if prefix.hasPrefix("refs/") { prefix = String(prefix.dropFirst(5)) }
+                let matched = try store.refs.list(prefix: prefix)
+                guard !matched.isEmpty else { throw StoreError(.notFound, "no ref matches \(r)", hint: "`trove runs`, `trove branch` and `trove tag` list refs") }
+                specs += matched.map { RefSpec(source: $0.name, destination: $0.name, force: force) }
+            }
             if all {
                 specs += try (store.refs.list(prefix: "heads/") + store.refs.list(prefix: "tags/")).map { RefSpec(source: $0.name, destination: $0.name) }
             }

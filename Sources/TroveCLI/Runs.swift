@@ -54,7 +54,7 @@ extension TroveCommand {
                          "metrics": Dictionary(r.metrics.map { ($0.0, Double($0.1) ?? 0) }, uniquingKeysWith: { a, _ in a })]
                     } + runs.map { r -> [String: Any] in
                         ["id": r.id, "commit": r.commit.hex, "status": r.status, "start": r.start, "seconds": r.seconds as Any? ?? NSNull(),
-                         "name": r.name as Any? ?? NSNull(), "command": r.command, "git_commit": r.gitCommit,
+                         "name": r.name as Any? ?? NSNull(), "command": r.command, "git_commit": r.gitCommit, "ref": r.ref,
                          "params": Dictionary(r.parameters, uniquingKeysWith: { a, _ in a }),
                          "metrics": Dictionary(r.metrics.map { ($0.0, Double($0.1) ?? 0) }, uniquingKeysWith: { a, _ in a })]
                     })

@@ -16,10 +16,13 @@ public struct RunInfo: Sendable {
     public var parameters: [(String, String)]
     public var metrics: [(String, String)]
     public var metadata: [(key: String, value: String)]
+    /// Where it is: `runs/ID`, or `remotes/NAME/runs/ID` for a run only fetched.
+    public var ref: String
 
-    public init(id: String, commit: ObjectID, _ c: Commit) {
+    public init(id: String, commit: ObjectID, _ c: Commit, ref: String? = nil) {
         self.id = id
         self.commit = commit
+        self.ref = ref ?? "runs/" + id
         let m = Dictionary(c.metadata.map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
         status = m["run.status"] ?? "unknown"
         start = m["run.start"] ?? ""
@@ -35,12 +38,20 @@ public struct RunInfo: Sendable {
 }
 
 public enum RunList {
-    /// Every run on `runs/*`, newest first.
+    /// Every run on `runs/*`, and on `remotes/NAME/runs/*` (fetched from a cluster's store)
+    /// when there is no local ref of that id; newest first.
     public static func all(_ store: Store) throws -> [RunInfo] {
         var out: [RunInfo] = []
-        let refs = try store.refs.list(prefix: "runs/")
+        var refs = try store.refs.list(prefix: "runs/")
+        var seen = Set(refs.map { $0.name.dropFirst(5) })
+        for r in try store.refs.list(prefix: "remotes/") {
+            guard let range = r.name.range(of: "/runs/") else { continue }
+            let id = r.name[range.upperBound...]
+            if seen.insert(id).inserted { refs.append(r) }
+        }
         for (r, c) in zip(refs, try store.commits(refs.map(\.id))) where c.kind == .run {
-            out.append(RunInfo(id: String(r.name.dropFirst(5)), commit: r.id, c))
+            let id = r.name.range(of: "runs/").map { String(r.name[$0.upperBound...]) } ?? r.name
+            out.append(RunInfo(id: id, commit: r.id, c, ref: r.name))
         }
         return out.sorted { ($0.start, $0.id) > ($1.start, $1.id) }
     }

@@ -312,6 +312,31 @@ final class BatchLauncherTests: XCTestCase {
         ok(s.trove("fsck", "--full"), "fsck")
     }
 
+    func testRunsRecordedInAClusterStoreReachTheUsersStoreByFetchAndPush() throws {
+        // The compute nodes' store (a shared path, no network needed to record into it).
+        let cluster = sandbox()
+        let sweep = cluster.trove(["sweep", "-q", "-p", "lr=0.1,0.2", "--json", "--", "./task.sh"])
+        ok(sweep, "sweep on the cluster store")
+        let id = try XCTUnwrap((try json(sweep) as? [String: Any])?["sweep"] as? String)
+        // The user's laptop fetches it: the runs are listed with their metrics and readable.
+        let laptop = sandbox()
+        ok(laptop.trove("remote", "add", "cluster", cluster.path(".trove")), "remote add")
+        ok(laptop.trove("fetch", "-q", "cluster"), "fetch")
+        let list = try runs(laptop, sweep: id)
+        XCTAssertEqual(Set(list.keys), ["\(id)-0", "\(id)-1"])
+        XCTAssertEqual(list["\(id)-1"]?["metrics"] as? [String: Double], ["loss": 0.2])
+        XCTAssertEqual(list["\(id)-1"]?["ref"] as? String, "remotes/cluster/runs/\(id)-1")
+        XCTAssertEqual(laptop.trove("cat", "cluster/runs/\(id)-0:outputs/model.txt").stdout, "model for lr=0.1 bs=\n")
+        // And the cluster pushes every run and sweep to a third store in one command.
+        let archive = sandbox()
+        let push = cluster.trove("push", archive.path(".trove"), "runs/*", "sweeps/*")
+        ok(push, "push runs/* sweeps/*")
+        XCTAssertEqual(try refs(archive, "runs/").count, 2)
+        XCTAssertEqual(try refs(archive, "sweeps/"), ["sweeps/\(id)"])
+        XCTAssertEqual(cluster.trove("push", archive.path(".trove"), "models/*").status, 3, "a pattern that matches nothing")
+        ok(archive.trove("fsck", "--full"), "fsck")
+    }
+
     func testBadSweepInputIsRefusedBeforeAnythingIsRecorded() throws {
         let s = sandbox()
         for (args, code, message) in [
