@@ -57,7 +57,7 @@ extension TroveCommand {
             } else if index != nil {
                 throw StoreError(.invalidInput, "--index goes with --sweep")
             }
-            let cmd = try Run.command(notebook: notebook, command: command.isEmpty ? (record?.command ?? []) : command, directory: options.cwd)
+            let cmd = try Run.command(notebook: notebook, command: command.isEmpty ? (record?.command ?? []) : command, directory: options.cwd, validate: false)
             guard let first = cmd.first, !first.hasPrefix("-") else {
                 throw StoreError(.invalidInput, "no command to run", hint: "trove run -p lr=0.1 -- python train.py")
             }
@@ -105,7 +105,9 @@ extension TroveCommand {
 
         /// The command to run: the one after --, or a notebook, checked to be valid nbformat
         /// (and runnable here) before anything is recorded.
-        static func command(notebook: String?, command: [String], directory: String) throws -> [String] {
+        /// `validate: false` for `trove run`: its runner validates first and nothing is recorded
+        /// when it refuses (one Python start less); a sweep validates before it records.
+        static func command(notebook: String?, command: [String], directory: String, validate: Bool) throws -> [String] {
             if let notebook {
                 guard command.isEmpty else { throw StoreError(.invalidInput, "give a notebook or a command after --, not both") }
                 guard notebook.hasSuffix(".ipynb") else {
@@ -113,7 +115,7 @@ extension TroveCommand {
                 }
             }
             let cmd = notebook.map { [$0] } ?? command
-            if Notebook.isNotebook(cmd) { try Notebook.validate(FileIO.absolute(cmd[0], base: directory)) }
+            if Notebook.isNotebook(cmd), validate { try Notebook.validate(FileIO.absolute(cmd[0], base: directory)) }
             return cmd
         }
     }

@@ -46,7 +46,7 @@ extension TroveCommand {
         @Argument(parsing: .postTerminator, help: "The command and its arguments, after --.") var command: [String] = []
 
         func run() throws {
-            let command = try Run.command(notebook: notebook, command: self.command, directory: options.cwd)
+            let command = try Run.command(notebook: notebook, command: self.command, directory: options.cwd, validate: true)
             guard let first = command.first, !first.hasPrefix("-") else {
                 throw StoreError(.invalidInput, "no command to run", hint: "trove sweep -p lr=0.1,0.01 --parallel 2 -- python train.py")
             }

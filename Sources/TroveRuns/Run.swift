@@ -143,7 +143,10 @@ public final class RunRecorder {
         // Foundation starts it as the leader of its own process group: a time limit or Ctrl-C
         // is sent to the group, so it reaches every process the command started.
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = try Notebook.isNotebook(spec.command) ? prepareNotebook(paramsPath: paramsPath) : spec.command
+        do { process.arguments = try Notebook.isNotebook(spec.command) ? prepareNotebook(paramsPath: paramsPath) : spec.command } catch {
+            FileIO.removeTree(liveDirectory)
+            throw error
+        }
         process.currentDirectoryURL = URL(fileURLWithPath: spec.directory)
         process.environment = env
         let outPipe = Pipe(), errPipe = Pipe()
@@ -153,6 +156,7 @@ public final class RunRecorder {
         let ended = DispatchSemaphore(value: 0)
         process.terminationHandler = { _ in ended.signal() }
         do { try process.run() } catch {
+            FileIO.removeTree(liveDirectory)
             throw StoreError(.notFound, "cannot start \(spec.command.first ?? ""): \(error.localizedDescription)",
                              hint: "check the command and PATH; nothing was recorded")
         }
@@ -209,6 +213,16 @@ public final class RunRecorder {
         // A background child that outlives the command may hold the pipes open: its output
         // after a grace period is not waited for.
         _ = copies.wait(timeout: .now() + 2)
+        // A notebook that could not be started (not valid nbformat, Jupyter's packages or its
+        // kernel missing: the runner's exit 4 or 3 before any cell ran) is refused like a
+        // command that cannot start: nothing is recorded.
+        if !notebookFiles.isEmpty, process.terminationReason == .exit, [3, 4].contains(process.terminationStatus),
+           let executed = notebookFiles.first(where: { $0.key.hasPrefix("outputs/") })?.value, !FileIO.exists(executed) {
+            let why = (try? FileIO.readText(stderrPath)) ?? ""
+            FileIO.removeTree(liveDirectory)
+            throw StoreError(process.terminationStatus == 4 ? .invalidInput : .notFound, Notebook.strip(why),
+                             hint: "nothing was run or recorded")
+        }
         metrics.poll(final: true)
         let end = Date()
         var status: RunStatus
