@@ -4,6 +4,7 @@ import Glibc
 import TroveCore
 import TroveRuns
 import TroveStore
+import TroveSync
 
 /// `trove sweep --launcher slurm` options: passed through to sbatch.
 struct SlurmOptions: ParsableArguments {
@@ -33,6 +34,10 @@ struct KubernetesOptions: ParsableArguments {
     @Option(name: .customLong("store-claim"), help: ArgumentHelp("A PersistentVolumeClaim holding the store.", valueName: "PVC")) var storeClaim: String?
     @Option(name: .customLong("store-host-path"), help: ArgumentHelp("A node path holding the store (instead of a claim).", valueName: "PATH")) var storeHostPath: String?
     @Option(name: .customLong("store-mount"), help: "Where the store is mounted in the pod.") var storeMount = "/trove"
+    @Option(name: .customLong("store-url"), help: ArgumentHelp("A Trove daemon (or other remote) the pods fetch the sweep from and push their runs to, instead of a volume.", valueName: "URL"))
+    var storeURL: String?
+    @Option(name: .customLong("token-secret"), help: ArgumentHelp("The Secret holding the daemon token, given to the pods as TROVE_TOKEN.", valueName: "NAME[:KEY]"))
+    var tokenSecret: String?
     @Option(name: .customLong("workdir"), help: "The folder the command runs in inside the pod.") var workdir: String?
 
     func launcher(parallel: Int?) throws -> KubernetesLauncher {
@@ -42,6 +47,10 @@ struct KubernetesOptions: ParsableArguments {
         var k = KubernetesLauncher(image: image)
         (k.namespace, k.context, k.cpu, k.memory, k.gpus, k.parallel) = (namespace, context, cpu, memory, gpus, parallel)
         (k.storeClaim, k.storeHostPath, k.storeMount, k.workingDirectory) = (storeClaim, storeHostPath, storeMount, workdir)
+        (k.storeURL, k.tokenSecret) = (storeURL, tokenSecret)
+        if storeURL != nil && (storeClaim != nil || storeHostPath != nil) {
+            throw StoreError(.invalidInput, "give one store for the pods: --store-url, --store-claim or --store-host-path")
+        }
         for e in environment {
             guard let eq = e.firstIndex(of: "="), eq != e.startIndex else { throw StoreError(.invalidInput, "--env \(e.debugDescription) is not NAME=VALUE") }
             k.environment.append((String(e[..<eq]), String(e[e.index(after: eq)...])))
@@ -69,9 +78,20 @@ extension TroveCommand.Sweep {
         }
         try batch.preflight()
         let text = try batch.jobText(sweep: sweep.id, size: variants.count, store: store, directory: options.cwd)
+        if let k = batch as? KubernetesLauncher, k.storeURL != nil, !sweep.spec.run.inputs.isEmpty {
+            throw StoreError(.invalidInput, "--input needs a store the pods share (--store-claim or --store-host-path), not --store-url")
+        }
         let record = try sweep.recordSweep(variants)
         let job: String
-        do { job = try batch.submit(text, sweep: sweep.id, store: store) } catch {
+        do {
+            // Pods with a daemon store fetch the sweep from it: it must be there first.
+            if let k = batch as? KubernetesLauncher, let url = k.storeURL {
+                let remote = try Remotes.open(url, store: store)
+                defer { remote.close() }
+                _ = try Pusher(store: store, remote: remote, remoteName: nil).push([RefSpec(source: "sweeps/" + sweep.id, destination: "sweeps/" + sweep.id)])
+            }
+            job = try batch.submit(text, sweep: sweep.id, store: store)
+        } catch {
             try? SweepRecord.discard(store, sweep: sweep.id)
             throw error
         }

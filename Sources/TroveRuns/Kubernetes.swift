@@ -22,6 +22,11 @@ public struct KubernetesLauncher: BatchLauncher {
     public var storeClaim: String?
     public var storeHostPath: String?
     public var storeMount = "/trove"
+    /// Instead of a volume: a Trove daemon remote. Each pod fetches the sweep into a store of
+    /// its own (an emptyDir), runs its member and pushes the run back.
+    public var storeURL: String?
+    /// The Secret (`NAME` or `NAME:KEY`, key default `token`) holding the daemon token.
+    public var tokenSecret: String?
     /// The folder the command runs in inside the container (the image's when nil).
     public var workingDirectory: String?
     /// `trove` inside the image.
@@ -37,9 +42,9 @@ public struct KubernetesLauncher: BatchLauncher {
         guard Tool.onPath("kubectl") else {
             throw StoreError(.notFound, "kubectl is not installed: the k8s launcher submits with it", hint: "install kubectl, or use --dry-run to print the Job manifest")
         }
-        guard storeClaim != nil || storeHostPath != nil else {
-            throw StoreError(.invalidInput, "the pods need the store: give --store-claim PVC or --store-host-path PATH",
-                             hint: "the volume is mounted at \(storeMount) and the runs are recorded there")
+        guard storeClaim != nil || storeHostPath != nil || storeURL != nil else {
+            throw StoreError(.invalidInput, "the pods need the store: give --store-claim PVC, --store-host-path PATH or --store-url DAEMON-URL",
+                             hint: "a volume is mounted at \(storeMount) and the runs are recorded there; with a daemon each pod pushes its run")
         }
         if context == nil {
             let r = try Tool.run(["kubectl", "config", "current-context"], timeout: 30)
@@ -50,14 +55,43 @@ public struct KubernetesLauncher: BatchLauncher {
         }
     }
 
+    /// What a pod runs with a daemon store (`--store-url`): a store of its own, the sweep
+    /// fetched into it, the member run, the run pushed back (its exit status kept).
+    public func daemonTaskScript(sweep: String) -> String {
+        """
+        set -eu
+        wd=$(pwd)
+        store="${TROVE_TASK_STORE:-/tmp/trove-store}"
+        mkdir -p "$store" && cd "$store" && \(trove) init -q && cd "$wd"
+        export TROVE_DIR="$store/.trove"
+        \(trove) remote add origin "$TROVE_STORE_URL" >/dev/null
+        \(trove) fetch -q origin sweeps/\(sweep)
+        set +e
+        \(trove) run --sweep \(sweep)
+        rc=$?
+        \(trove) push -q origin "runs/\(sweep)-$JOB_COMPLETION_INDEX" || exit 7
+        exit $rc
+        """
+    }
+
     /// The Job as a JSON object.
     public func manifest(sweep: String, size: Int) -> [String: Any] {
-        var container: [String: Any] = [
-            "name": "trove-run", "image": image,
-            "command": [trove, "run", "--sweep", sweep],
-            "env": [["name": "TROVE_DIR", "value": storeMount]] + environment.map { ["name": $0.name, "value": $0.value] },
-            "volumeMounts": [["name": "trove-store", "mountPath": storeMount]],
-        ]
+        var env: [[String: Any]] = []
+        var container: [String: Any] = ["name": "trove-run", "image": image]
+        if let storeURL {
+            container["command"] = ["sh", "-c", daemonTaskScript(sweep: sweep), "trove-task"]
+            env.append(["name": "TROVE_STORE_URL", "value": storeURL])
+            env.append(["name": "TROVE_TASK_STORE", "value": storeMount])
+            if let tokenSecret {
+                let parts = tokenSecret.split(separator: ":", maxSplits: 1).map(String.init)
+                env.append(["name": "TROVE_TOKEN", "valueFrom": ["secretKeyRef": ["name": parts[0], "key": parts.count > 1 ? parts[1] : "token"]]])
+            }
+        } else {
+            container["command"] = [trove, "run", "--sweep", sweep]
+            env.append(["name": "TROVE_DIR", "value": storeMount])
+        }
+        container["env"] = env + environment.map { ["name": $0.name, "value": $0.value] }
+        container["volumeMounts"] = [["name": "trove-store", "mountPath": storeMount]]
         if let workingDirectory { container["workingDir"] = workingDirectory }
         var requests: [String: Any] = [:], limits: [String: Any] = [:]
         if let cpu { requests["cpu"] = cpu; limits["cpu"] = cpu }
@@ -66,7 +100,8 @@ public struct KubernetesLauncher: BatchLauncher {
         if !requests.isEmpty || !limits.isEmpty {
             container["resources"] = ["requests": requests, "limits": limits].filter { !$0.value.isEmpty }
         }
-        let volume: [String: Any] = storeClaim.map { ["name": "trove-store", "persistentVolumeClaim": ["claimName": $0]] }
+        let volume: [String: Any] = storeURL != nil ? ["name": "trove-store", "emptyDir": [String: Any]()]
+            : storeClaim.map { ["name": "trove-store", "persistentVolumeClaim": ["claimName": $0]] }
             ?? ["name": "trove-store", "hostPath": ["path": storeHostPath ?? "/trove", "type": "Directory"]]
         let labels = ["app.kubernetes.io/managed-by": "trove", "trove.dev/sweep": sweep]
         return [
@@ -111,11 +146,15 @@ public struct KubernetesLauncher: BatchLauncher {
         if spec["backoffLimitPerIndex"] != nil && restart != "Never" { out.append("backoffLimitPerIndex needs restartPolicy Never") }
         let containers = pod["containers"] as? [[String: Any]] ?? []
         let command = containers.first?["command"] as? [String] ?? []
-        if containers.count != 1 || !(command.count >= 4 && command[1] == "run" && command.suffix(2) == ["--sweep", sweep]) {
+        let direct = command.count >= 4 && command[1] == "run" && command.suffix(2) == ["--sweep", sweep]
+        let viaDaemon = command.count >= 3 && command[0] == "sh" && command[2].contains("run --sweep \(sweep)\n")
+        if containers.count != 1 || !(direct || viaDaemon) {
             out.append("the container must run `trove run --sweep \(sweep)` (its member comes from JOB_COMPLETION_INDEX)")
         }
         let env = containers.first?["env"] as? [[String: Any]] ?? []
-        if !env.contains(where: { $0["name"] as? String == "TROVE_DIR" }) { out.append("the container needs TROVE_DIR, the mounted store") }
+        if !env.contains(where: { ["TROVE_DIR", "TROVE_STORE_URL"].contains($0["name"] as? String) }) {
+            out.append("the container needs TROVE_DIR (the mounted store) or TROVE_STORE_URL (a daemon)")
+        }
         return out
     }
 

@@ -214,7 +214,12 @@ public struct SweepRecord: Sendable {
 
     /// The sweep `id` names (or a unique prefix of it), from `sweeps/ID`.
     public static func load(_ store: Store, _ id: String) throws -> SweepRecord {
-        let all = try store.refs.list(prefix: "sweeps/").filter { $0.name == "sweeps/" + id || $0.name.hasPrefix("sweeps/" + id) }
+        var all = try store.refs.list(prefix: "sweeps/").filter { $0.name.hasPrefix("sweeps/" + id) }
+        if all.isEmpty {
+            // Fetched from a remote (a pod's own store fetched it from the daemon).
+            all = try store.refs.list(prefix: "remotes/").filter { $0.name.contains("/sweeps/" + id) }
+                .map { (name: String($0.name[$0.name.range(of: "sweeps/")!.lowerBound...]), id: $0.id) }
+        }
         guard all.count == 1, let ref = all.first else {
             throw StoreError(all.isEmpty ? .notFound : .invalidInput, all.isEmpty ? "no sweep \(id) in \(store.root)" : "\(id) names \(all.count) sweeps",
                              hint: "the task must see the store the sweep was recorded in (a shared path, or fetch it first)")

@@ -243,6 +243,45 @@ final class BatchLauncherTests: XCTestCase {
         XCTAssertEqual(s.trove("cancel", id).status, 3, "nothing left to cancel")
     }
 
+    func testKubernetesPodsWithADaemonStoreFetchTheSweepAndPushTheirRuns() throws {
+        let k = try kube()
+        let s = sandbox(k.environment)
+        let daemon = try DaemonProcess(root: s.temp.sub("daemon"), environment: s.environment)
+        try daemon.createProject("ml")
+        s.extraEnvironment["TROVE_TOKEN"] = try daemon.token("ml", role: "write")
+        let r = s.trove(["sweep", "--launcher", "k8s", "--image", "registry.example/train:1", "--store-url", daemon.url("ml"),
+                         "--token-secret", "trove-token", "-p", "lr=0.1,0.2", "--json", "--", "./task.sh"])
+        ok(r, "k8s sweep with a daemon store")
+        let submitted = try XCTUnwrap(try json(r) as? [String: Any])
+        let id = try XCTUnwrap(submitted["sweep"] as? String), job = try XCTUnwrap(submitted["job"] as? String)
+        XCTAssertEqual(try Refs(root: daemon.root + "/projects/ml").list(prefix: "sweeps/").map(\.name), ["sweeps/\(id)"], "pushed before the Job")
+        // The manifest as the cluster got it: the pod's script, the daemon URL, the token from a Secret.
+        let got = k.kubectl(["get", "job", job, "-o", "json"])
+        let manifest = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(got.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual(KubernetesLauncher.check(manifest, sweep: id, size: 2), [])
+        let pod = try XCTUnwrap(((manifest["spec"] as? [String: Any])?["template"] as? [String: Any])?["spec"] as? [String: Any])
+        let container = try XCTUnwrap((pod["containers"] as? [[String: Any]])?.first)
+        let command = try XCTUnwrap(container["command"] as? [String])
+        let env = try XCTUnwrap(container["env"] as? [[String: Any]])
+        XCTAssertTrue(env.contains { $0["name"] as? String == "TROVE_TOKEN" && "\($0["valueFrom"] ?? "")".contains("trove-token") })
+        // Pod 1, run here: its own store, the sweep fetched, the member run, the run pushed back.
+        var podEnv = s.environment
+        podEnv["JOB_COMPLETION_INDEX"] = "1"
+        podEnv["TROVE_STORE_URL"] = daemon.url("ml")
+        podEnv["TROVE_TASK_STORE"] = s.temp.sub("pod-store")
+        podEnv["PATH"] = (Runner.trovePath as NSString).deletingLastPathComponent + ":" + (podEnv["PATH"] ?? "")
+        let task = Runner.run("/bin/sh", Array(command.dropFirst()), cwd: s.work, environment: podEnv)
+        ok(task, "the pod's script")
+        // The user fetches the results from the daemon.
+        ok(s.trove("remote", "add", "cluster", daemon.url("ml")), "remote add")
+        ok(s.trove("fetch", "-q", "cluster"), "fetch")
+        let list = try runs(s, sweep: id)
+        XCTAssertEqual(list["\(id)-1"]?["status"] as? String, "succeeded")
+        XCTAssertEqual(list["\(id)-1"]?["params"] as? [String: String], ["lr": "0.2"])
+        XCTAssertEqual(list["\(id)-0"]?["status"] as? String, "pending")
+        ok(s.trove(["fsck", "--full", "--store", daemon.root + "/projects/ml"]), "daemon store whole")
+    }
+
     func testAKubernetesSweepWithoutAContextIsRefusedAndNothingIsRecorded() throws {
         let s = sandbox(["KUBECONFIG": "/nonexistent/kubeconfig"])
         let r = s.trove(k8sArguments())
