@@ -40,20 +40,64 @@ public struct RunInfo: Sendable {
 public enum RunList {
     /// Every run on `runs/*`, and on `remotes/NAME/runs/*` (fetched from a cluster's store)
     /// when there is no local ref of that id; newest first.
+    ///
+    /// The run commits come from a derived table in the index (Docs/format.md §run_list):
+    /// when the refs folders are as they were (same modification times), the refs are not even
+    /// read; otherwise only commits not in the table are read from the packs (one pack per
+    /// run in a store that was never gc'd).
     public static func all(_ store: Store) throws -> [RunInfo] {
-        var out: [RunInfo] = []
-        var refs = try store.refs.list(prefix: "runs/")
-        var seen = Set(refs.map { $0.name.dropFirst(5) })
-        for r in try store.refs.list(prefix: "remotes/") {
-            guard let range = r.name.range(of: "/runs/") else { continue }
-            let id = r.name[range.upperBound...]
-            if seen.insert(id).inserted { refs.append(r) }
+        let key = refsKey(store)
+        let cached = try? store.index.runList()
+        var named: [(ref: String, id: ObjectID, body: [UInt8])] = []
+        if let cached, let key, cached.key == key {
+            named = cached.rows.map { ($0.key, $0.value.id, $0.value.body) }
+        } else {
+            var refs = try store.refs.list(prefix: "runs/")
+            var seen = Set(refs.map { $0.name.dropFirst(5) })
+            for r in try store.refs.list(prefix: "remotes/") {
+                guard let range = r.name.range(of: "/runs/") else { continue }
+                if seen.insert(r.name[range.upperBound...]).inserted { refs.append(r) }
+            }
+            let rows = cached?.rows ?? [:]
+            let missing = refs.filter { rows[$0.name]?.id != $0.id }
+            let read = Dictionary(zip(missing.map(\.id), try store.commits(missing.map(\.id)).map { $0.encode() }), uniquingKeysWith: { a, _ in a })
+            named = refs.map { r in (r.name, r.id, (rows[r.name]?.id == r.id ? rows[r.name]?.body : nil) ?? read[r.id]!) }
+            // The key is kept only when the folders have been still for 2 s: a change in the
+            // same clock tick as the listing must not be hidden (coarse mtimes on NFS).
+            try? store.index.replaceRunList(key: key.flatMap { refsKeyIsSettled(store) ? $0 : nil }, rows: named)
         }
-        for (r, c) in zip(refs, try store.commits(refs.map(\.id))) where c.kind == .run {
-            let id = r.name.range(of: "runs/").map { String(r.name[$0.upperBound...]) } ?? r.name
-            out.append(RunInfo(id: id, commit: r.id, c, ref: r.name))
+        var out: [RunInfo] = []
+        out.reserveCapacity(named.count)
+        for r in named {
+            let c = try Commit.decode(r.body)
+            guard c.kind == .run else { continue }
+            let id = r.ref.range(of: "runs/").map { String(r.ref[$0.upperBound...]) } ?? r.ref
+            out.append(RunInfo(id: id, commit: r.id, c, ref: r.ref))
         }
         return out.sorted { ($0.start, $0.id) > ($1.start, $1.id) }
+    }
+
+    /// The folders run refs live in, with their modification times: any ref added, moved or
+    /// removed there changes its folder's time.
+    static func refsFolders(_ store: Store) -> [(path: String, mtime: Int64)] {
+        var dirs = [store.root + "/refs/runs"]
+        for remote in ((try? FileIO.listDirectory(store.root + "/refs/remotes")) ?? []).sorted() {
+            dirs.append(store.root + "/refs/remotes/" + remote + "/runs")
+        }
+        return dirs.map { d in
+            var st = stat()
+            return (d, stat(d, &st) == 0 ? Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec) : -1)
+        }
+    }
+
+    static func refsKey(_ store: Store) -> String? {
+        let f = refsFolders(store)
+        return f.map { "\($0.path)@\($0.mtime)" }.joined(separator: "|")
+    }
+
+    static func refsKeyIsSettled(_ store: Store) -> Bool {
+        let now = Int64(Date().timeIntervalSince1970 * 1e9)
+        return refsFolders(store).allSatisfy { now - $0.mtime > 2_000_000_000 }
     }
 }
 

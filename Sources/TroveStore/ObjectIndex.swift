@@ -68,7 +68,46 @@ public final class ObjectIndex: @unchecked Sendable {
                 CREATE TABLE meta(key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);
                 """)
         }
+        // Derived: the run commits `trove runs` lists, so that listing does not open one
+        // pack per run. `key` names the state of the refs folders it was read from.
+        m.registerMigration("v2-run-list") { db in
+            try db.execute(sql: """
+                CREATE TABLE run_list(
+                    ref TEXT PRIMARY KEY NOT NULL,
+                    oid BLOB NOT NULL CHECK (length(oid) = 32),
+                    body BLOB NOT NULL) WITHOUT ROWID;
+                CREATE TABLE run_list_key(id INTEGER PRIMARY KEY CHECK (id = 1), key TEXT NOT NULL);
+                """)
+        }
         return m
+    }
+
+    // MARK: derived run list
+
+    /// The cached run commits by ref (id and encoded commit), and the key they were stored under.
+    public func runList() throws -> (key: String?, rows: [String: (id: ObjectID, body: [UInt8])]) {
+        try pool.read { db in
+            let key = try String.fetchOne(db, sql: "SELECT key FROM run_list_key WHERE id = 1")
+            var rows: [String: (id: ObjectID, body: [UInt8])] = [:]
+            let cursor = try Row.fetchCursor(db, sql: "SELECT ref, oid, body FROM run_list")
+            while let row = try cursor.next() {
+                let oid: Data = row[1], body: Data = row[2]
+                guard let id = ObjectID(bytes: oid) else { continue }
+                rows[row[0]] = (id, [UInt8](body))
+            }
+            return (key, rows)
+        }
+    }
+
+    /// Replaces the cached run list (`key` nil: the rows may be used, the key not trusted).
+    public func replaceRunList(key: String?, rows: [(ref: String, id: ObjectID, body: [UInt8])]) throws {
+        try pool.write { db in
+            try db.execute(sql: "DELETE FROM run_list")
+            try db.execute(sql: "DELETE FROM run_list_key")
+            let insert = try db.makeStatement(sql: "INSERT INTO run_list(ref, oid, body) VALUES (?, ?, ?)")
+            for r in rows { try insert.execute(arguments: [r.ref, r.id.data, Data(r.body)]) }
+            if let key { try db.execute(sql: "INSERT INTO run_list_key(id, key) VALUES (1, ?)", arguments: [key]) }
+        }
     }
 
     // MARK: objects

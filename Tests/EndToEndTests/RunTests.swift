@@ -210,4 +210,22 @@ final class RunTests: XCTestCase {
         XCTAssertEqual(again.status, 5, "a member is recorded once, refused before it runs")
         XCTAssertTrue(again.stderr.contains("already recorded") && !again.stdout.contains("lr="), again.stderr)
     }
+
+    func testTheRunListingFollowsRefsAddedAndRemovedBehindItsCache() throws {
+        let s = sandbox()
+        for lr in ["0.1", "0.2"] { ok(s.trove("run", "-q", "-p", "lr=\(lr)", "--", "true"), "run") }
+        XCTAssertEqual(try runs(s).count, 2)
+        // Long enough for the refs folder to count as settled: the listing is cached by it.
+        sleep(3)
+        XCTAssertEqual(try runs(s).count, 2)
+        ok(s.trove("run", "-q", "-p", "lr=0.3", "--", "true"), "third run")
+        let three = try runs(s)
+        XCTAssertEqual(Set(three.compactMap { ($0["params"] as? [String: String])?["lr"] }), ["0.1", "0.2", "0.3"])
+        sleep(3)
+        XCTAssertEqual(try runs(s).count, 3)
+        // A ref removed behind trove's back (a user, another tool): gone from the listing too.
+        let victim = try XCTUnwrap(three.first { ($0["params"] as? [String: String])?["lr"] == "0.2" }?["id"] as? String)
+        XCTAssertEqual(unlink(s.path(".trove/refs/runs/\(victim)")), 0)
+        XCTAssertEqual(Set(try runs(s).compactMap { ($0["params"] as? [String: String])?["lr"] }), ["0.1", "0.3"])
+    }
 }
