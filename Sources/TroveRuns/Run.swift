@@ -439,6 +439,12 @@ public final class RunRecorder {
             .first { $0.hasPrefix("PRETTY_NAME=") }.map { String($0.dropFirst(12)).trimmingCharacters(in: CharacterSet(charactersIn: "\"")) }
         if let v = pythonVersion() { out["env.python"] = v }
         if let v = try? FileIO.readText("/proc/driver/nvidia/version"), let line = v.split(separator: "\n").first { out["env.nvidia_driver"] = String(line) }
+        // The CUDA toolkit's own record of its version (no process started).
+        let cuda = (ProcessInfo.processInfo.environment["CUDA_HOME"] ?? "/usr/local/cuda") + "/version.json"
+        if let data = try? FileIO.readFile(cuda), let j = try? JSONSerialization.jsonObject(with: Data(data)) as? [String: Any],
+           let v = (j["cuda"] as? [String: Any])?["version"] as? String {
+            out["env.cuda"] = v
+        }
         return out.compactMapValues { $0 }
     }
 

@@ -228,4 +228,15 @@ final class RunTests: XCTestCase {
         XCTAssertEqual(unlink(s.path(".trove/refs/runs/\(victim)")), 0)
         XCTAssertEqual(Set(try runs(s).compactMap { ($0["params"] as? [String: String])?["lr"] }), ["0.1", "0.3"])
     }
+
+    func testTheCudaToolkitVersionIsRecordedWhenPresent() throws {
+        let s = sandbox()
+        s.write("cuda/version.json", Array(#"{"cuda": {"name": "CUDA SDK", "version": "12.4.131"}}"#.utf8))
+        s.extraEnvironment["CUDA_HOME"] = s.path("cuda")
+        let r = s.trove("run", "--json", "--", "true")
+        ok(r, "run")
+        let id = try XCTUnwrap((try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])?["id"] as? String)
+        let meta = try XCTUnwrap((try JSONSerialization.jsonObject(with: Data(s.trove("runs", "show", id, "--json").stdout.utf8)) as? [String: Any])?["metadata"] as? [String: String])
+        XCTAssertEqual(meta["env.cuda"], "12.4.131")
+    }
 }
