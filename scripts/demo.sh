@@ -91,4 +91,20 @@ git push -q origin main            # pre-push sends the chunks to $DEMO/git-remo
 git clone -q "$DEMO/git-remote.git" "$DEMO/git-clone"
 cmp "$DEMO/work/model.safetensors" "$DEMO/git-clone/model.safetensors" && echo "git clone: model.safetensors identical"
 git trove ls-files
+
+echo; echo "== runs: a recorded run, a sweep with early stopping, the runs compared"
+cat > train.sh <<'SH'
+#!/bin/sh
+# A stand-in for training: the loss falls with the step, worse for a large lr.
+for step in 1 2 3 4 5 6; do
+  echo "{\"step\": $step, \"loss\": $(python3 -c "print(round($TROVE_PARAM_LR * 10 / $step, 4))")}" >> "$TROVE_METRICS_FILE"
+  sleep 0.3
+done
+echo "weights lr=$TROVE_PARAM_LR" > "$TROVE_OUTPUT_DIR/model.txt"
+SH
+chmod +x train.sh
+trove run -q -p lr=0.05 --name baseline -- ./train.sh
+trove sweep -p lr=0.01,0.02,0.5,0.9 --parallel 4 --early-stop median:loss,min-step=2,min-runs=2 -- ./train.sh || true
+trove runs
+trove runs compare $(trove runs --where status=succeeded --json | python3 -c 'import json,sys; print(" ".join(r["id"] for r in json.load(sys.stdin)[:2]))')
 echo "== demo OK"
