@@ -17,10 +17,15 @@ extension TroveCommand {
                 the parameters; host, user, start and end, exit status; stdout and stderr (also shown \
                 as they come); metrics; and each --output folder as the run's outputs. The command \
                 gets TROVE_PARAM_<NAME> for each -p, TROVE_PARAMS_FILE (the parameters as JSON), \
-                TROVE_METRICS_FILE (append JSON lines {"step": 1, "loss": 0.3}) and TROVE_RUN_ID. A \
+                TROVE_METRICS_FILE (append JSON lines {"step": 1, "loss": 0.3}), TROVE_OUTPUT_DIR (a \
+                folder of its own, recorded as outputs), TROVE_INPUT_<NAME> for each --input (data \
+                from the store, materialised first) and TROVE_RUN_ID. `trove run NOTEBOOK.ipynb -p ...` \
+                executes a notebook top to bottom in a fresh kernel with the parameters injected as \
+                papermill does, and records the notebook and its executed copy. A \
                 run that fails, is killed, times out or is interrupted (Ctrl-C is passed on) is \
                 recorded too, with its status. Exit status: the command's (128+N for signal N); 2 \
-                when the command could not be started.
+                when the command could not be started or the notebook is not valid; 3 when an input \
+                revision or Jupyter's packages are missing (nothing is recorded then).
                 """)
 
         @Option(name: .customShort("p"), help: ArgumentHelp("A parameter (repeatable).", valueName: "NAME=VALUE")) var parameters: [String] = []

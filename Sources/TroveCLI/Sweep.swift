@@ -16,10 +16,16 @@ extension TroveCommand {
                 parameter varies fastest), or --random N of them drawn with --seed. The sweep's spec and \
                 variants are recorded on sweeps/ID first; each variant is a run (runs/ID-INDEX, as \
                 `trove run` records it, with run.sweep and run.sweep_index). --parallel N runs at most N \
-                at once on this machine. --early-stop median:METRIC[,min-step=N][,min-runs=N][,mode=min|max] \
+                at once (Slurm's %N, the Job's parallelism). --launcher slurm submits one job array, \
+                --launcher k8s one Indexed Job; each task runs `trove run --sweep ID` against a store \
+                the nodes reach; `trove runs --sweep ID` shows queued and running members and `trove \
+                cancel ID` stops them through the batch system; --dry-run prints the job, --wait waits \
+                for every member (Docs/runs.md §Launchers). --early-stop median:METRIC[,min-step=N][,min-runs=N][,mode=min|max] \
                 cancels a run whose METRIC at a step ≥ min-step is worse than the median of the other \
                 runs at that step (once min-runs others have reached it), on every launcher. \
-                Exit status 0 when every run succeeded or was stopped early, 1 otherwise. Docs/runs.md.
+                Exit status 0 when every run succeeded or was stopped early, 1 otherwise; with a batch \
+                launcher and no --wait, 0 once submitted; 6 when the Slurm controller is unreachable or \
+                the batch system refuses the job (nothing is recorded then). Docs/runs.md.
                 """)
 
         @Option(name: .customShort("p"), help: ArgumentHelp("A parameter and its values (repeatable).", valueName: "NAME=V1,V2,...")) var parameters: [String] = []
