@@ -28,7 +28,7 @@ extension TroveCommand {
                 var runs = try RunList.all(store)
                 var live = RunList.live(store)
                 // Members of sweeps submitted to a batch system that are not running yet.
-                var queued = BatchSweeps.queued(store, sweeps: try BatchSweeps.submitted(store, matching: sweep),
+                var queued = BatchSweeps.queued(store, sweeps: try BatchSweeps.submitted(store, matching: sweep, recorded: Set(runs.map(\.id))),
                                                 recorded: Set(runs.map(\.id)), live: Set(live.map(\.id)))
                 if let sweep {
                     runs = runs.filter { r in r.metadata.contains { $0.key == "run.sweep" && ($0.value == sweep || $0.value.hasPrefix(sweep)) } }

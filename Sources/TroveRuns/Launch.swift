@@ -201,12 +201,20 @@ public enum BatchSweeps {
     }
 
     /// The submitted sweeps (matching `sweep`, an id or prefix, when given), each with its
-    /// record.
-    public static func submitted(_ store: Store, matching sweep: String? = nil) throws -> [SweepRecord] {
+    /// record. With `recorded` (run ids known to be recorded), sweeps whose every member is
+    /// among them are left out without reading their records.
+    public static func submitted(_ store: Store, matching sweep: String? = nil, recorded: Set<String>? = nil) throws -> [SweepRecord] {
         var out: [SweepRecord] = []
+        var done: [Substring: Int] = [:]
+        for id in recorded ?? [] {
+            if let dash = id.lastIndex(of: "-"), Int(id[id.index(after: dash)...]) != nil { done[id[..<dash], default: 0] += 1 }
+        }
         let refs = try store.refs.list(prefix: "sweeps/").filter { r in sweep.map { r.name.hasPrefix("sweeps/" + $0) } ?? true }
         for (r, c) in zip(refs, try store.commits(refs.map(\.id))) where c.metadata.contains(where: { $0.key == "sweep.job" }) {
-            out.append(try SweepRecord.load(store, String(r.name.dropFirst(7))))
+            let id = r.name.dropFirst(7)
+            if recorded != nil, let size = c.metadata.first(where: { $0.key == "sweep.size" }).flatMap({ Int($0.value) }),
+               done[id, default: 0] >= size { continue }
+            out.append(try SweepRecord.load(store, String(id)))
         }
         return out
     }
