@@ -74,14 +74,17 @@ public enum Tool {
         try p.run()
         if let input {
             let h = inp.fileHandleForWriting
-            DispatchQueue.global().async { h.write(Data(input.utf8)); try? h.close() }
+            onOwnThread { h.write(Data(input.utf8)); try? h.close() }
         }
         // Both pipes drain at once (a full stderr pipe must not stall the tool).
         final class Sink: @unchecked Sendable { var data = Data() }
         let o = Sink(), e = Sink()
         let g = DispatchGroup()
-        DispatchQueue.global().async(group: g) { o.data = out.fileHandleForReading.readDataToEndOfFile() }
-        DispatchQueue.global().async(group: g) { e.data = err.fileHandleForReading.readDataToEndOfFile() }
+        // Drained on threads of their own: the dispatch pool may be busy with blocked work.
+        for (sink, pipe) in [(o, out), (e, err)] {
+            g.enter()
+            onOwnThread { sink.data = pipe.fileHandleForReading.readDataToEndOfFile(); g.leave() }
+        }
         var timedOut = false
         if g.wait(timeout: .now() + timeout) == .timedOut {
             timedOut = true

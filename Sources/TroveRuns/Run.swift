@@ -171,7 +171,9 @@ public final class RunRecorder {
         // Output is copied to the log files (and echoed) as it comes; metrics are read live.
         let copies = DispatchGroup()
         for (pipe, path, echo) in [(outPipe, stdoutPath, spec.stdoutEcho), (errPipe, stderrPath, Int32(2))] {
-            DispatchQueue.global().async(group: copies) { [spec] in
+            copies.enter()
+            onOwnThread { [spec] in
+                defer { copies.leave() }
                 let log = FileHandle(forWritingAtPath: path)
                 let fd = pipe.fileHandleForReading.fileDescriptor
                 var buf = [UInt8](repeating: 0, count: 64 << 10)

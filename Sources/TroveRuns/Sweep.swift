@@ -135,7 +135,9 @@ public final class LocalSweep {
             if let (r, why) = stop { r.cancel(reason: why) }
         }
         let workers = max(1, min(spec.parallel, variants.count))
-        DispatchQueue.concurrentPerform(iterations: workers) { _ in
+        // Each worker waits for its runs' commands: threads of their own, not the dispatch
+        // pool (as wide as the cores, it would run `--parallel 8` two at a time on 2 cores).
+        onOwnThreads(workers) { [self] _ in
             while true {
                 let i: Int? = lock.withLock {
                     guard next < variants.count else { return nil }

@@ -443,32 +443,3 @@ public final class Fetcher {
         return stats
     }
 }
-
-/// Runs `body` on a thread of its own. Work that waits on Swift concurrency (`blockingAsync`:
-/// every HTTP call) must not hold a GCD pool thread: with as many of them blocked as there are
-/// cores, the tasks it waits for get no thread until libdispatch adds one, up to a second later
-/// (0.45–0.55 s of a 2.3 s push of 20,000 files on 2 cores went to that).
-func onOwnThread(_ body: @escaping () -> Void) {
-    let context = Unmanaged.passRetained(UncheckedBox(body)).toOpaque()
-    var thread = pthread_t()
-    let started = pthread_create(&thread, nil, { p in
-        Unmanaged<UncheckedBox<() -> Void>>.fromOpaque(p!).takeRetainedValue().value()
-        return nil
-    }, context)
-    if started == 0 {
-        pthread_detach(thread)
-    } else {
-        // No thread to be had: run it here rather than not at all.
-        Unmanaged<UncheckedBox<() -> Void>>.fromOpaque(context).takeRetainedValue().value()
-    }
-}
-
-/// `body(0..<count)`, each on a thread of its own (see `onOwnThread`); returns when all ended.
-func onOwnThreads(_ count: Int, _ body: @escaping (Int) -> Void) {
-    let done = DispatchGroup()
-    for k in 0..<count {
-        done.enter()
-        onOwnThread { body(k); done.leave() }
-    }
-    done.wait()
-}

@@ -239,4 +239,19 @@ final class RunTests: XCTestCase {
         let meta = try XCTUnwrap((try JSONSerialization.jsonObject(with: Data(s.trove("runs", "show", id, "--json").stdout.utf8)) as? [String: Any])?["metadata"] as? [String: String])
         XCTAssertEqual(meta["env.cuda"], "12.4.131")
     }
+
+    func testASweepRunsAsManyMembersAtOnceAsParallelSaysWhateverTheCoreCount() throws {
+        let s = sandbox()
+        // Six members that each sleep 2 s, six at once: on a 2-core machine they must not go
+        // two by two (the dispatch pool is as wide as the cores).
+        let started = Date()
+        ok(s.trove(["sweep", "-q", "-p", "i=1,2,3,4,5,6", "--parallel", "6", "--", "sleep", "2"]), "sweep")
+        XCTAssertLessThan(Date().timeIntervalSince(started), 5.5)
+        let starts = try runs(s).compactMap { $0["start"] as? String }.sorted()
+        XCTAssertEqual(starts.count, 6)
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        let first = try XCTUnwrap(f.date(from: starts.first!)), last = try XCTUnwrap(f.date(from: starts.last!))
+        XCTAssertLessThan(last.timeIntervalSince(first), 1.5, "all six started together: \(starts)")
+    }
 }
