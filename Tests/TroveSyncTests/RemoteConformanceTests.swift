@@ -394,6 +394,15 @@ final class HTTPRemoteTests: RemoteConformance {
         }
     }
 
+    /// The class's daemons end with it: statics are never released, so they would outlive
+    /// the test process.
+    override class func tearDown() {
+        _ = daemon?.stop()
+        _ = smallLimit?.stop()
+        (daemon, smallLimit, root) = (nil, nil, nil)
+        super.tearDown()
+    }
+
     override func makeRemoteStore(_ name: String = "remote") throws -> String {
         let d = try XCTUnwrap(HTTPRemoteTests.daemon)
         let project = "p-" + String(UInt64.random(in: 0...UInt64.max), radix: 36)
