@@ -29,11 +29,7 @@ extension TroveCommand {
 
             func run() throws {
                 guard path.hasSuffix(".ipynb") else { throw StoreError(.invalidInput, "\(path) is not a notebook (.ipynb)") }
-                var params: [(name: String, value: String)] = []
-                for p in parameters {
-                    guard let eq = p.firstIndex(of: "=") else { throw StoreError(.invalidInput, "parameter \(p.debugDescription) is not NAME=VALUE") }
-                    params.append((String(p[..<eq]), String(p[p.index(after: eq)...])))
-                }
+                let params = try parameters.map { try RunSpec.parameter($0) }
                 let c = try Notebook.check(FileIO.absolute(path, base: options.cwd), parameters: params, directory: options.cwd)
                 if json {
                     try Console.json(["ok": c.ok, "cells": c.cells, "executed": c.executed, "failed_cell": c.failedCell as Any? ?? NSNull(),

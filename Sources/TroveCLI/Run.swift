@@ -71,14 +71,7 @@ extension TroveCommand {
                 spec.parameters = record.variants[index]
                 spec.sweep = (record.id, index)
             }
-            for p in parameters {
-                guard let eq = p.firstIndex(of: "=") else {
-                    throw StoreError(.invalidInput, "parameter \(p.debugDescription) is not NAME=VALUE", hint: "e.g. -p lr=0.01")
-                }
-                let n = String(p[..<eq])
-                try RunSpec.validate(parameterName: n)
-                spec.parameters.append((n, String(p[p.index(after: eq)...])))
-            }
+            spec.parameters += try parameters.map { try RunSpec.parameter($0) }
             spec.outputs = outputs.isEmpty ? (record?.outputs ?? []) : outputs
             spec.inputs = try (inputs.isEmpty ? (record?.inputs ?? []) : inputs).map { try RunInput.resolve($0, in: store) }
             spec.pipFreeze = pipFreeze || record?.pipFreeze == true

@@ -61,14 +61,9 @@ extension TroveCommand {
             }
             guard parallel == nil || parallel! >= 1 else { throw StoreError(.invalidInput, "--parallel must be at least 1") }
             let store = try options.openStore()
-            var grid: [(name: String, values: [String])] = []
-            for p in parameters {
-                guard let eq = p.firstIndex(of: "="), eq != p.startIndex else {
-                    throw StoreError(.invalidInput, "parameter \(p.debugDescription) is not NAME=V1,V2,...", hint: "e.g. -p lr=0.1,0.01")
-                }
-                let n = String(p[..<eq])
-                try RunSpec.validate(parameterName: n)
-                grid.append((n, p[p.index(after: eq)...].split(separator: ",", omittingEmptySubsequences: false).map(String.init)))
+            let grid: [(name: String, values: [String])] = try parameters.map { p in
+                let (n, v) = try RunSpec.parameter(p, form: "NAME=V1,V2,...", example: "-p lr=0.1,0.01")
+                return (n, v.split(separator: ",", omittingEmptySubsequences: false).map(String.init))
             }
             if !outputs.isEmpty && ((parallel ?? 1) > 1 || launcher != "local") && !options.quiet {
                 Console.err("warning: runs that go at once share the --output folders; a run's own folder is $TROVE_OUTPUT_DIR (recorded as its outputs)")

@@ -113,7 +113,7 @@ extension SweepRecord {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
         for (name, bytes) in [("launch.json", Array(try encoder.encode(launch))), (jobFile, Array(jobText.utf8))] {
-            files[name] = Tree.Entry(name: name, kind: .file, id: try writer.put(.chunk, bytes), size: UInt64(bytes.count))
+            files[name] = try writer.smallFile(name, bytes)
         }
         let (tree, _) = try store.writeTrees(files, writer: writer)
         var meta = Dictionary(base.metadata.map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
@@ -144,8 +144,7 @@ extension RunRecorder {
         let writer = ObjectWriter(store: store)
         let params = Dictionary(sweep.variants[index].map { ($0.name, $0.value) }, uniquingKeysWith: { _, b in b })
         let bytes = Array(try JSONSerialization.data(withJSONObject: params, options: [.sortedKeys]))
-        let entry = Tree.Entry(name: "params.json", kind: .file, id: try writer.put(.chunk, bytes), size: UInt64(bytes.count))
-        let (tree, _) = try store.writeTrees(["params.json": entry], writer: writer)
+        let (tree, _) = try store.writeTrees(["params.json": try writer.smallFile("params.json", bytes)], writer: writer)
         let now = Date()
         var meta: [String: String] = [
             "run.id": id, "run.status": status.rawValue, "run.command": shellQuoted(sweep.command), "run.start": iso(now), "run.end": iso(now),
@@ -167,7 +166,7 @@ extension RunRecorder {
 
 /// A member of a submitted sweep that has no record yet and is not running under `trove run`:
 /// queued, starting, or lost (its task ended without recording).
-public struct QueuedMember: Sendable, RunFields {
+public struct QueuedMember: Sendable, ListedRun {
     public var id: String
     public var sweep: String
     public var index: Int
@@ -179,14 +178,9 @@ public struct QueuedMember: Sendable, RunFields {
     public var launcher: String
     public var job: String
 
-    public func field(_ name: String) -> String? {
-        if name.hasPrefix("params.") { return parameters.first { $0.0 == name.dropFirst(7) }?.1 }
-        switch name {
-        case "status": return status
-        case "id": return id
-        default: return nil
-        }
-    }
+    public var metrics: [(String, String)] { [] }
+    public var statusText: String { status }
+    public func ownField(_ name: String) -> String? { nil }
 }
 
 public enum BatchSweeps {
@@ -249,5 +243,12 @@ public enum BatchSweeps {
             }
         }
         return out
+    }
+}
+
+extension ObjectWriter {
+    /// A small file of a record's tree (a sweep's spec, a launch, parameters): one chunk.
+    func smallFile(_ name: String, _ bytes: [UInt8]) throws -> Tree.Entry {
+        Tree.Entry(name: name, kind: .file, id: try put(.chunk, bytes), size: UInt64(bytes.count))
     }
 }

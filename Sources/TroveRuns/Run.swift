@@ -34,6 +34,17 @@ public struct RunSpec: Sendable {
         self.directory = directory
     }
 
+    /// `-p NAME=VALUE` (a sweep's `NAME=V1,V2,...`: `form` names what was expected), the name
+    /// checked.
+    public static func parameter(_ text: String, form: String = "NAME=VALUE", example: String = "-p lr=0.01") throws -> (name: String, value: String) {
+        guard let eq = text.firstIndex(of: "="), eq != text.startIndex else {
+            throw StoreError(.invalidInput, "parameter \(text.debugDescription) is not \(form)", hint: "e.g. \(example)")
+        }
+        let name = String(text[..<eq])
+        try validate(parameterName: name)
+        return (name, String(text[text.index(after: eq)...]))
+    }
+
     public static func validate(parameterName n: String) throws {
         guard let f = n.unicodeScalars.first, f == "_" || (f.isASCII && CharacterSet.letters.contains(f)),
               n.unicodeScalars.allSatisfy({ $0.isASCII && ($0 == "_" || CharacterSet.alphanumerics.contains($0)) }) else {
@@ -467,23 +478,10 @@ public final class RunRecorder {
         if let text = try? FileIO.readText(cacheFile), let line = text.split(separator: "\n").first(where: { $0.hasPrefix(key + "\t") }) {
             return String(line.dropFirst(key.count + 1))
         }
-        guard let v = probe(["python3", "--version"])?.replacingOccurrences(of: "Python ", with: "") else { return nil }
+        guard let r = try? Tool.run(["python3", "--version"], timeout: 30), r.ok else { return nil }
+        let v = (r.stdout.isEmpty ? r.stderr : r.stdout).trimmingCharacters(in: .whitespacesAndNewlines).replacingOccurrences(of: "Python ", with: "")
         try? FileIO.mkdirs(cacheDir)
         try? FileIO.atomicWrite(cacheFile, Array("\(key)\t\(v)\n".utf8), durable: false)
         return v
-    }
-
-    static func probe(_ args: [String]) -> String? {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = args
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = out
-        guard (try? p.run()) != nil else { return nil }
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        guard p.terminationStatus == 0 else { return nil }
-        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
     }
 }

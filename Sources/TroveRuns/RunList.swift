@@ -49,6 +49,8 @@ public enum RunList {
         let key = refsKey(store)
         let cached = try? store.index.runList()
         var named: [(ref: String, id: ObjectID, body: [UInt8])] = []
+        // Commits just read from the packs: not decoded a second time from their encoding.
+        var decoded: [ObjectID: Commit] = [:]
         if let cached, let key, cached.key == key {
             named = cached.rows.map { ($0.key, $0.value.id, $0.value.body) }
         } else {
@@ -60,8 +62,9 @@ public enum RunList {
             }
             let rows = cached?.rows ?? [:]
             let missing = refs.filter { rows[$0.name]?.id != $0.id }
-            let read = Dictionary(zip(missing.map(\.id), try store.commits(missing.map(\.id)).map { $0.encode() }), uniquingKeysWith: { a, _ in a })
-            named = refs.map { r in (r.name, r.id, (rows[r.name]?.id == r.id ? rows[r.name]?.body : nil) ?? read[r.id]!) }
+            let read = Dictionary(zip(missing.map(\.id), try store.commits(missing.map(\.id))), uniquingKeysWith: { a, _ in a })
+            decoded = read
+            named = refs.map { r in (r.name, r.id, (rows[r.name]?.id == r.id ? rows[r.name]?.body : nil) ?? read[r.id]!.encode()) }
             // The key is kept only when the folders have been still for 2 s: a change in the
             // same clock tick as the listing must not be hidden (coarse mtimes on NFS).
             try? store.index.replaceRunList(key: key.flatMap { refsKeyIsSettled(store) ? $0 : nil }, rows: named)
@@ -69,7 +72,7 @@ public enum RunList {
         var out: [RunInfo] = []
         out.reserveCapacity(named.count)
         for r in named {
-            let c = try Commit.decode(r.body)
+            let c = try decoded[r.id] ?? Commit.decode(r.body)
             guard c.kind == .run else { continue }
             let id = r.ref.range(of: "runs/").map { String(r.ref[$0.upperBound...]) } ?? r.ref
             out.append(RunInfo(id: id, commit: r.id, c, ref: r.ref))
@@ -168,19 +171,40 @@ extension RunList {
 }
 
 /// A value of a run that `--where` and `--sort` name: `params.NAME`, `metrics.NAME` (the last
-/// value), `status`, `name`, `id`, `start`, `seconds`.
+/// value), `status`, `id`, and what a kind of run adds (`name`, `start`, `seconds`).
 public protocol RunFields {
     func field(_ name: String) -> String?
 }
 
-extension RunInfo: RunFields {
+/// A kind of run listed by `trove runs` (recorded, live, queued): the common fields come from
+/// these, the rest from `ownField`.
+public protocol ListedRun: RunFields {
+    var id: String { get }
+    var parameters: [(String, String)] { get }
+    /// The last value of each metric, as text.
+    var metrics: [(String, String)] { get }
+    var statusText: String { get }
+    /// The fields beyond the common ones.
+    func ownField(_ name: String) -> String?
+}
+
+extension ListedRun {
     public func field(_ name: String) -> String? {
         if name.hasPrefix("params.") { return parameters.first { $0.0 == name.dropFirst(7) }?.1 }
         if name.hasPrefix("metrics.") { return metrics.first { $0.0 == name.dropFirst(8) }?.1 }
         switch name {
-        case "status": return status
-        case "name": return self.name
+        case "status": return statusText
         case "id": return id
+        default: return ownField(name)
+        }
+    }
+}
+
+extension RunInfo: ListedRun {
+    public var statusText: String { status }
+    public func ownField(_ name: String) -> String? {
+        switch name {
+        case "name": return self.name
         case "start": return start
         case "seconds": return seconds.map { "\($0)" }
         default: return nil
@@ -188,17 +212,9 @@ extension RunInfo: RunFields {
     }
 }
 
-extension LiveRun: RunFields {
-    public func field(_ name: String) -> String? {
-        if name.hasPrefix("params.") { return parameters.first { $0.0 == name.dropFirst(7) }?.1 }
-        if name.hasPrefix("metrics.") { return metrics.first { $0.0 == name.dropFirst(8) }?.1 }
-        switch name {
-        case "status": return "running"
-        case "id": return id
-        case "start": return start
-        default: return nil
-        }
-    }
+extension LiveRun: ListedRun {
+    public var statusText: String { "running" }
+    public func ownField(_ name: String) -> String? { name == "start" ? start : nil }
 }
 
 /// `--where 'params.lr<0.01'`: FIELD OP VALUE with OP one of `<=`, `>=`, `!=`, `==`, `<`, `>`, `=`.

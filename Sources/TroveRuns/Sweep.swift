@@ -180,9 +180,7 @@ public final class LocalSweep {
         let variantsJSON = variants.map { Dictionary($0.map { ($0.name, $0.value) }, uniquingKeysWith: { _, b in b }) }
         var files: [String: Tree.Entry] = [:]
         for (name, obj) in [("spec.json", specJSON as Any), ("variants.json", variantsJSON as Any)] {
-            let bytes = Array(try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .prettyPrinted]))
-            let id = try writer.put(.chunk, bytes)
-            files[name] = Tree.Entry(name: name, kind: .file, id: id, size: UInt64(bytes.count))
+            files[name] = try writer.smallFile(name, Array(try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .prettyPrinted])))
         }
         let (tree, _) = try store.writeTrees(files, writer: writer)
         let author = Worktree.Author.current(config: store.config, environment: ProcessInfo.processInfo.environment)
@@ -268,13 +266,19 @@ public final class SweepPeers {
 
     /// This member's points of the metric so far, by step.
     var mine: [Int64: Double] = [:]
+    var lastRefresh = Date.distantPast
 
     /// The reason to stop, given this member's new `points`: at its latest step that at least
     /// `min-runs` other members have also reached (a member that started late catches up),
     /// it is worse than their median.
     public func verdict(_ points: [MetricPoint]) -> String? {
         for p in points where p.name == rule.metric { mine[p.step] = p.value }
-        refresh()
+        // The peers' files are read at most twice a second, not at every poll of this run.
+        let now = Date()
+        if now.timeIntervalSince(lastRefresh) >= 0.5 {
+            lastRefresh = now
+            refresh()
+        }
         for step in mine.keys.sorted(by: >).prefix(64) where step >= rule.minStep {
             let others = values(at: step)
             guard others.count >= rule.minRuns else { continue }
