@@ -94,6 +94,12 @@ struct JSONText {
 }
 
 enum Format {
+    /// `text` cut or padded with spaces to `width` characters (a table column).
+    static func column(_ text: String, _ width: Int) -> String {
+        let n = text.count
+        return n >= width ? String(text.prefix(width)) : text + String(repeating: " ", count: width - n)
+    }
+
     /// 1536 → "1.5 KiB".
     static func bytes(_ n: UInt64) -> String {
         let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"]

@@ -61,22 +61,18 @@ extension TroveCommand {
                     return
                 }
                 if runs.isEmpty && live.isEmpty && queued.isEmpty { Console.out("No runs recorded (start one: trove run -- CMD)"); return }
-                for r in queued {
-                    let params = r.parameters.map { "\($0.0)=\($0.1)" }.joined(separator: " ")
-                    let state = "\(r.launcher) \(r.job)" + (r.launcherState.map { " " + $0 } ?? "")
-                    Console.out("\(r.id)  \(r.status.padding(toLength: 9, withPad: " ", startingAt: 0)) \("-".padding(toLength: 8, withPad: " ", startingAt: 0)) \(params)  (\(state))")
-                }
-                for r in live {
+                // One line per run, written at once (10,000 runs: one write, not 10,000).
+                var text = ""
+                text.reserveCapacity((queued.count + live.count + runs.count) * 96)
+                func line(_ r: ListedRun, duration: String, suffix: String = "") {
                     let params = r.parameters.map { "\($0.0)=\($0.1)" }.joined(separator: " ")
                     let metrics = r.metrics.map { "\($0.0)=\($0.1)" }.joined(separator: " ")
-                    Console.out("\(r.id)  running   \("-".padding(toLength: 8, withPad: " ", startingAt: 0)) \(params)\(metrics.isEmpty ? "" : "  | " + metrics)")
+                    text += "\(r.id)  \(Format.column(r.statusText, 9)) \(Format.column(duration, 8)) \(params)\(metrics.isEmpty ? "" : "  | " + metrics)\(suffix)\n"
                 }
-                for r in runs {
-                    let params = r.parameters.map { "\($0.0)=\($0.1)" }.joined(separator: " ")
-                    let metrics = r.metrics.map { "\($0.0)=\($0.1)" }.joined(separator: " ")
-                    let secs = r.seconds.map { Format.duration($0) } ?? "?"
-                    Console.out("\(r.id)  \(r.status.padding(toLength: 9, withPad: " ", startingAt: 0)) \(secs.padding(toLength: 8, withPad: " ", startingAt: 0)) \(params)\(metrics.isEmpty ? "" : "  | " + metrics)")
-                }
+                for r in queued { line(r, duration: "-", suffix: "  (\(r.launcher) \(r.job)" + (r.launcherState.map { " " + $0 } ?? "") + ")") }
+                for r in live { line(r, duration: "-") }
+                for r in runs { line(r, duration: r.seconds.map { Format.duration($0) } ?? "?") }
+                FileHandle.standardOutput.write(Data(text.utf8))
             }
         }
 
