@@ -226,15 +226,25 @@ final class GitIntegrationTests: XCTestCase {
         let (repo, _) = repository(s)
         let big = SeededBytes.bytes(seed: 12, count: 96 << 20)
         write(repo + "/big.bin", big)
-        let add = Runner.start("/usr/bin/git", ["add", "big.bin"], cwd: repo, environment: s.environment)
-        // Kill the filter as soon as it runs, mid-blob.
+        // Kill the filter as soon as it runs, mid-blob. The filter answers `git add` after one
+        // hash and stores on: a kill that lands after the answer lets the add succeed, so that
+        // attempt is undone and the kill tried again.
         var killed = false
-        for _ in 0..<400 where !killed {
-            let r = Runner.run("/usr/bin/pkill", ["-9", "-f", "trove filter-process"], cwd: repo, environment: s.environment)
-            killed = r.status == 0
-            if !killed { usleep(10_000) }
+        var result: ProcessResult?
+        for _ in 0..<5 {
+            let add = Runner.start("/usr/bin/git", ["add", "big.bin"], cwd: repo, environment: s.environment)
+            killed = false
+            for _ in 0..<400 where !killed {
+                let k = Runner.run("/usr/bin/pkill", ["-9", "-f", "trove filter-process"], cwd: repo, environment: s.environment)
+                killed = k.status == 0
+                if !killed { usleep(10_000) }
+            }
+            let attempt = add.wait()
+            result = attempt
+            if attempt.status != 0 || !killed { break }
+            _ = s.git(["rm", "-q", "--cached", "big.bin"], cwd: repo)
         }
-        let r = add.wait()
+        let r = try XCTUnwrap(result)
         XCTAssertTrue(killed, "the filter was seen running")
         XCTAssertNotEqual(r.status, 0, "git add fails when its filter dies")
         XCTAssertTrue(r.stderr.contains("trove filter-process"), r.stderr)
