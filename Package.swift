@@ -44,9 +44,9 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
         ]),
-        // The daemon: projects, tokens and roles, the sync protocol over HTTP(S), metrics.
+        // The daemon: projects, tokens and roles, the sync protocol over HTTP(S), the JSON API, web UI and MLflow tracking, metrics.
         .target(name: "TroveServer", dependencies: [
-            "TroveCore", "TroveProtocol", "TroveStore", "TroveSync",
+            "TroveCore", "TroveProtocol", "TroveStore", "TroveSync", "TroveRuns",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdCore", package: "hummingbird"),
             .product(name: "HummingbirdTLS", package: "hummingbird"),
@@ -55,6 +55,9 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ], resources: [
+            // The web UI, compiled into the binary: the daemon serves it with no files beside it.
+            .embedInCode("Web/index.html"), .embedInCode("Web/app.css"), .embedInCode("Web/app.js"),
         ]),
         // Git integration: libgit2 bridge, LFS pointers, the filter process, hook install, snapshots of git commits.
         .target(name: "TroveGit", dependencies: ["CGit2", "TroveCore", "TroveStore"]),

@@ -2,8 +2,9 @@
 # Installs the Debian packages Trove builds against (and the tools its tests drive) when missing.
 set -euo pipefail
 need=()
-# slurm-wlm + munge: the single-node Slurm the launcher tests start (scripts/slurm-start.sh).
-for p in libzstd-dev libgit2-dev libssl-dev libsqlite3-dev pkg-config git git-lfs python3 openssh-client openssh-server curl openssl slurm-wlm munge; do
+# slurm-wlm + munge: the single-node Slurm the launcher tests start (scripts/slurm-start.sh);
+# chromium + chromium-driver: the web UI tests drive a real headless browser.
+for p in libzstd-dev libgit2-dev libssl-dev libsqlite3-dev pkg-config git git-lfs python3 openssh-client openssh-server curl openssl slurm-wlm munge chromium chromium-driver; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -12,10 +13,15 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-# Python tools the run tests drive: Jupyter's notebook machinery, and the Kubernetes schema check.
+# Python tools the tests drive: Jupyter's notebook machinery, the Kubernetes schema check, and
+# the web tests' browser driver, mlflow client and OpenAPI validator.
 py=()
 python3 -c 'import nbclient, nbformat, ipykernel, papermill' 2>/dev/null || py+=(nbclient nbformat ipykernel papermill)
 command -v kubernetes-validate >/dev/null || py+=(kubernetes-validate)
+# The web tests: Selenium for the browser, the real mlflow client, the OpenAPI validator.
+python3 -c 'import selenium' 2>/dev/null || py+=(selenium)
+python3 -c 'import mlflow' 2>/dev/null || py+=(mlflow-skinny)
+python3 -c 'import openapi_spec_validator' 2>/dev/null || py+=(openapi-spec-validator)
 if [ ${#py[@]} -gt 0 ]; then
   echo "installing (pip): ${py[*]}" >&2
   if ! python3 -m pip --version >/dev/null 2>&1; then

@@ -86,8 +86,21 @@ extension TroveCommand {
                     if let why = peers.verdict(points) { recorder?.cancel(reason: why) }
                 }
             }
-            if !options.quiet && !json { Console.err("trove: run \(recorder.id) started") }
-            let o = try recorder.run()
+            let reporter = liveReporter(store, runID: recorder.id, directory: recorder.liveDirectory)
+            reporter?.onCancel = { [weak recorder] why in recorder?.cancel(reason: why) }
+            if !options.quiet && !json {
+                Console.err("trove: run \(recorder.id) started" + (reporter.map { " (live at \($0.endpoint.replacingOccurrences(of: "/live", with: "")))" } ?? ""))
+            }
+            reporter?.start()
+            recorder.beforeCleanup = { status in reporter?.stop(ended: status.rawValue) }
+            let o: RunRecorder.Outcome
+            do { o = try recorder.run() } catch {
+                reporter?.stop(ended: "failed")
+                throw error
+            }
+            if let r = reporter, r.failures > 0, !options.quiet {
+                Console.err("trove: \(r.failures) live update(s) to the daemon failed (last: \(r.lastError ?? "?")); the run is recorded here, `trove push` sends it")
+            }
             if json {
                 try Console.json([
                     "id": recorder.id, "commit": o.commit.hex, "status": o.status.rawValue, "exit_code": o.exitCode.map { $0 as Any } ?? NSNull(),
@@ -99,6 +112,22 @@ extension TroveCommand {
                 Console.err("trove: run \(recorder.id) \(o.status.rawValue) in \(Format.duration(o.seconds))\(m.isEmpty ? "" : ", " + m) (runs/\(recorder.id), \(o.commit.short()))")
             }
             if o.status != .succeeded { throw CommandFailed(code: o.exitCode ?? (128 + (o.signal ?? 0))) }
+        }
+
+        /// The daemon a run streams to while it runs (Docs/api.md §Live runs): the remote named
+        /// by `runs.live-remote`, else the first http(s) remote; none with `runs.live=false`.
+        func liveReporter(_ store: Store, runID: String, directory: String) -> LiveReporter? {
+            let env = ProcessInfo.processInfo.environment
+            let config = store.config.values
+            guard config["runs.live"] != "false", env["TROVE_LIVE"] != "0" else { return nil }
+            let remotes = config.keys.filter { $0.hasPrefix("remote.") && $0.hasSuffix(".url") }.sorted()
+            let url: String?
+            if let name = config["runs.live-remote"] { url = config["remote.\(name).url"] } else {
+                url = remotes.map { config[$0]! }.first { $0.hasPrefix("http://") || $0.hasPrefix("https://") }
+            }
+            guard let url else { return nil }
+            let interval = config["runs.live-interval"].flatMap(Double.init) ?? 2
+            return try? LiveReporter(remoteURL: url, runID: runID, directory: directory, interval: max(0.2, interval), environment: env)
         }
 
         /// The command to run: the one after --, or a notebook, checked to be valid nbformat

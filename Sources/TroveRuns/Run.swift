@@ -94,7 +94,13 @@ public final class RunRecorder {
     /// Where the live files are while the run is going: `STORE/runs-live/ID/`.
     public let liveDirectory: String
 
-    public init(store: Store, spec: RunSpec, id: String? = nil) throws {
+    /// Metadata added to the run commit (a daemon recording an MLflow run: its tags, user).
+    public var extraMetadata: [String: String] = [:]
+    /// False when the recording process is not where the run ran (the daemon recording an
+    /// MLflow run): this machine's OS, Python and batch facts would be wrong.
+    public var recordsEnvironment = true
+
+    public init(store: Store, spec: RunSpec, id: String? = nil, liveDirectory: String? = nil) throws {
         self.store = store
         self.spec = spec
         self.id = id ?? RunRecorder.newID()
@@ -103,7 +109,20 @@ public final class RunRecorder {
         if try store.refs.read("runs/" + self.id) != nil {
             throw StoreError(.conflict, "run \(self.id) is already recorded", hint: "`trove runs show \(self.id)`; a sweep member runs once")
         }
-        liveDirectory = store.root + "/runs-live/" + self.id
+        self.liveDirectory = liveDirectory ?? store.root + "/runs-live/" + self.id
+    }
+
+    /// Records a run that ran elsewhere and left its files in `liveDirectory` (`stdout`,
+    /// `stderr`, `metrics.jsonl`, `params.json`, `outputs/`): what the daemon does when an MLflow
+    /// run ends. The live directory is left in place for the caller.
+    public func recordEnded(status: RunStatus, start: Date, end: Date, stoppedBy: String? = nil) throws -> ObjectID {
+        let paths = ["stdout", "stderr", "metrics.jsonl", "params.json"].map { liveDirectory + "/" + $0 }
+        for p in paths where !FileIO.exists(p) { try FileIO.atomicWrite(p, p.hasSuffix(".json") ? Array("{}".utf8) : [], durable: false) }
+        if let stoppedBy { lock.withLock { cancelReason = stoppedBy } }
+        let metrics = MetricsReader(path: paths[2])
+        metrics.poll(final: true)
+        return try record(status: status, exitCode: nil, signal: nil, start: start, end: end, metrics: metrics,
+                          stdoutPath: paths[0], stderrPath: paths[1], metricsPath: paths[2], paramsPath: paths[3])
     }
 
     /// `20261127-173501-3fa2`: sortable by start time, unique enough across hosts writing
@@ -176,7 +195,8 @@ public final class RunRecorder {
             "id": id, "pgid": Int(process.processIdentifier), "host": ProcessInfo.processInfo.hostName,
             "start": RunRecorder.iso(start), "command": RunRecorder.shellQuoted(spec.command),
             "params": Dictionary(spec.parameters.map { ($0.name, $0.value) }, uniquingKeysWith: { _, b in b }),
-            "sweep": spec.sweep?.0 ?? "",
+            "sweep": spec.sweep?.0 ?? "", "name": spec.name ?? "",
+            "launcher": RunRecorder.batchFacts(ProcessInfo.processInfo.environment)["run.launcher"] ?? "local",
         ]
         try? FileIO.atomicWrite(liveDirectory + "/state.json", Array(try JSONSerialization.data(withJSONObject: state, options: [.sortedKeys])), durable: false)
         // Output is copied to the log files (and echoed) as it comes; metrics are read live.
@@ -250,6 +270,7 @@ public final class RunRecorder {
         }
         let commit = try record(status: status, exitCode: exitCode, signal: sig, start: start, end: end, metrics: metrics,
                                 stdoutPath: stdoutPath, stderrPath: stderrPath, metricsPath: metricsPath, paramsPath: paramsPath)
+        beforeCleanup?(status)
         FileIO.removeTree(liveDirectory)
         return Outcome(commit: commit, status: status, exitCode: exitCode, signal: sig,
                        seconds: end.timeIntervalSince(start), metrics: metrics.summaries)
@@ -286,6 +307,10 @@ public final class RunRecorder {
         _ = try Materializer(store: store, root: root).write(entries)
         return root + "/" + input.name
     }
+
+    /// Called once the run is recorded, while its live folder is still there (the live
+    /// reporter's last update reads it).
+    public var beforeCleanup: ((RunStatus) -> Void)?
 
     /// Called with new metric points while the run is live (on the recorder's thread).
     public var observe: (([MetricPoint]) -> Void)?
@@ -387,6 +412,7 @@ public final class RunRecorder {
             "run.seconds": String(format: "%.3f", end.timeIntervalSince(start)),
             "run.host": ProcessInfo.processInfo.hostName, "run.directory": spec.directory,
         ]
+        if !recordsEnvironment { meta["run.host"] = nil; meta["run.directory"] = nil }
         if let n = spec.name { meta["run.name"] = n }
         if let c = exitCode { meta["run.exit_code"] = "\(c)" }
         if let why = lock.withLock({ cancelReason }) { meta["run.stopped_by"] = why }
@@ -407,8 +433,13 @@ public final class RunRecorder {
             meta["metric.\(name).max"] = s.max.metricText
             meta["metric.\(name).steps"] = "\(s.count)"
         }
-        for (k, v) in RunRecorder.environmentFacts() { meta[k] = v }
-        for (k, v) in RunRecorder.batchFacts(ProcessInfo.processInfo.environment) { meta[k] = v }
+        if recordsEnvironment {
+            for (k, v) in RunRecorder.environmentFacts() { meta[k] = v }
+            for (k, v) in RunRecorder.batchFacts(ProcessInfo.processInfo.environment) { meta[k] = v }
+        } else {
+            meta["run.user"] = nil
+        }
+        for (k, v) in extraMetadata { meta[k] = v }
         let author = Worktree.Author.current(config: store.config, environment: ProcessInfo.processInfo.environment)
         let title = spec.name.map { "run \(id) (\($0))" } ?? "run \(id)"
         let c = Commit(tree: tree, parents: [], author: author.name, time: Int64(start.timeIntervalSince1970),

@@ -82,7 +82,7 @@ public enum RunList {
 
     /// The folders run refs live in, with their modification times: any ref added, moved or
     /// removed there changes its folder's time.
-    static func refsFolders(_ store: Store) -> [(path: String, mtime: Int64)] {
+    static func refsFolders(_ store: some RefStore) -> [(path: String, mtime: Int64)] {
         var dirs = [store.root + "/refs/runs"]
         for remote in ((try? FileIO.listDirectory(store.root + "/refs/remotes")) ?? []).sorted() {
             dirs.append(store.root + "/refs/remotes/" + remote + "/runs")
@@ -93,20 +93,66 @@ public enum RunList {
         }
     }
 
-    static func refsKey(_ store: Store) -> String? {
+    static func refsKey(_ store: some RefStore) -> String? {
         let f = refsFolders(store)
         return f.map { "\($0.path)@\($0.mtime)" }.joined(separator: "|")
     }
 
-    static func refsKeyIsSettled(_ store: Store) -> Bool {
+    static func refsKeyIsSettled(_ store: some RefStore) -> Bool {
         let now = Int64(Date().timeIntervalSince1970 * 1e9)
         return refsFolders(store).allSatisfy { now - $0.mtime > 2_000_000_000 }
     }
 }
 
+/// The runs of a store kept in memory by a long-lived reader (the daemon, whose projects are
+/// shared stores without an index): the run refs are listed again only when their folders
+/// changed (or changed less than 2 s ago), and only commits not seen before are read.
+public final class RunCatalog: @unchecked Sendable {
+    public let store: any RefStore
+    private let lock = Mutex()
+    private var key: String?
+    private var byRef: [String: RunInfo] = [:]
+    private var generation = 0
+    private var cached: (generation: Int, runs: [RunInfo])?
+
+    public init(store: any RefStore) { self.store = store }
+
+    /// Every run on `runs/*`, newest first, and a number that changes whenever the list does.
+    public func runs() throws -> (generation: Int, runs: [RunInfo]) {
+        try lock.withLock {
+            let now = RunList.refsKey(store)
+            if now == nil || now != key || !RunList.refsKeyIsSettled(store) {
+                let refs = try store.refs.list(prefix: "runs/")
+                let missing = refs.filter { byRef[$0.name]?.commit != $0.id }
+                let commits = try store.commits(missing.map(\.id))
+                var next: [String: RunInfo] = [:]
+                next.reserveCapacity(refs.count)
+                let read = Dictionary(zip(missing.map(\.name), zip(missing, commits)).map { ($0.0, $0.1) }, uniquingKeysWith: { a, _ in a })
+                for r in refs {
+                    if let known = byRef[r.name], known.commit == r.id { next[r.name] = known; continue }
+                    guard let (ref, c) = read[r.name], c.kind == .run, c.metadata.contains(where: { $0.key == "run.id" }) else { continue }
+                    next[r.name] = RunInfo(id: String(r.name.dropFirst(5)), commit: ref.id, c, ref: r.name)
+                }
+                if next.count != byRef.count || !missing.isEmpty || refs.count != byRef.count { generation += 1 }
+                byRef = next
+                key = now
+            }
+            if let cached, cached.generation == generation { return cached }
+            let sorted = byRef.values.sorted { ($0.start, $0.id) > ($1.start, $1.id) }
+            cached = (generation, sorted)
+            return (generation, sorted)
+        }
+    }
+
+    public func run(_ id: String) throws -> RunInfo? {
+        _ = try runs()
+        return lock.withLock { byRef["runs/" + id] }
+    }
+}
+
 extension RunList {
     /// A run's series for one metric.
-    public static func series(_ store: Store, run: RunInfo, metric: String) throws -> MetricSeries {
+    public static func series(_ store: some ObjectSource, run: RunInfo, metric: String) throws -> MetricSeries {
         let files = try store.flatten(tree: try store.commit(run.commit).tree)
         guard let e = files["metrics/" + MetricSeries.fileName(metric)] else {
             let names = files.keys.filter { $0.hasPrefix("metrics/") }.map { String($0.dropFirst(8)).removingPercentEncoding ?? "" }.sorted()
@@ -225,14 +271,24 @@ public struct RunFilter: Sendable {
     public var op: String
     public var value: String
 
+    public init(field: String, op: String, value: String) {
+        self.field = field
+        self.op = op
+        self.value = value
+    }
+
     public static func parse(_ text: String) throws -> RunFilter {
+        // The first operator in the text (the longer one where two start at the same place):
+        // a value may itself hold '<' or '='.
+        var best: (Range<String.Index>, String)?
         for op in ["<=", ">=", "!=", "==", "<", ">", "="] {
-            if let r = text.range(of: op) {
-                let f = text[..<r.lowerBound].trimmingCharacters(in: .whitespaces)
-                let v = text[r.upperBound...].trimmingCharacters(in: .whitespaces)
-                guard !f.isEmpty else { break }
-                return RunFilter(field: f, op: op == "==" ? "=" : op, value: v)
-            }
+            guard let r = text.range(of: op) else { continue }
+            if best == nil || r.lowerBound < best!.0.lowerBound { best = (r, op) }
+        }
+        if let (r, op) = best {
+            let f = text[..<r.lowerBound].trimmingCharacters(in: .whitespaces)
+            let v = text[r.upperBound...].trimmingCharacters(in: .whitespaces)
+            if !f.isEmpty { return RunFilter(field: f, op: op == "==" ? "=" : op, value: v) }
         }
         throw StoreError(.invalidInput, "--where \(text.debugDescription) is not FIELD OP VALUE",
                          hint: "e.g. --where 'params.lr<0.01' --where status=succeeded (fields: params.NAME, metrics.NAME, status, name, id, start, seconds)")

@@ -213,7 +213,7 @@ public struct SweepRecord: Sendable {
     public var launch: SweepLaunch?
 
     /// The sweep `id` names (or a unique prefix of it), from `sweeps/ID`.
-    public static func load(_ store: Store, _ id: String) throws -> SweepRecord {
+    public static func load(_ store: some RefStore, _ id: String) throws -> SweepRecord {
         var all = try store.refs.list(prefix: "sweeps/").filter { $0.name.hasPrefix("sweeps/" + id) }
         if all.isEmpty {
             // Fetched from a remote (a pod's own store fetched it from the daemon).

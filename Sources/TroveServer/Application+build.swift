@@ -38,6 +38,8 @@ struct DaemonState: Sendable {
     let tokens: TokenStore
     let metrics: DaemonMetrics
     let uploads: Limiter
+    let sessions = SessionStore()
+    let views: ProjectViews
 }
 
 /// Builds the daemon: router, TLS when configured, and a callback with the bound port.
@@ -46,7 +48,8 @@ public func buildApplication(_ config: DaemonConfiguration, logger: Logger,
     let projects = ProjectRegistry(root: config.root)
     projects.maxUploadBytes = config.maxUploadBytes
     let state = DaemonState(config: config, projects: projects, tokens: TokenStore(root: config.root),
-                            metrics: DaemonMetrics(), uploads: Limiter(limit: config.maxConcurrentUploads))
+                            metrics: DaemonMetrics(), uploads: Limiter(limit: config.maxConcurrentUploads),
+                            views: ProjectViews(projects: projects))
     let router = buildRouter(state)
     var server: HTTPServerBuilder = .http1()
     if let cert = config.tlsCertificate, let key = config.tlsKey {
@@ -73,6 +76,9 @@ func buildRouter(_ state: DaemonState) -> Router<BasicRequestContext> {
         let text = state.metrics.render(projects: (try? state.projects.names().count) ?? 0)
         return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(string: text)))
     }
+    APIController(state: state).addRoutes(to: router)
+    WebController(state: state).addRoutes(to: router)
+    MLflowController(state: state).addRoutes(to: router)
     SyncController(state: state).addRoutes(to: router)
     return router
 }

@@ -16,6 +16,9 @@ public final class ProjectRegistry: @unchecked Sendable {
 
     public var directory: String { root + "/projects" }
 
+    /// Names the daemon's own routes use (`/api/v1`, `/ui/`, `/healthz`, `/metrics`).
+    public static let reserved: Set<String> = ["api", "ui", "healthz", "metrics", "login"]
+
     /// Project names: 1–64 of lowercase letters, digits, '.', '_', '-', starting with a letter or digit.
     public static func validate(_ name: String) throws {
         func lowerOrDigit(_ c: UInt8) -> Bool { (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) }
@@ -24,6 +27,9 @@ public final class ProjectRegistry: @unchecked Sendable {
               bytes.allSatisfy({ lowerOrDigit($0) || $0 == 0x2e || $0 == 0x5f || $0 == 0x2d }) else {
             throw ProtocolError(.invalidInput, "\(name.debugDescription) is not a valid project name",
                                 hint: "use 1-64 lowercase letters, digits, '.', '_' and '-', starting with a letter or digit")
+        }
+        guard !reserved.contains(name) else {
+            throw ProtocolError(.invalidInput, "\(name) cannot be a project name: the daemon serves its own routes there", hint: "pick another name")
         }
     }
 

@@ -77,6 +77,14 @@ public enum FileIO {
         return out
     }
 
+    /// Up to `count` bytes at `offset` (fewer at the end of the file).
+    public static func preadSome(_ fd: Int32, count: Int, offset: UInt64, path: String) throws -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: count)
+        let n = try out.withUnsafeMutableBytes { count > 0 ? try preadUpTo(fd, $0.baseAddress!, count, offset: offset, path: path) : 0 }
+        out.removeSubrange(n...)
+        return out
+    }
+
     /// Reads up to `count` bytes (fewer only at end of file).
     public static func readUpTo(_ fd: Int32, _ pointer: UnsafeMutableRawPointer, _ count: Int, path: String) throws -> Int {
         try repeatIO(count, "read", path) { Glibc.read(fd, pointer + $0, count - $0) }

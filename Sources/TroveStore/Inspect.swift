@@ -1,8 +1,7 @@
 import Glibc
 import TroveCore
 
-/// Read-only views of history: log, diff, disk usage.
-extension Store {
+extension ObjectSource {
     /// Commits reachable from `start`, newest first (by time, then id), up to `limit`.
     public func log(from start: ObjectID, limit: Int? = nil, firstParent: Bool = false) throws -> [(id: ObjectID, commit: Commit)] {
         var out: [(ObjectID, Commit)] = []
@@ -21,6 +20,10 @@ extension Store {
         return out
     }
 
+}
+
+/// Read-only views of history: diff, disk usage.
+extension Store {
     public struct FileChange: Sendable {
         public enum Kind: String, Sendable { case added, removed, changed }
         public var path: String

@@ -525,7 +525,7 @@ public final class Materializer: @unchecked Sendable {
     }
 
     /// Hands a blob's content to `write` in order, a verified chunk at a time.
-    public static func stream(store: Store, blob: ObjectID, write: (UnsafeRawBufferPointer) throws -> Void) throws {
+    public static func stream(store: some ObjectSource, blob: ObjectID, write: (UnsafeRawBufferPointer) throws -> Void) throws {
         let chunks = try store.chunks(ofBlob: blob)
         let reader = ChunkReader()
         let maxChunk = Int(chunks.map(\.length).max() ?? 0)
@@ -544,7 +544,7 @@ public final class Materializer: @unchecked Sendable {
     }
 
     /// Reads a whole (small) blob into memory, verified.
-    public static func readBlob(store: Store, blob: ObjectID) throws -> [UInt8] {
+    public static func readBlob(store: some ObjectSource, blob: ObjectID) throws -> [UInt8] {
         let chunks = try store.chunks(ofBlob: blob)
         let total = Int(chunks.reduce(0) { $0 + $1.length })
         var out = [UInt8](repeating: 0, count: total)

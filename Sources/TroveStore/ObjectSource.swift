@@ -20,12 +20,25 @@ public protocol ObjectSource: AnyObject, Sendable {
 
 /// A store with refs, of either kind (working or shared): what a push reads from.
 public protocol RefStore: ObjectSource {
+    /// The store's folder (`.trove`, or the shared store's root).
+    var root: String { get }
     var refs: Refs { get }
     var parameters: ChunkerParameters { get }
+    /// Up to `limit` ids starting with a hex prefix (for revisions given as a short id).
+    func ids(withPrefix prefix: String, type: ObjectType?, limit: Int) throws -> [ObjectID]
 }
 
-extension Store: RefStore {}
-extension SharedStore: RefStore {}
+extension Store: RefStore {
+    public func ids(withPrefix prefix: String, type: ObjectType?, limit: Int) throws -> [ObjectID] {
+        try index.ids(withPrefix: prefix, type: type, limit: limit)
+    }
+}
+
+extension SharedStore: RefStore {
+    public func ids(withPrefix prefix: String, type: ObjectType?, limit: Int) throws -> [ObjectID] {
+        try table.ids(withPrefix: prefix, type: type, limit: limit)
+    }
+}
 
 extension ObjectSource {
     public func has(_ id: ObjectID) throws -> Bool { try locate(id) != nil }
@@ -229,6 +242,20 @@ public final class PackTable: @unchecked Sendable {
     }
 
     public var objectCount: Int { lock.withLock { table.count } }
+
+    /// A scan of the table: fine for the rare short id a person types.
+    public func ids(withPrefix prefix: String, type: ObjectType?, limit: Int) throws -> [ObjectID] {
+        if !lock.withLock({ loaded }) { try refresh() }
+        let p = prefix.lowercased()
+        return lock.withLock {
+            var out: [ObjectID] = []
+            for (id, l) in table where (type == nil || l.record.type == type) && id.hex.hasPrefix(p) {
+                out.append(id)
+                if out.count >= limit { break }
+            }
+            return out
+        }
+    }
     public var packNames: [String] { lock.withLock { packs.sorted() } }
 
     public func locate(_ id: ObjectID) throws -> ObjectLocation? {

@@ -3,7 +3,7 @@ import TroveCore
 /// Revision syntax: a full id or a unique prefix of ≥ 7 hex digits, `HEAD`, a branch, tag or any
 /// ref (`main`, `heads/main`, `tags/v1`, `runs/x`, `refs/heads/main`), followed by any number of
 /// `~N` / `^` (first-parent steps). `REV:PATH` names a path in that commit's tree.
-extension Store {
+extension RefStore {
     public func resolve(_ text: String) throws -> ObjectID {
         var base = text
         var steps = 0
@@ -37,7 +37,6 @@ extension Store {
     }
 
     func resolveName(_ name: String) throws -> ObjectID {
-        let refs = Refs(root: root)
         if name.isEmpty { throw badRevision(name) }
         if name == "HEAD" || name == "@" {
             guard let id = try refs.headCommit() else {
@@ -56,7 +55,7 @@ extension Store {
             return id
         }
         if ObjectID.isHexPrefix(name) && name.count >= 7 {
-            let hits = try index.ids(withPrefix: name, type: .commit)
+            let hits = try ids(withPrefix: name, type: .commit, limit: 2)
             if hits.count > 1 {
                 throw StoreError(.invalidInput, "the id prefix \(name) is ambiguous", hint: "type more digits")
             }
@@ -66,6 +65,9 @@ extension Store {
                          hint: "`trove branch`, `trove tag` and `trove log` list what exists")
     }
 
+}
+
+extension Store {
     /// Splits `REV:PATH` (PATH may be empty: the root tree). Without a colon: (text, nil).
     public static func splitRevisionPath(_ text: String) -> (rev: String, path: String?) {
         guard let i = text.firstIndex(of: ":") else { return (text, nil) }
@@ -73,6 +75,9 @@ extension Store {
         return (String(text[..<i]), path)
     }
 
+}
+
+extension RefStore {
     /// The entry at `path` in a commit's tree; "" is the root, returned as a directory entry.
     public func entry(at path: String, inCommit commitID: ObjectID) throws -> Tree.Entry {
         let c = try commit(commitID)

@@ -83,18 +83,6 @@ extension Store {
         try index.replaceStage(entries)
     }
 
-    /// Every file and symlink under a tree, by slash-separated path.
-    public func flatten(tree id: ObjectID, prefix: String = "") throws -> [String: Tree.Entry] {
-        var out: [String: Tree.Entry] = [:]
-        func walk(_ id: ObjectID, _ prefix: String) throws {
-            for e in try tree(id).entries {
-                let p = prefix.isEmpty ? e.name : prefix + "/" + e.name
-                if e.kind == .directory { try walk(e.id, p) } else { out[p] = e }
-            }
-        }
-        try walk(id, prefix)
-        return out
-    }
 
     /// Writes the trees for a set of files and returns the root tree's id.
     public func writeTrees(_ files: [String: Tree.Entry], writer: ObjectWriter) throws -> (id: ObjectID, size: UInt64) {
@@ -120,5 +108,20 @@ extension Store {
             return (try writer.put(.tree, tree.encode()), tree.size)
         }
         return try write(top)
+    }
+}
+
+extension ObjectSource {
+    /// Every file and symlink under a tree, by slash-separated path.
+    public func flatten(tree id: ObjectID, prefix: String = "") throws -> [String: Tree.Entry] {
+        var out: [String: Tree.Entry] = [:]
+        func walk(_ id: ObjectID, _ prefix: String) throws {
+            for e in try tree(id).entries {
+                let p = prefix.isEmpty ? e.name : prefix + "/" + e.name
+                if e.kind == .directory { try walk(e.id, p) } else { out[p] = e }
+            }
+        }
+        try walk(id, prefix)
+        return out
     }
 }

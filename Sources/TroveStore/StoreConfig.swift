@@ -25,6 +25,9 @@ public struct StoreConfig: Sendable {
         Key(name: "gc.grace-seconds", defaultValue: "\(14 * 86400)", help: "reflog entries younger than this keep their objects alive", immutable: false),
         Key(name: "user.name", defaultValue: nil, help: "author name for commits (default: $TROVE_AUTHOR_NAME or the login name)", immutable: false),
         Key(name: "user.email", defaultValue: nil, help: "author email for commits", immutable: false),
+        Key(name: "runs.live", defaultValue: "true", help: "stream running runs' status, metrics and logs to a daemon remote", immutable: false),
+        Key(name: "runs.live-remote", defaultValue: nil, help: "the remote live runs stream to (default: the first http(s) remote)", immutable: false),
+        Key(name: "runs.live-interval", defaultValue: "2", help: "seconds between live updates to the daemon", immutable: false),
     ]
 
     public init(values: [String: String] = [:]) { self.values = values }
