@@ -31,6 +31,8 @@ TROVE_TOKEN=$2
 RUNS=${RUNS:-3}
 WARMUP=${WARMUP:-0}
 PY=${PYTHON:-python3}
+# mlflow 3 phones home from client and server (mlflow-telemetry.io); keep it off the timings.
+export MLFLOW_DISABLE_TELEMETRY=true
 read -r -a EXTRA_ARGS <<< "${MLFLOW_SERVER_ARGS:-}"
 
 "$PY" -c 'import mlflow' 2>/dev/null || { echo "mlflow is not installed for $PY (pip install mlflow)" >&2; exit 2; }

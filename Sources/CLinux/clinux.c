@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 const int TROVE_O_DIRECT = O_DIRECT;
 
@@ -34,3 +35,5 @@ double trove_resident_fraction(int fd, size_t size) {
     munmap(p, size);
     return result;
 }
+
+int trove_syncfs(int fd) { return syncfs(fd); }

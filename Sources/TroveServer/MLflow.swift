@@ -161,11 +161,17 @@ struct MLflowController: Sendable {
             let p = try authorized(req, ctx, role)
             var values: [String: Any] = [:]
             if req.method == .get {
-                for (k, v) in req.uri.queryParameters {
-                    let key = String(k)
+                // Form encoding, as the client's `requests` sends it: '+' is a space.
+                for pair in (req.uri.query ?? "").split(separator: "&") {
+                    let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+                    func decode(_ s: Substring) -> String {
+                        let t = s.replacingOccurrences(of: "+", with: " ")
+                        return t.removingPercentEncoding ?? t
+                    }
+                    let key = decode(kv[0]), value = kv.count > 1 ? decode(kv[1]) : ""
                     if let existing = values[key] {
-                        values[key] = ((existing as? [String]) ?? [existing as? String ?? ""]) + [String(v)]
-                    } else { values[key] = String(v) }
+                        values[key] = ((existing as? [String]) ?? [existing as? String ?? ""]) + [value]
+                    } else { values[key] = value }
                 }
             } else {
                 let buf = try await req.body.collect(upTo: 1 << 20)

@@ -116,6 +116,11 @@ public enum FileIO {
         if Glibc.fsync(fd) != 0 { throw ioError("fsync", path) }
     }
 
+    /// Makes everything written on `fd`'s file system durable (one journal commit).
+    public static func syncfs(_ fd: Int32, path: String) throws {
+        guard trove_syncfs(fd) == 0 else { throw ioError("cannot sync the file system of", path) }
+    }
+
     public static func fsyncDirectory(_ path: String) throws {
         let fd = Glibc.open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { throw ioError("open directory", path) }

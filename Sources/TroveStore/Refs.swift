@@ -122,18 +122,23 @@ public struct Refs: Sendable {
             try check(u.ref, current)
             olds.append(current)
         }
+        // Many refs at once (a sweep's runs): the lock files are written first and made durable
+        // by one syncfs (one journal commit) instead of one fsync each; then they are renamed.
+        let batch = locked.count >= 16
+        for (u, lockPath, fd) in locked {
+            guard let new = u.new else { continue }
+            try FileIO.writeAll(fd, Array((new.hex + "\n").utf8), path: lockPath)
+            if !batch { try FileIO.fsync(fd, path: lockPath) }
+        }
+        if batch, let fd = locked.first(where: { $0.0.new != nil })?.2 { try FileIO.syncfs(fd, path: root) }
         for k in locked.indices {
             let (u, lockPath, fd) = locked[k]
             let p = path(u.ref)
-            if let new = u.new {
-                try FileIO.writeAll(fd, Array((new.hex + "\n").utf8), path: lockPath)
-                try FileIO.fsync(fd, path: lockPath)
-                close(fd)
-                locked[k].2 = -1
+            close(fd)
+            locked[k].2 = -1
+            if u.new != nil {
                 do { try FileIO.rename(lockPath, p) } catch { unlink(lockPath); throw error }
             } else {
-                close(fd)
-                locked[k].2 = -1
                 unlink(p)
                 unlink(lockPath)
             }
@@ -141,10 +146,18 @@ public struct Refs: Sendable {
         for dir in Set(locked.map { FileIO.dirname(path($0.0.ref)) }) { try FileIO.fsyncDirectory(dir) }
         // The refs have moved: a reflog that cannot be written (a folder in the way) is a
         // warning, not a failure the caller would take for "nothing happened".
+        var reflogFD: Int32 = -1
         for (k, (u, _, _)) in locked.enumerated() {
-            do { try appendReflog(u.ref, old: olds[k], new: u.new, message: message) } catch {
+            do {
+                let fd = try appendReflog(u.ref, old: olds[k], new: u.new, message: message, durable: !batch)
+                if batch, reflogFD < 0 { reflogFD = fd } else { close(fd) }
+            } catch {
                 fputs("trove: warning: ref \(u.ref) moved, but its reflog was not written: \(error)\n", stderr)
             }
+        }
+        if reflogFD >= 0 {
+            try? FileIO.syncfs(reflogFD, path: root)
+            close(reflogFD)
         }
     }
 
@@ -162,7 +175,7 @@ public struct Refs: Sendable {
             }
             old = try? headCommit()
         }
-        try appendReflog("HEAD", old: old, new: try headCommit(), message: message)
+        close(try appendReflog("HEAD", old: old, new: try headCommit(), message: message))
     }
 
     /// Creates a lock file (O_EXCL): held by whoever created it, until renamed or removed.
@@ -210,14 +223,22 @@ public struct Refs: Sendable {
 
     func reflogPath(_ ref: String) -> String { ref == "HEAD" ? "\(root)/logs/HEAD" : "\(root)/logs/refs/\(ref)" }
 
-    func appendReflog(_ ref: String, old: ObjectID?, new: ObjectID?, message: String) throws {
+    /// Appends a line to the ref's reflog; returns the open descriptor (the caller closes it).
+    /// Not `durable`: the caller makes a batch durable at once (syncfs).
+    @discardableResult
+    func appendReflog(_ ref: String, old: ObjectID?, new: ObjectID?, message: String, durable: Bool = true) throws -> Int32 {
         let p = reflogPath(ref)
         try FileIO.mkdirs(FileIO.dirname(p))
         let line = "\(old?.hex ?? String(repeating: "0", count: 64)) \(new?.hex ?? String(repeating: "0", count: 64)) \(Int64(time(nil))) \(message.replacingNewlines())\n"
         let fd = try FileIO.open(p, O_WRONLY | O_CREAT | O_APPEND)
-        defer { close(fd) }
-        try FileIO.writeAll(fd, Array(line.utf8), path: p)
-        try FileIO.fsync(fd, path: p)
+        do {
+            try FileIO.writeAll(fd, Array(line.utf8), path: p)
+            if durable { try FileIO.fsync(fd, path: p) }
+        } catch {
+            close(fd)
+            throw error
+        }
+        return fd
     }
 
     public func reflog(_ ref: String) throws -> [ReflogEntry] {

@@ -2,6 +2,7 @@
 """Logging HTTP reverse proxy for recording MLflow client traffic (stdlib only).
 
 usage: mlflow_traffic_proxy.py LISTEN_PORT UPSTREAM_HOST:PORT LOG.jsonl [--strip-prefix /myproject]
+       mlflow_traffic_proxy.py --summary LOG.jsonl     (one sample per endpoint, with counts)
 
 Every exchange is appended to LOG.jsonl as one JSON object: method, path (after stripping),
 raw_path (as received), query, selected request headers, request body (first 500 bytes) and
@@ -9,9 +10,11 @@ length, response status, response headers, response body (first 800 bytes) and l
 With --strip-prefix, a request whose path does not start with the prefix gets a 599 and is
 flagged `"prefix_missing": true` so a client that drops the prefix is caught.
 """
+import collections
 import http.client
 import http.server
 import json
+import re
 import socket
 import sys
 import threading
@@ -22,7 +25,30 @@ REQ_HEADERS = ("Content-Type", "Content-Length", "Authorization", "User-Agent", 
                "Accept-Encoding", "Transfer-Encoding", "Content-Encoding")
 
 
+def summary(log_path):
+    groups = collections.OrderedDict()
+    for line in open(log_path):
+        r = json.loads(line)
+        path = re.sub(r"(/mlflow-artifacts/artifacts)/.*", r"\1/<path>", r["path"])
+        groups.setdefault((r["method"], path), []).append(r)
+    for (method, path), rs in groups.items():
+        statuses = dict(collections.Counter(r["status"] for r in rs))
+        r = rs[0]
+        print(f"=== {method} {path}  count={len(rs)} statuses={statuses}")
+        print(f"  request:  {r['raw_path'][:300]}")
+        print(f"  headers:  {r['req_headers']}")
+        if r["req_len"]:
+            body = r["req_body"] if r["req_len"] <= 500 else f"<{r['req_len']} bytes>"
+            print(f"  body:     {body}")
+        ctype = r.get("resp_headers", {}).get("content-type", "")
+        print(f"  response: {r['status']} {ctype} {r['resp_len']} bytes")
+        if r["resp_len"] and "json" in ctype:
+            print("  " + r["resp_body"].replace("\n", "\n  "))
+
+
 def main():
+    if sys.argv[1] == "--summary":
+        return summary(sys.argv[2])
     listen = int(sys.argv[1])
     up_host, up_port = sys.argv[2].rsplit(":", 1)
     log_path = sys.argv[3]

@@ -19,4 +19,8 @@ void trove_unmap_buffer(void *p, size_t count);
 /// cannot be told. Maps the file without touching it and asks mincore(2).
 double trove_resident_fraction(int fd, size_t size);
 
+/// Flushes every written page of the file system `fd` is on, with one journal commit: for
+/// many small files made durable together (a batch of refs). See syncfs(2).
+int trove_syncfs(int fd);
+
 #endif
