@@ -113,12 +113,12 @@ final class ProjectView: @unchecked Sendable {
 
     /// Every run, newest first: recorded ones, then live ones not recorded yet. A live run
     /// whose commit has arrived is forgotten (its folder removed) once it has ended.
-    func rows() throws -> (rows: [RunRow], params: [String], metrics: [String]) {
+    func rows() throws -> (key: String, rows: [RunRow], params: [String], metrics: [String]) {
         let (generation, recorded) = try catalog.runs()
         let liveRuns = live.all()
         let liveKey = liveRuns.map { "\($0.state.id):\($0.state.status):\($0.metrics.values.reduce(0) { $0 + $1.count })" }.sorted().joined(separator: ",")
         let key = "\(generation)|\(liveKey)"
-        if let c = lock.withLock({ rowsCache }), c.key == key { return (c.rows, c.params, c.metrics) }
+        if let c = lock.withLock({ rowsCache }), c.key == key { return c }
         var rows: [RunRow] = []
         rows.reserveCapacity(recorded.count + liveRuns.count)
         var ids = Set<String>()
@@ -141,14 +141,39 @@ final class ProjectView: @unchecked Sendable {
         }
         let out = (key: key, rows: rows, params: p.sorted(), metrics: m.sorted())
         lock.withLock { rowsCache = out }
-        return (out.rows, out.params, out.metrics)
+        return out
     }
 
     /// A page of runs: filtered, sorted (numbers as numbers; runs without the field last),
-    /// from `offset`.
+    /// from `offset`. The ordered list of the last few queries is kept, so that paging
+    /// through one listing, or many readers of the same view, sort once.
     func page(filters: [RunFilter], query: String?, sort: String, offset: Int, limit: Int) throws
         -> (rows: [RunRow], total: Int, params: [String], metrics: [String]) {
         let all = try rows()
+        let key = all.key + "|" + filters.map { "\($0.field)\u{1}\($0.op)\u{1}\($0.value)" }.joined(separator: "\u{2}") + "|" + (query ?? "") + "|" + sort
+        let listing: Listing
+        if let hit = lock.withLock({ listings.first { $0.key == key } }) { listing = hit } else {
+            listing = ProjectView.order(all, filters: filters, query: query, sort: sort, key: key)
+            lock.withLock {
+                listings.insert(listing, at: 0)
+                if listings.count > 16 { listings.removeLast() }
+            }
+        }
+        let total = listing.rows.count
+        let slice = offset < total ? Array(listing.rows[offset..<min(total, offset + limit)]) : []
+        return (slice, total, listing.params, listing.metrics)
+    }
+
+    struct Listing {
+        var key: String
+        var rows: [RunRow]
+        var params: [String]
+        var metrics: [String]
+    }
+    private var listings: [Listing] = []
+
+    static func order(_ all: (key: String, rows: [RunRow], params: [String], metrics: [String]), filters: [RunFilter],
+                      query: String?, sort: String, key: String) -> Listing {
         var matching = all.rows
         if !filters.isEmpty { matching = matching.filter { r in filters.allSatisfy { $0.matches(r) } } }
         if let q = query?.lowercased(), !q.isEmpty {
@@ -176,9 +201,8 @@ final class ProjectView: @unchecked Sendable {
             }
             matching = order.map { matching[$0] }
         }
-        let total = matching.count
         var params = all.params, metrics = all.metrics
-        if total != all.rows.count {
+        if matching.count != all.rows.count {
             var p = Set<String>(), m = Set<String>()
             for r in matching {
                 for (k, _) in r.params { p.insert(k) }
@@ -187,8 +211,7 @@ final class ProjectView: @unchecked Sendable {
             params = p.sorted()
             metrics = m.sorted()
         }
-        let slice = offset < total ? Array(matching[offset..<min(total, offset + limit)]) : []
-        return (slice, total, params, metrics)
+        return Listing(key: key, rows: matching, params: params, metrics: metrics)
     }
 
     func row(_ id: String) throws -> RunRow? {

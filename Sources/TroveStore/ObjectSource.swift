@@ -260,12 +260,34 @@ public final class PackTable: @unchecked Sendable {
 
     public func locate(_ id: ObjectID) throws -> ObjectLocation? {
         if !lock.withLock({ loaded }) { try refresh() }
+        if let l = lock.withLock({ table[id] }) { return ObjectLocation(files: files, location: l) }
+        guard try refreshIfPacksChanged() else { return nil }
         return lock.withLock { table[id].map { ObjectLocation(files: files, location: $0) } }
     }
 
     public func locateMany(_ ids: [ObjectID]) throws -> [ObjectLocation?] {
         if !lock.withLock({ loaded }) { try refresh() }
-        return lock.withLock { ids.map { id in table[id].map { ObjectLocation(files: files, location: $0) } } }
+        var out = lock.withLock { ids.map { id in table[id].map { ObjectLocation(files: files, location: $0) } } }
+        if out.contains(where: { $0 == nil }), try refreshIfPacksChanged() {
+            out = lock.withLock { ids.map { id in table[id].map { ObjectLocation(files: files, location: $0) } } }
+        }
+        return out
+    }
+
+    /// A miss may be an object another process (or another handle on this store) has just
+    /// written: the packs folder is listed again when it changed since the last listing, or
+    /// changed so recently that a coarse clock could hide a second change.
+    private var listedStamp: Int64 = -1
+    private func refreshIfPacksChanged() throws -> Bool {
+        var st = stat()
+        guard stat(files.directory, &st) == 0 else { return false }
+        let stamp = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
+        let now = Int64(time(nil)) * 1_000_000_000
+        let changed = lock.withLock { stamp != listedStamp || now - stamp < 2_000_000_000 }
+        guard changed else { return false }
+        try refresh()
+        lock.withLock { listedStamp = stamp }
+        return true
     }
 }
 

@@ -53,3 +53,26 @@ final class InputHardeningTests: XCTestCase {
         }
     }
 }
+
+/// Two handles on one shared store (the daemon's and a path push's): what one writes, the
+/// other finds, without being reopened.
+final class SharedStoreHandleTests: XCTestCase {
+    func testAnObjectWrittenThroughAnotherHandleIsFoundWithoutReopening() throws {
+        let t = TempDir()
+        let root = t.sub("store")
+        try SharedStore.create(root: root)
+        let daemon = try SharedStore(root: root)
+        let first = Array("first".utf8), second = Array("second".utf8)
+        let ids = [SHA256.hash(first), SHA256.hash(second)]
+        var firstObjects = [PackedObject(type: .chunk, codec: .raw, rawLength: first.count, id: ids[0], stored: first)].makeIterator()
+        _ = try daemon.receive(maxBytes: 1 << 20) { firstObjects.next() }
+        XCTAssertTrue(try daemon.has(ids[0]))
+        XCTAssertFalse(try daemon.has(ids[1]), "the table is loaded, the second object not written yet")
+        let other = try SharedStore(root: root)
+        var objects = [PackedObject(type: .chunk, codec: .raw, rawLength: second.count, id: ids[1], stored: second)].makeIterator()
+        _ = try other.receive(maxBytes: 1 << 20) { objects.next() }
+        XCTAssertTrue(try daemon.has(ids[1]), "a miss lists the packs again when the folder changed")
+        XCTAssertEqual(try daemon.locateMany(ids).map { $0 != nil }, [true, true])
+        XCTAssertEqual(try daemon.read(ids[1]).1, second)
+    }
+}

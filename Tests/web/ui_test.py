@@ -7,6 +7,7 @@ Headless Chromium through Selenium (recipes.md §3). The Swift suite seeds the d
       --shots DIR [--running-run RUNID] [--run RUNID] [--xss-run RUNID] [--xss-file PATH] \
       [--filter 'params.lr < 0.01'] [--sort-key metrics.loss] [--files-rev main] \
       [--big-project BIGP --big-token BIGTOKEN [--compare-runs ID1,ID2,...|@FILE]] \
+      [--sweep SWEEPID] [--admin-token ADMINTOKEN] [--xss-param-run RUNID [--xss-param-text TEXT]] \
       [--max-runs-seconds S] [--max-compare-seconds S] [--timeout S] [--stop-timeout S]
 
 Flags:
@@ -14,12 +15,22 @@ Flags:
   --token            a token of --project; write or admin role for the Stop step
   --project          the seeded project (runs with a param used by --filter, a metric, files on --files-rev)
   --shots            directory for the screenshots (created): project.png runs.png run.png stopped.png
-                     files.png runs-10k.png compare-200.png (and fail-STEP.png on a failure)
+                     files.png sweep.png login.png members.png projects.png runs-10k.png compare-200.png
+                     (and fail-STEP.png on a failure)
   --running-run      a run that is running now; the test stops it with #stop-button (skipped if absent)
   --run              a run with metrics to open (default: the first run of the runs table)
   --xss-run          a run named --xss-text; its page must show that text literally
   --xss-text         default '<script>alert(1)</script>'
   --xss-file         a file PATH on --files-rev with an HTML-ish name; the browser must show it literally
+  --xss-param-run    a run with a parameter whose value is --xss-param-text; its parameters table
+                     (#run-params) must show that text literally and hold no img element (skipped if absent)
+  --xss-param-text   default '<img src=x onerror=alert(2)>'
+  --sweep            a finished sweep of --project with early stopping ('median:...') that cancelled at least
+                     one member: #sweep-members must have one row per member (as the API lists them) and a
+                     row.early-stopped saying "median" (skipped if absent)
+  --admin-token      an admin token of --project: log out, log in with it, the Members link, the members
+                     page (token ids only, never a trv_ value), the projects list; then log back in with
+                     --token (skipped if absent)
   --filter           default 'params.lr < 0.01': typed into #runs-filter; every row shown must satisfy it
   --sort-key         a data-sort column to click (default: the first metrics.* column shown)
   --files-rev        default 'main'
@@ -326,6 +337,100 @@ def step_files(ui, a):
     ui.check_no_alert("after the file pages")
 
 
+def step_xss_param(ui, a):
+    ui.open(f"#/p/{q(a.project)}/runs/{q(a.xss_param_run)}", "run")
+    if not ui.d.find_elements(By.ID, "run-params"):
+        raise Failure(f"run {a.xss_param_run} shows no parameters table (#run-params)")
+    values = ui.js("return [...document.querySelectorAll('#run-params tbody tr')].map(tr => tr.lastElementChild.textContent)")
+    if a.xss_param_text not in values:
+        raise Failure(f"the parameters table does not show {a.xss_param_text!r} literally: {values[:5]}")
+    imgs = ui.js("return document.querySelectorAll('#run-params img').length")
+    if imgs:
+        raise Failure(f"data became markup: {imgs} img element(s) in the parameters table")
+    if ui.js("return document.querySelectorAll('#app script, #app img, #app iframe').length"):
+        raise Failure("data became markup: a script/img/iframe element is in the page")
+    print(f"xss_param_rows={len(values)}")
+    ui.check_no_alert("after the parameters table")
+
+
+def api_get(ui, path):
+    """GET /api/v1 + path with the browser's session cookie; the parsed JSON (or Failure)."""
+    got = ui.d.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        fetch('/api/v1' + arguments[0], {credentials: 'same-origin', headers: {Accept: 'application/json'}})
+          .then(r => r.ok ? r.json().then(d => done({ok: d})) : done({err: r.status + ' ' + r.statusText}))
+          .catch(e => done({err: String(e)}));""", path)
+    if not isinstance(got, dict) or "ok" not in got:
+        raise Failure(f"GET /api/v1{path}: {got.get('err') if isinstance(got, dict) else got}")
+    return got["ok"]
+
+
+def step_sweep(ui, a):
+    P, S = a.project, a.sweep
+    ui.open(f"#/p/{q(P)}/sweeps/{q(S)}", "sweep")
+    if not ui.d.find_elements(By.ID, "sweep-members"):
+        raise Failure(f"sweep {S} shows no #sweep-members table")
+    rows = ui.js("""return [...document.querySelectorAll('#sweep-members tbody tr')].map(tr =>
+        [tr.getAttribute('data-index'), tr.classList.contains('early-stopped'), tr.textContent])""")
+    d = api_get(ui, f"/projects/{q(P)}/sweeps/{q(S)}")
+    members = d.get("members") or []
+    print(f"sweep_size={d.get('size')}")
+    print(f"sweep_members={len(members)}")
+    print(f"sweep_rows={len(rows)}")
+    if not members:
+        raise Failure(f"the API lists no members for sweep {S}")
+    if len(rows) != len(members):
+        raise Failure(f"#sweep-members has {len(rows)} rows for {len(members)} members")
+    want = sorted(str(m.get("index")) for m in members)
+    got = sorted(str(i) for i, _, _ in rows)
+    if got != want:
+        raise Failure(f"#sweep-members rows are members {got}, the API lists {want}")
+    early = [t for _, e, t in rows if e]
+    print(f"sweep_early_stopped={len(early)}")
+    if not early:
+        raise Failure(f"no row of #sweep-members has class early-stopped (early stop: {d.get('early_stop')!r})")
+    if not any(re.search(r"\bmedian\b", t, re.I) for t in early):
+        said = [" ".join(t.split()) for t in early]
+        raise Failure(f"no early-stopped row says 'median': {said[:3]}")
+    ui.shot("sweep.png")
+
+
+def step_admin(ui, a):
+    P = a.project
+    if ui.d.find_elements(By.ID, "logout"):
+        ui.click("#logout")
+        ui.ready("login")
+    ui.open("#/login", "login", reload=True)
+    ui.shot("login.png")
+    ui.login(a.admin_token, P)
+    links = ui.d.find_elements(By.ID, "nav-members")
+    if not links or not links[0].is_displayed():
+        raise Failure("#nav-members is not shown to an admin")
+    links[0].click()
+    ui.ready("members")
+    if f"#/p/{q(P)}/members" not in ui.d.current_url:
+        raise Failure(f"the Members link goes to {ui.d.current_url}")
+    if not ui.d.find_elements(By.ID, "members-table"):
+        raise Failure(f"the members page has no #members-table: {ui.text('#app')[:200]!r}")
+    rows = ui.js("return [...document.querySelectorAll('#members-table tbody tr')].map(tr => tr.textContent)")
+    print(f"members_rows={len(rows)}")
+    if not rows:
+        raise Failure("#members-table has no rows")
+    leaked = [r for r in rows if "trv_" in r]
+    if leaked:
+        raise Failure(f"the members table shows token values (trv_...): {len(leaked)} row(s)")
+    ui.shot("members.png")
+    ui.open("#/", "projects")
+    names = ui.js("return [...document.querySelectorAll('#app table tbody tr')].map(tr => tr.firstElementChild.textContent)")
+    print(f"projects_listed={len(names)}")
+    if P not in names:
+        raise Failure(f"the projects list does not show {P}: {names[:5]}")
+    ui.shot("projects.png")
+    ui.click("#logout")
+    ui.ready("login")
+    ui.login(a.token, P)
+
+
 def step_logout(ui, a):
     ui.click("#logout")
     ui.ready("login")
@@ -413,6 +518,10 @@ def main():
     p.add_argument("--xss-run")
     p.add_argument("--xss-text", default="<script>alert(1)</script>")
     p.add_argument("--xss-file")
+    p.add_argument("--xss-param-run")
+    p.add_argument("--xss-param-text", default="<img src=x onerror=alert(2)>")
+    p.add_argument("--sweep")
+    p.add_argument("--admin-token")
     p.add_argument("--filter", default="params.lr < 0.01")
     p.add_argument("--sort-key")
     p.add_argument("--files-rev", default="main")
@@ -438,7 +547,19 @@ def main():
         else:
             print("stop=skipped (no --running-run)")
         run_step(ui, "xss", step_xss, ui, a)
+        if a.xss_param_run:
+            run_step(ui, "xss_param", step_xss_param, ui, a)
+        else:
+            print("xss_param=skipped (no --xss-param-run)")
+        if a.sweep:
+            run_step(ui, "sweep", step_sweep, ui, a)
+        else:
+            print("sweep=skipped (no --sweep)")
         run_step(ui, "files", step_files, ui, a)
+        if a.admin_token:
+            run_step(ui, "admin", step_admin, ui, a)
+        else:
+            print("admin=skipped (no --admin-token)")
         run_step(ui, "console", ui.check_console)
         run_step(ui, "logout", step_logout, ui, a)
         if a.big_project:
