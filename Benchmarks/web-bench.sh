@@ -20,6 +20,7 @@ trove daemon project create big --root "$SCRATCH/d" >/dev/null
 trove daemon project create demo --root "$SCRATCH/d" >/dev/null
 BIG=$(trove daemon token create --project big --role write --root "$SCRATCH/d")
 DEMO=$(trove daemon token create --project demo --role write --root "$SCRATCH/d")
+DEMO_ADMIN=$(trove daemon token create --project demo --role admin --root "$SCRATCH/d")
 trove daemon --root "$SCRATCH/d" --listen 127.0.0.1:$port > daemon.log 2>&1 &
 DAEMON=$!
 trap 'kill $DAEMON 2>/dev/null || true' EXIT
@@ -51,9 +52,10 @@ python3 -c "print(f'setup: 10,000-run sweep recorded in {${t1}-${t0}:.1f} s; pus
 cd ..
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-timed() {  # URL -> median seconds of 11 requests (after one warm-up)
-  curl -s -o /dev/null -H "Authorization: Bearer $BIG" "$1"
-  for _ in $(seq 11); do curl -s -o /dev/null -w '%{time_total}\n' -H "Authorization: Bearer $BIG" "$1"; done | median
+timed() {  # URL -> "median seconds of 11 requests (first, cold: S)"
+  local cold
+  cold=$(curl -s -o /dev/null -w '%{time_total}' -H "Authorization: Bearer $BIG" "$1")
+  echo "$(for _ in $(seq 11); do curl -s -o /dev/null -w '%{time_total}\n' -H "Authorization: Bearer $BIG" "$1"; done | median) (first request: $cold)"
 }
 first=$(timed "$URL/api/v1/projects/big/runs?limit=50&sort=-metrics.loss")
 filtered=$(timed "$URL/api/v1/projects/big/runs?limit=50&sort=metrics.acc&filter=params.a%3C50")
@@ -73,8 +75,11 @@ trove config runs.live-interval 0.5
 for lr in 0.001 0.1; do
   trove run -q -p lr=$lr -- sh -c 'for i in 1 2 3 4 5; do echo "{\"step\": $i, \"loss\": 0.$i$i}" >> $TROVE_METRICS_FILE; done'
 done
-trove run -q --name '<script>alert(1)</script>' -- true
-trove push -q origin main 'runs/*' >/dev/null
+trove run -q --name '<script>alert(1)</script>' -p 'note=<img src=x onerror=alert(2)>' -- true
+trove sweep -q -p lr=0.001,0.01,1,10 --parallel 4 --early-stop 'median:loss,min-step=3' -- \
+  sh -c 'for i in 1 2 3 4 5 6 7 8 9 10; do echo "{\"step\": $i, \"loss\": $TROVE_PARAM_LR}" >> $TROVE_METRICS_FILE; sleep 0.3; done' || true
+SWEEP=$(ls .trove/refs/sweeps | head -1)
+trove push -q origin main 'runs/*' 'sweeps/*' >/dev/null
 XSS=$(trove runs --json | python3 -c 'import json,sys; print([r["id"] for r in json.load(sys.stdin) if r.get("name")=="<script>alert(1)</script>"][0])')
 trove run -q --name long -p lr=0.5 -- sh -c 'for i in $(seq 600); do echo "{\"step\": $i, \"loss\": 0.5}" >> $TROVE_METRICS_FILE; sleep 0.1; done' &
 LONG=$!
@@ -88,7 +93,8 @@ curl -s -H "Authorization: Bearer $BIG" "$URL/api/v1/projects/big/runs?limit=200
 cd ..
 python3 "$ROOT/Tests/web/ui_test.py" --url "$URL" --token "$DEMO" --project demo --shots "$ROOT/Docs/screenshots" \
   --running-run "$RUNNING" --xss-run "$XSS" --xss-file '"><img src=x onerror=alert(1)>.txt' --filter 'params.lr < 0.01' \
-  --big-project big --big-token "$BIG" --compare-runs "@$SCRATCH/compare.txt" | grep -E 'seconds|total|ok'
+  --big-project big --big-token "$BIG" --compare-runs "@$SCRATCH/compare.txt" \
+  --sweep "$SWEEP" --admin-token "$DEMO_ADMIN" --xss-param-run "$XSS" | grep -E 'seconds|total|rows|ok'
 wait $LONG 2>/dev/null || true
 
 if [ "${WEB_SKIP_MLFLOW:-0}" != 1 ]; then

@@ -246,7 +246,12 @@ final class WebAPITests: XCTestCase {
                             "for i in 1 2 3 4 5; do awk -v i=$i 'BEGIN { printf \"{\\\"step\\\": %d, \\\"loss\\\": %f}\\n\", i, 1 / (i + \(lr)) }' >> $TROVE_METRICS_FILE; done"), "run")
         }
         checked(s.trove("run", "-q", "--name", "<script>alert(1)</script>", "-p", "note=<img src=x onerror=alert(2)>", "--", "true"), "xss run")
-        checked(s.trove("push", "origin", "runs/*"), "push")
+        // A sweep whose worst members early stopping cancels (its exit status says so).
+        _ = s.trove("sweep", "-q", "-p", "lr=0.001,0.01,1,10", "--parallel", "4", "--early-stop", "median:loss,min-step=3", "--", "sh", "-c",
+                    "for i in 1 2 3 4 5 6 7 8 9 10; do echo \"{\\\"step\\\": $i, \\\"loss\\\": $TROVE_PARAM_LR}\" >> $TROVE_METRICS_FILE; sleep 0.3; done")
+        let sweep = (try? FileIO.listDirectory(s.work + "/.trove/refs/sweeps"))?.first ?? ""
+        XCTAssertFalse(sweep.isEmpty, "the sweep was recorded")
+        checked(s.trove("push", "origin", "runs/*", "sweeps/*"), "push")
         let xss = (s.json("runs", "--json") as? [[String: Any]])?.first { $0["name"] as? String == "<script>alert(1)</script>" }?["id"] as? String ?? ""
         // A run that goes on until stopped, streaming to the daemon.
         let long = s.start(["run", "-q", "--name", "long", "-p", "lr=0.5", "--", "python3", "-c", """
@@ -278,6 +283,7 @@ final class WebAPITests: XCTestCase {
         let r = Runner.run("/usr/bin/env", ["python3", "Tests/web/ui_test.py", "--url", d.base, "--token", w.write, "--project", "p",
                                              "--shots", shots, "--running-run", running, "--xss-run", xss, "--xss-file", w.xssFile,
                                              "--filter", "params.lr < 0.01", "--big-project", "big", "--big-token", bigToken,
+                                             "--sweep", sweep, "--admin-token", w.admin, "--xss-param-run", xss,
                                              "--compare-runs", "@" + s.temp.path + "/compare.txt"],
                            cwd: projectRoot, environment: s.environment)
         XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
