@@ -111,6 +111,7 @@ public final class RunCatalog: @unchecked Sendable {
     public let store: any RefStore
     private let lock = Mutex()
     private var key: String?
+    private var listed = Date.distantPast
     private var byRef: [String: RunInfo] = [:]
     private var generation = 0
     private var cached: (generation: Int, runs: [RunInfo])?
@@ -121,7 +122,11 @@ public final class RunCatalog: @unchecked Sendable {
     public func runs() throws -> (generation: Int, runs: [RunInfo]) {
         try lock.withLock {
             let now = RunList.refsKey(store)
-            if now == nil || now != key || !RunList.refsKeyIsSettled(store) {
+            // A folder changed within the last 2 s may change again in the same clock tick
+            // (coarse mtimes on NFS): listed again then, but at most twice a second.
+            let unsettled = !RunList.refsKeyIsSettled(store) && Date().timeIntervalSince(listed) > 0.5
+            if now == nil || now != key || unsettled {
+                listed = Date()
                 let refs = try store.refs.list(prefix: "runs/")
                 let missing = refs.filter { byRef[$0.name]?.commit != $0.id }
                 let commits = try store.commits(missing.map(\.id))

@@ -242,14 +242,14 @@ struct APIController: Sendable {
     // MARK: projects, commits, files
 
     func projectJSON(_ c: Caller, _ p: ProjectView) throws -> Response {
-        let refs = try p.store.refs.list(prefix: "")
-        func list(_ prefix: String) -> [[String: Any]] {
-            refs.filter { $0.name.hasPrefix(prefix) }.map { ["name": $0.name, "commit": $0.id.hex] }
+        // Only the folders shown: a project's 10,000 run refs are not read for its page.
+        func list(_ prefix: String) throws -> [[String: Any]] {
+            try p.store.refs.list(prefix: prefix).map { ["name": $0.name, "commit": $0.id.hex] }
         }
         let all = try p.rows()
         return json([
             "name": p.name, "description": p.store.setting("project.description") ?? "", "role": "\(c.role)",
-            "branches": list("heads/"), "tags": list("tags/"),
+            "branches": try list("heads/"), "tags": try list("tags/"),
             "runs": ["count": all.rows.count, "recent": all.rows.prefix(10).map { $0.json() }] as [String: Any],
             "sweeps": try sweeps(p, limit: 20),
         ])
@@ -417,22 +417,26 @@ struct APIController: Sendable {
         let raw = ctx.parameters.get("metric") ?? ""
         let name = raw.removingPercentEncoding ?? raw
         let points = min(max(Int(req.uri.queryParameters["points"].map(String.init) ?? "") ?? 1000, 2), 100_000)
-        let series: MetricSeries
+        func render(_ series: MetricSeries) -> String {
+            let d = downsample(series, to: points)
+            // Written by hand: JSONSerialization is slow for thousands of numbers.
+            var text = "{\"metric\":" + jsonString(name) + ",\"count\":\(series.steps.count),\"steps\":["
+            text.reserveCapacity(d.steps.count * 24 + 64)
+            text += d.steps.map(String.init).joined(separator: ",")
+            text += "],\"values\":["
+            text += d.values.map { $0.isFinite ? "\($0)" : "null" }.joined(separator: ",")
+            text += "]}"
+            return text
+        }
+        let text: String
         if let r = try p.catalog.run(id) {
-            series = try p.series(r, metric: name)
+            // A recorded series never changes: its answer for a number of points is kept.
+            text = try p.history(r, metric: name, points: points, render)
         } else if let s = p.live.series(id, metric: name) {
-            series = s
+            text = render(s)
         } else {
             throw ProtocolError(.notFound, "no run \(id) in project \(p.name)")
         }
-        let d = downsample(series, to: points)
-        // Written by hand: JSONSerialization is slow for thousands of numbers.
-        var text = "{\"metric\":" + jsonString(name) + ",\"count\":\(series.steps.count),\"steps\":["
-        text.reserveCapacity(d.steps.count * 24 + 64)
-        text += d.steps.map(String.init).joined(separator: ",")
-        text += "],\"values\":["
-        text += d.values.map { $0.isFinite ? "\($0)" : "null" }.joined(separator: ",")
-        text += "]}"
         return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: text)))
     }
 
@@ -508,9 +512,7 @@ struct APIController: Sendable {
 
     func sweeps(_ p: ProjectView, limit: Int?) throws -> [[String: Any]] {
         var refs = try p.store.refs.list(prefix: "sweeps/")
-        let rows = try p.rows().rows
-        var counts: [String: [String: Int]] = [:]
-        for r in rows { if let s = r.sweep { counts[s, default: [:]][r.status, default: 0] += 1 } }
+        let counts = refs.isEmpty ? [:] : try p.sweepCounts()
         var out: [(Int64, [String: Any])] = []
         refs.sort { $0.name > $1.name }
         for ref in refs.prefix(limit ?? Int.max) {

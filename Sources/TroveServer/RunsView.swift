@@ -239,6 +239,33 @@ final class ProjectView: @unchecked Sendable {
         return s
     }
 
+    /// The API's answer for a recorded run's metric at a number of points, made once (the
+    /// last 64 kept): readers refreshing a chart of a million points do not downsample again.
+    func history(_ run: RunInfo, metric: String, points: Int, _ render: (MetricSeries) -> String) throws -> String {
+        let key = "\(run.commit.hex)/\(metric)/\(points)"
+        if let hit = lock.withLock({ histories[key] }) { return hit }
+        let text = render(try series(run, metric: metric))
+        lock.withLock {
+            histories[key] = text
+            historyOrder.append(key)
+            if historyOrder.count > 64 { histories[historyOrder.removeFirst()] = nil }
+        }
+        return text
+    }
+    private var histories: [String: String] = [:]
+    private var historyOrder: [String] = []
+
+    /// Runs per sweep and status, counted once per change of the runs.
+    func sweepCounts() throws -> [String: [String: Int]] {
+        let all = try rows()
+        if let c = lock.withLock({ countsCache }), c.key == all.key { return c.counts }
+        var counts: [String: [String: Int]] = [:]
+        for r in all.rows { if let s = r.sweep { counts[s, default: [:]][r.status, default: 0] += 1 } }
+        lock.withLock { countsCache = (all.key, counts) }
+        return counts
+    }
+    private var countsCache: (key: String, counts: [String: [String: Int]])?
+
     func sweep(_ ref: (name: String, id: ObjectID)) throws -> SweepRecord {
         if let s = lock.withLock({ sweepCache[ref.id] }) { return s }
         let s = try SweepRecord.load(store, String(ref.name.dropFirst(7)))
