@@ -43,6 +43,20 @@ public struct EarlyStop: Sendable, Equatable {
     }
 
     /// Whether `value` at a step is worse than the median of `others` at that step.
+    /// Why a run whose points so far are `mine` (by step) should stop, or nil: at its latest
+    /// step (of the last 64) that at least `minRuns` peers have reached, it is worse than their
+    /// median. A run ahead of its peers is judged at the steps they have reached.
+    public func verdict(mine: [Int64: Double], peers: (Int64) -> [Double]) -> String? {
+        for step in mine.keys.sorted(by: >).prefix(64) where step >= minStep {
+            let others = peers(step)
+            guard others.count >= minRuns else { continue }
+            let value = mine[step]!
+            guard worse(value, than: others) else { return nil }
+            return "early-stop median:\(metric) at step \(step): \(value) against the median of \(others.count) other run(s)"
+        }
+        return nil
+    }
+
     public func worse(_ value: Double, than others: [Double]) -> Bool {
         guard !others.isEmpty, others.count >= minRuns else { return false }
         let s = others.sorted()
@@ -125,12 +139,9 @@ public final class LocalSweep {
             var stop: (RunRecorder, String)?
             lock.withLock {
                 for p in points where p.name == rule.metric { seen[index, default: [:]][p.step] = p.value }
-                guard let latest = points.last(where: { $0.name == rule.metric }), latest.step >= rule.minStep,
-                      let r = recorders[index] else { return }
-                let others = seen.filter { $0.key != index }.compactMap { $0.value[latest.step] }
-                if rule.worse(latest.value, than: others) {
-                    stop = (r, "early-stop median:\(rule.metric) at step \(latest.step): \(latest.value) against the median of \(others.count) other run(s)")
-                }
+                guard points.contains(where: { $0.name == rule.metric }), let r = recorders[index], let mine = seen[index] else { return }
+                let why = rule.verdict(mine: mine) { step in seen.filter { $0.key != index }.compactMap { $0.value[step] } }
+                if let why { stop = (r, why) }
             }
             if let (r, why) = stop { r.cancel(reason: why) }
         }
@@ -279,14 +290,7 @@ public final class SweepPeers {
             lastRefresh = now
             refresh()
         }
-        for step in mine.keys.sorted(by: >).prefix(64) where step >= rule.minStep {
-            let others = values(at: step)
-            guard others.count >= rule.minRuns else { continue }
-            let value = mine[step]!
-            guard rule.worse(value, than: others) else { return nil }
-            return "early-stop median:\(rule.metric) at step \(step): \(value) against the median of \(others.count) other run(s)"
-        }
-        return nil
+        return rule.verdict(mine: mine, peers: values(at:))
     }
 
     func values(at step: Int64) -> [Double] {

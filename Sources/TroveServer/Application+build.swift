@@ -50,6 +50,12 @@ public func buildApplication(_ config: DaemonConfiguration, logger: Logger,
     let state = DaemonState(config: config, projects: projects, tokens: TokenStore(root: config.root),
                             metrics: DaemonMetrics(), uploads: Limiter(limit: config.maxConcurrentUploads),
                             views: ProjectViews(projects: projects))
+    // The runs of every project are read once at start, in the background, so that the first
+    // person to open a runs page does not wait for 10,000 commits to be read.
+    let views = state.views
+    onOwnThread {
+        for name in (try? projects.names()) ?? [] { _ = try? views.view(name)?.rows() }
+    }
     let router = buildRouter(state)
     var server: HTTPServerBuilder = .http1()
     if let cert = config.tlsCertificate, let key = config.tlsKey {

@@ -165,6 +165,33 @@ final class RunTests: XCTestCase {
         XCTAssertTrue(s.trove("cat", "sweeps/\(id):variants.json").stdout.contains("\"replica\" : \"4\""))
     }
 
+    func testAMemberThatRunsAheadOfItsPeersIsStillStoppedWhenTheyReachItsSteps() throws {
+        let s = sandbox()
+        // The bad member reports 40 steps at 0.05 s, the good ones 10 at 0.3 s: the bad one is
+        // always ahead, so its latest step is one no peer has reached yet.
+        s.write("ahead.sh", Array("""
+            #!/bin/sh
+            if [ "$TROVE_PARAM_KIND" = bad ]; then n=40; v=9; pause=0.05; else n=10; v=1; pause=0.3; fi
+            step=1
+            while [ $step -le $n ]; do
+              echo "{\\"step\\": $step, \\"loss\\": $v}" >> "$TROVE_METRICS_FILE"
+              sleep $pause
+              step=$((step + 1))
+            done
+
+            """.utf8))
+        chmod(s.path("ahead.sh"), 0o755)
+        let r = s.trove(["sweep", "-p", "kind=bad,good,good2", "--parallel", "3", "--early-stop", "median:loss,min-step=2", "--json", "--", "./ahead.sh"])
+        let sweep = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], r.stderr)
+        let id = try XCTUnwrap(sweep["sweep"] as? String)
+        let members = try runs(s).filter { ($0["id"] as! String).hasPrefix(id) }
+        XCTAssertEqual(members.count, 3)
+        for m in members {
+            let kind = (m["params"] as! [String: String])["kind"]
+            XCTAssertEqual(m["status"] as? String, kind == "bad" ? "cancelled" : "succeeded", "\(kind ?? "")")
+        }
+    }
+
     func testACancelledRunIsSeenRunningThenRecordedAsCancelled() throws {
         let s = sandbox()
         s.write("slow.sh", Array("#!/bin/sh\necho '{\"step\": 1, \"loss\": 0.5}' >> \"$TROVE_METRICS_FILE\"\nsleep 60\n".utf8))
