@@ -30,7 +30,12 @@ URL=http://127.0.0.1:$port
 # 10,000 runs, each reporting loss and acc from its parameters, then a 1,000,000-point run.
 mkdir big && cd big && trove init -q
 cat > report.sh <<'SH'
-echo "{\"step\": 1, \"loss\": $(( (TROVE_PARAM_A * 7919 + TROVE_PARAM_B * 104729) % 10007 )).5, \"acc\": 0.$TROVE_PARAM_B}" >> "$TROVE_METRICS_FILE"
+# 20 steps of a decaying loss whose level depends on the parameters, then acc.
+base=$(( (TROVE_PARAM_A * 7919 + TROVE_PARAM_B * 104729) % 10007 + 100 ))
+for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
+  echo "{\"step\": $i, \"loss\": $(( base / i + base / 50 )).5}"
+done >> "$TROVE_METRICS_FILE"
+echo "{\"step\": 20, \"acc\": 0.$TROVE_PARAM_B}" >> "$TROVE_METRICS_FILE"
 SH
 t0=$(date +%s.%N)
 TROVE_LIVE=0 trove sweep -q -p a=$(seq -s, 1 100) -p b=$(seq -s, 1 100) --parallel 2 -- sh report.sh
@@ -88,7 +93,7 @@ for _ in $(seq 50); do
   [ -n "$RUNNING" ] && break; sleep 0.2
 done
 unset TROVE_TOKEN
-curl -s -H "Authorization: Bearer $BIG" "$URL/api/v1/projects/big/runs?limit=200&sort=-seconds&filter=metrics.loss%3E-1" \
+curl -s -H "Authorization: Bearer $BIG" "$URL/api/v1/projects/big/runs?limit=200&sort=metrics.loss&filter=params.b%3C100" \
   | python3 -c 'import json,sys; print(",".join(r["id"] for r in json.load(sys.stdin)["runs"]))' > ../compare.txt
 cd ..
 python3 "$ROOT/Tests/web/ui_test.py" --url "$URL" --token "$DEMO" --project demo --shots "$ROOT/Docs/screenshots" \
