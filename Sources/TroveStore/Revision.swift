@@ -44,6 +44,24 @@ extension RefStore {
             }
             return id
         }
+        // NAME@vN, NAME@latest, NAME@ALIAS: a model's or dataset's version (Docs/registry.md).
+        if let at = name.lastIndex(of: "@"), at != name.startIndex, !name.contains("@{"), !name.contains("/") {
+            let base = String(name[..<at]), selector = String(name[name.index(after: at)...])
+            for root in ["models", "datasets"] {
+                if selector == "latest" {
+                    let versions = try refs.list(prefix: "\(root)/\(base)/").compactMap { r -> (Int, ObjectID)? in
+                        let last = r.name.split(separator: "/").last ?? ""
+                        guard r.name.split(separator: "/").count == 3, last.hasPrefix("v"), let n = Int(last.dropFirst()) else { return nil }
+                        return (n, r.id)
+                    }
+                    if let top = versions.max(by: { $0.0 < $1.0 }) { return top.1 }
+                    continue
+                }
+                let ref = selector.hasPrefix("v") && Int(selector.dropFirst()) != nil ? "\(root)/\(base)/\(selector)" : "\(root)/\(base)/alias/\(selector)"
+                if (try? Refs.validate(ref)) != nil, let id = try refs.read(ref) { return id }
+            }
+            throw StoreError(.notFound, "no model or dataset version \(name)", hint: "`trove model list` and `trove dataset list` show what there is")
+        }
         let bare = name.hasPrefix("refs/") ? String(name.dropFirst(5)) : name
         if (try? Refs.validate(bare)) != nil {
             for candidate in [bare, "heads/\(bare)", "tags/\(bare)", "remotes/\(bare)"] {
