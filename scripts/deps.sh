@@ -22,6 +22,8 @@ command -v kubernetes-validate >/dev/null || py+=(kubernetes-validate)
 python3 -c 'import selenium' 2>/dev/null || py+=(selenium)
 python3 -c 'import mlflow' 2>/dev/null || py+=(mlflow-skinny)
 python3 -c 'import openapi_spec_validator' 2>/dev/null || py+=(openapi-spec-validator)
+# The model registry tests: the real Hugging Face client.
+python3 -c 'import huggingface_hub' 2>/dev/null || py+=(huggingface_hub)
 if [ ${#py[@]} -gt 0 ]; then
   echo "installing (pip): ${py[*]}" >&2
   if ! python3 -m pip --version >/dev/null 2>&1; then

@@ -33,7 +33,7 @@ extension TroveCommand {
 
 enum RegistryCommands<K: RegistryKindName> {
     static var all: [ParsableCommand.Type] {
-        [Publish<K>.self, List<K>.self, Show<K>.self, Pull<K>.self, Promote<K>.self, Deprecate<K>.self, Lineage<K>.self]
+        [Publish<K>.self, List<K>.self, Show<K>.self, Pull<K>.self, Promote<K>.self, Deprecate<K>.self, Lineage<K>.self, ImportHF<K>.self]
     }
 }
 
@@ -248,5 +248,33 @@ struct Lineage<K: RegistryKindName>: ParsableCommand {
             Console.out("\(pad)\(l.depth == 0 ? "" : "← ")\(l.label)  \(l.commit?.short() ?? "")")
             for (k, v) in l.detail.sorted(by: { $0.key < $1.key }) where !v.isEmpty { Console.out("\(pad)    \(k): \(v)") }
         }
+    }
+}
+
+struct ImportHF<K: RegistryKindName>: ParsableCommand {
+    static var configuration: CommandConfiguration {
+        CommandConfiguration(commandName: "import-hf", abstract: "Record a local Hugging Face snapshot folder (snapshot_download's) as a new version.",
+                             discussion: "The folder's files go to the top of the version (its .cache and .git are left out); its README.md is the card. The daemon serves it back to huggingface_hub (Docs/registry.md).")
+    }
+    @Argument(help: "The snapshot folder.") var directory: String
+    @Option(help: "The name of the model or dataset.") var name: String
+    @Option(name: .customLong("meta"), help: ArgumentHelp("Metadata, repeatable.", valueName: "KEY=VALUE")) var meta: [String] = []
+    @Option(help: "Point this alias at the new version.") var alias: String?
+    @OptionGroup var options: StoreOptions
+
+    func run() throws {
+        let dir = FileIO.absolute(directory, base: options.cwd)
+        guard FileIO.isDirectory(dir) else { throw StoreError(.notFound, "\(directory) is not a folder", hint: "give the folder snapshot_download returned") }
+        var p = Registry.Publication(name: name)
+        p.paths = [dir]
+        p.contents = true
+        p.alias = alias
+        p.metadata["source"] = "huggingface"
+        for m in meta {
+            let (k, v) = try RunSpec.parameter(m, form: "KEY=VALUE", example: "--meta hf_repo=org/name")
+            p.metadata[k] = v
+        }
+        let (n, commit) = try Registry(store: try options.openStore(), kind: K.kind).publish(p)
+        if !options.quiet { Console.out("Imported \(directory) as \(K.kind) \(name)@v\(n) (\(commit.short()))") }
     }
 }

@@ -112,6 +112,9 @@ public struct Registry {
         /// An explicit version number (refused when it exists); nil = the next one.
         public var version: Int?
         public var message: String?
+        /// Folders give their contents at the top of the version (an imported Hugging Face
+        /// snapshot), not a folder of their name; `.cache` and `.git` inside are left out.
+        public var contents = false
 
         public init(name: String) { self.name = name }
     }
@@ -146,12 +149,14 @@ public struct Registry {
                 var st = stat()
                 guard lstat(path, &st) == 0 else { throw StoreError(.notFound, "\(path) does not exist") }
                 if (st.st_mode & S_IFMT) == S_IFDIR {
+                    let top = p.contents ? "" : base + "/"
                     let walker = FileManager.default.enumerator(atPath: path)
                     while let rel = walker?.nextObject() as? String {
+                        if p.contents, rel == ".cache" || rel == ".git" || rel.hasPrefix(".cache/") || rel.hasPrefix(".git/") { continue }
                         var fst = stat()
                         guard lstat(path + "/" + rel, &fst) == 0, (fst.st_mode & S_IFMT) == S_IFREG else { continue }
-                        sources[base + "/" + rel] = path + "/" + rel
-                        if fst.st_mode & 0o111 != 0 { executable.insert(base + "/" + rel) }
+                        sources[top + rel] = path + "/" + rel
+                        if fst.st_mode & 0o111 != 0 { executable.insert(top + rel) }
                     }
                 } else if (st.st_mode & S_IFMT) == S_IFREG {
                     sources[base] = path

@@ -85,6 +85,7 @@ func buildRouter(_ state: DaemonState) -> Router<BasicRequestContext> {
     APIController(state: state).addRoutes(to: router)
     WebController(state: state).addRoutes(to: router)
     MLflowController(state: state).addRoutes(to: router)
+    HFController(state: state).addRoutes(to: router)
     SyncController(state: state).addRoutes(to: router)
     return router
 }

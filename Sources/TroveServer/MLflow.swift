@@ -559,17 +559,7 @@ struct MLflowController: Sendable {
                 guard let e = try p.store.flatten(tree: try p.store.commit(info.commit).tree)["outputs/" + path] else {
                     throw MLError.notFound("no artifact \(path) in run \(run)")
                 }
-                let store = p.store
-                let body = ResponseBody { writer in
-                    let chunks = try await blocking { try store.chunks(ofBlob: e.id) }
-                    for batch in stride(from: 0, to: chunks.count, by: 16) {
-                        let part = chunks[batch..<min(chunks.count, batch + 16)]
-                        let bytes = try await blocking { try part.flatMap { try store.read($0.id).1 } }
-                        try await writer.write(ByteBuffer(bytes: bytes))
-                    }
-                    try await writer.finish(nil)
-                }
-                return Response(status: .ok, headers: [.contentType: "application/octet-stream", .contentLength: "\(e.size)"], body: body)
+                return try BlobResponse.make(p.store, e, range: req.headers[.range], headers: [:], head: false)
             }
             let file = p.live.folder(run) + "/outputs/" + path
             guard p.live.get(run) != nil, !FileIO.isDirectory(file), let bytes = try? FileIO.readFile(file) else {

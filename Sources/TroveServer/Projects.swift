@@ -16,8 +16,8 @@ public final class ProjectRegistry: @unchecked Sendable {
 
     public var directory: String { root + "/projects" }
 
-    /// Names the daemon's own routes use (`/api/v1`, `/ui/`, `/healthz`, `/metrics`).
-    public static let reserved: Set<String> = ["api", "ui", "healthz", "metrics", "login"]
+    /// Names the daemon's own routes use (`/api/v1`, `/ui/`, `/hf/`, `/healthz`, `/metrics`).
+    public static let reserved: Set<String> = ["api", "ui", "healthz", "metrics", "login", "hf"]
 
     /// Project names: 1–64 of lowercase letters, digits, '.', '_', '-', starting with a letter or digit.
     public static func validate(_ name: String) throws {
