@@ -27,7 +27,7 @@ public struct TroveCommand: ParsableCommand {
             RemoteCmd.self, Push.self, Fetch.self, Pull.self, Clone.self, ServeStdio.self, Daemon.self,
             Install.self, Track.self, Untrack.self, LsFiles.self, ImportLFS.self, ExportLFS.self,
             FilterProcessCmd.self, TextConv.self, Hook.self,
-            Run.self, Sweep.self, Cancel.self, LogMetric.self, Runs.self, NotebookCmd.self, Model.self, Dataset.self,
+            Run.self, Sweep.self, Cancel.self, LogMetric.self, Runs.self, NotebookCmd.self, Model.self, Dataset.self, Serve.self,
         ]
     )
 

@@ -46,29 +46,48 @@ public struct Registry {
 
     /// Every name with at least one version.
     public func names() throws -> [String] {
-        Set(try store.refs.list(prefix: kind.root + "/").compactMap { r -> String? in
-            let parts = r.name.split(separator: "/")
+        var refs = try store.refs.list(prefix: kind.root + "/").map(\.name)
+        for remote in ((try? FileIO.listDirectory(store.root + "/refs/remotes")) ?? []) {
+            refs += try store.refs.list(prefix: "remotes/\(remote)/\(kind.root)/").map { String($0.name.dropFirst(9 + remote.count)) }
+        }
+        return Set(refs.compactMap { r -> String? in
+            let parts = r.split(separator: "/")
             return parts.count == 3 && parts[2].hasPrefix("v") ? String(parts[1]) : nil
         }).sorted()
     }
 
+    /// NAME's refs below `sub` (`""`, `alias/`, `deprecated/`), by the part after it: the local
+    /// ones, then those fetched from remotes (`remotes/R/models/NAME/...`) that are not local —
+    /// a clone or a fetch makes a model's versions usable without copying refs.
+    func refs(_ name: String, _ sub: String) throws -> [(key: String, id: ObjectID)] {
+        var out: [String: ObjectID] = [:]
+        let local = "\(kind.root)/\(name)/\(sub)"
+        for r in try store.refs.list(prefix: local) { out[String(r.name.dropFirst(local.count))] = r.id }
+        for remote in ((try? FileIO.listDirectory(store.root + "/refs/remotes")) ?? []).sorted() {
+            let prefix = "remotes/\(remote)/" + local
+            for r in try store.refs.list(prefix: prefix) where out[String(r.name.dropFirst(prefix.count))] == nil {
+                out[String(r.name.dropFirst(prefix.count))] = r.id
+            }
+        }
+        return out.map { ($0.key, $0.value) }
+    }
+
     /// Versions of NAME, oldest first.
     public func versions(_ name: String) throws -> [(version: Int, commit: ObjectID)] {
-        try store.refs.list(prefix: "\(kind.root)/\(name)/").compactMap { r -> (Int, ObjectID)? in
-            let rest = r.name.dropFirst(kind.root.count + name.count + 2)
-            guard rest.hasPrefix("v"), let n = Int(rest.dropFirst()) else { return nil }
+        try refs(name, "").compactMap { r -> (Int, ObjectID)? in
+            guard r.key.hasPrefix("v"), let n = Int(r.key.dropFirst()) else { return nil }
             return (n, r.id)
         }.sorted { $0.0 < $1.0 }
     }
 
     public func aliases(_ name: String) throws -> [(alias: String, commit: ObjectID)] {
-        try store.refs.list(prefix: "\(kind.root)/\(name)/alias/").map { (String($0.name.split(separator: "/").last!), $0.id) }.sorted { $0.0 < $1.0 }
+        try refs(name, "alias/").map { ($0.key, $0.id) }.sorted { $0.0 < $1.0 }
     }
 
     /// Deprecated versions and why.
     public func deprecations(_ name: String) throws -> [Int: String] {
         var out: [Int: String] = [:]
-        for r in try store.refs.list(prefix: "\(kind.root)/\(name)/deprecated/") {
+        for r in try refs(name, "deprecated/").map({ (name: "x/" + $0.key, id: $0.id) }) {
             guard let n = Int(r.name.split(separator: "/").last!.dropFirst()) else { continue }
             out[n] = try store.commit(r.id).metadata.first { $0.key == "registry.deprecated" }?.value ?? ""
         }
@@ -90,7 +109,7 @@ public struct Registry {
             }
             return (name, n, v.commit)
         }
-        guard let id = try store.refs.read(aliasRef(name, selector)) else {
+        guard let id = try aliases(name).first(where: { $0.alias == selector })?.commit else {
             let known = try aliases(name).map(\.alias)
             throw StoreError(.notFound, "\(kind) \(name) has no alias \(selector)", hint: known.isEmpty ? "it has no aliases; `trove \(kind) promote \(name)@vN \(selector)` makes one" : "aliases: " + known.joined(separator: ", "))
         }

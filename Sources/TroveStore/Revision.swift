@@ -47,18 +47,23 @@ extension RefStore {
         // NAME@vN, NAME@latest, NAME@ALIAS: a model's or dataset's version (Docs/registry.md).
         if let at = name.lastIndex(of: "@"), at != name.startIndex, !name.contains("@{"), !name.contains("/") {
             let base = String(name[..<at]), selector = String(name[name.index(after: at)...])
-            for root in ["models", "datasets"] {
-                if selector == "latest" {
-                    let versions = try refs.list(prefix: "\(root)/\(base)/").compactMap { r -> (Int, ObjectID)? in
-                        let last = r.name.split(separator: "/").last ?? ""
-                        guard r.name.split(separator: "/").count == 3, last.hasPrefix("v"), let n = Int(last.dropFirst()) else { return nil }
-                        return (n, r.id)
+            // Local refs first, then those fetched from remotes (a clone's).
+            let remotes = ((try? FileIO.listDirectory(root + "/refs/remotes")) ?? []).sorted().map { "remotes/\($0)/" }
+            for kind in ["models", "datasets"] {
+                for prefix in [""] + remotes {
+                    let dir = "\(prefix)\(kind)/\(base)/"
+                    if selector == "latest" {
+                        let versions = try refs.list(prefix: dir).compactMap { r -> (Int, ObjectID)? in
+                            let rest = r.name.dropFirst(dir.count)
+                            guard rest.hasPrefix("v"), let n = Int(rest.dropFirst()) else { return nil }
+                            return (n, r.id)
+                        }
+                        if let top = versions.max(by: { $0.0 < $1.0 }) { return top.1 }
+                        continue
                     }
-                    if let top = versions.max(by: { $0.0 < $1.0 }) { return top.1 }
-                    continue
+                    let ref = selector.hasPrefix("v") && Int(selector.dropFirst()) != nil ? dir + selector : dir + "alias/" + selector
+                    if (try? Refs.validate(ref)) != nil, let id = try refs.read(ref) { return id }
                 }
-                let ref = selector.hasPrefix("v") && Int(selector.dropFirst()) != nil ? "\(root)/\(base)/\(selector)" : "\(root)/\(base)/alias/\(selector)"
-                if (try? Refs.validate(ref)) != nil, let id = try refs.read(ref) { return id }
             }
             throw StoreError(.notFound, "no model or dataset version \(name)", hint: "`trove model list` and `trove dataset list` show what there is")
         }

@@ -1,0 +1,301 @@
+import Foundation
+import Glibc
+import TroveCore
+import TroveStore
+
+/// How a model version is served (`serving.json` at the top of the version, Docs/serving.md):
+/// the worker command and the tensors it takes and gives.
+public struct ServingSpec: Sendable {
+    public struct Tensor: Sendable {
+        public var name: String
+        public var datatype: String
+        /// -1 for a dimension of any size (the batch one).
+        public var shape: [Int]
+    }
+
+    public var command: [String]
+    public var inputs: [Tensor]
+    public var outputs: [Tensor]
+
+    public static let fileName = "serving.json"
+
+    public static func parse(_ bytes: [UInt8]) throws -> ServingSpec {
+        guard let o = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else {
+            throw StoreError(.invalidInput, "serving.json is not a JSON object")
+        }
+        guard let command = o["command"] as? [String], !command.isEmpty else {
+            throw StoreError(.invalidInput, "serving.json needs \"command\": [\"python3\", \"worker.py\"]")
+        }
+        func tensors(_ key: String) throws -> [Tensor] {
+            try (o[key] as? [[String: Any]] ?? []).map { t in
+                guard let name = t["name"] as? String, let datatype = t["datatype"] as? String, let shape = t["shape"] as? [Int] else {
+                    throw StoreError(.invalidInput, "serving.json: every \(key) entry needs name, datatype and shape")
+                }
+                return Tensor(name: name, datatype: datatype, shape: shape)
+            }
+        }
+        return ServingSpec(command: command, inputs: try tensors("inputs"), outputs: try tensors("outputs"))
+    }
+
+    /// Why an inference request's inputs do not fit the spec, or nil.
+    public func mismatch(_ inputs: [[String: Any]]) -> String? {
+        guard !self.inputs.isEmpty else { return nil }
+        for want in self.inputs {
+            guard let got = inputs.first(where: { $0["name"] as? String == want.name }) else { return "input \(want.name) is missing" }
+            guard let dt = got["datatype"] as? String, dt == want.datatype else {
+                return "input \(want.name) has datatype \(got["datatype"] as? String ?? "none"), expected \(want.datatype)"
+            }
+            guard let shape = got["shape"] as? [Int], shape.count == want.shape.count,
+                  zip(shape, want.shape).allSatisfy({ $1 == -1 || $0 == $1 }), shape.allSatisfy({ $0 >= 0 }) else {
+                return "input \(want.name) has shape \((got["shape"] as? [Int]).map { "\($0)" } ?? "none"), expected \(want.shape) (-1: any)"
+            }
+            let count = shape.reduce(1, *)
+            guard let data = got["data"] as? [Any], data.count == count else {
+                return "input \(want.name): data holds \((got["data"] as? [Any])?.count ?? 0) values, shape \(shape) needs \(count)"
+            }
+            if want.datatype.hasPrefix("FP") || want.datatype.hasPrefix("INT") || want.datatype.hasPrefix("UINT") {
+                guard data.allSatisfy({ $0 is NSNumber }) else { return "input \(want.name): datatype \(want.datatype) needs numbers" }
+            }
+        }
+        for got in inputs {
+            if let n = got["name"] as? String, !self.inputs.contains(where: { $0.name == n }) { return "unknown input \(n)" }
+        }
+        return nil
+    }
+}
+
+/// Worker processes behind `trove serve` (Docs/serving.md): each reads one JSON line per batch
+/// on stdin, `{"batch": [{"id", "inputs": [...]}, ...]}`, and writes one line back,
+/// `{"batch": [{"id", "outputs": [...]} | {"id", "error": "..."}]}`. Requests wait in one
+/// bounded queue; a free worker takes up to `maxBatch` of them, waiting at most `maxWait`
+/// after the first for more. A worker that exits or overruns `timeout` fails its batch and is
+/// started again.
+public final class WorkerPool: @unchecked Sendable {
+    public struct Config: Sendable {
+        public var command: [String]
+        public var directory: String
+        public var workers = 1
+        public var maxBatch = 1
+        public var maxWait = 0.0
+        public var queueLimit = 256
+        public var timeout = 30.0
+        public var environment: [String: String] = [:]
+        public init(command: [String], directory: String) {
+            self.command = command
+            self.directory = directory
+        }
+    }
+
+    public enum Failure: Error, Sendable {
+        case workerExited(String), timedOut(Double), workerError(String), stopped
+    }
+
+    public struct Job {
+        public let request: [String: Any]
+        public let done: (Result<[String: Any], Failure>) -> Void
+        let arrived: DispatchTime
+    }
+
+    public let config: Config
+    private let condition = NSCondition()
+    private var queue: [Job] = []
+    private var stopping = false
+    private var readyWorkers = 0
+    private var running: [Int: pid_t] = [:]
+    private let finished = DispatchGroup()
+
+    // Figures for /metrics.
+    public private(set) var batches: [Int: Int] = [:]
+    public private(set) var restarts = 0
+
+    public init(config: Config) { self.config = config }
+
+    public var queueDepth: Int { condition.lock(); defer { condition.unlock() }; return queue.count }
+    public var ready: Bool { condition.lock(); defer { condition.unlock() }; return readyWorkers > 0 }
+    public func batchSizes() -> [Int: Int] { condition.lock(); defer { condition.unlock() }; return batches }
+
+    public func start() {
+        for i in 0..<config.workers {
+            finished.enter()
+            onOwnThread { [self] in
+                defer { finished.leave() }
+                supervise(i)
+            }
+        }
+    }
+
+    /// Queues a request; false when the queue is full (the caller answers 503).
+    public func submit(_ request: [String: Any], done: @escaping (Result<[String: Any], Failure>) -> Void) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        guard !stopping, queue.count < config.queueLimit else { return false }
+        queue.append(Job(request: request, done: done, arrived: .now()))
+        condition.signal()
+        return true
+    }
+
+    /// Lets queued requests finish, then stops the workers (graceful drain).
+    public func stop(drainFor seconds: Double = 30) {
+        let deadline = Date().addingTimeInterval(seconds)
+        while queueDepth > 0 && Date() < deadline { usleep(20_000) }
+        condition.lock()
+        stopping = true
+        let left = queue
+        queue = []
+        condition.broadcast()
+        let pids = Array(running.values)
+        condition.unlock()
+        for j in left { j.done(.failure(.stopped)) }
+        for p in pids { kill(p, SIGTERM) }
+        _ = finished.wait(timeout: .now() + 10)
+    }
+
+    /// One worker slot: starts the process, feeds it batches, starts it again when it dies.
+    private func supervise(_ slot: Int) {
+        var backoff = 0.1
+        while !isStopping {
+            guard let worker = try? Worker(config: config) else {
+                Thread.sleep(forTimeInterval: backoff)
+                backoff = min(backoff * 2, 5)
+                continue
+            }
+            condition.lock()
+            running[slot] = worker.pid
+            readyWorkers += 1
+            condition.unlock()
+            let healthy = serve(worker)
+            condition.lock()
+            readyWorkers -= 1
+            running[slot] = nil
+            if !stopping { restarts += 1 }
+            condition.unlock()
+            worker.terminate()
+            if healthy { backoff = 0.1 } else if !isStopping {
+                Thread.sleep(forTimeInterval: backoff)
+                backoff = min(backoff * 2, 5)
+            }
+        }
+    }
+
+    private var isStopping: Bool { condition.lock(); defer { condition.unlock() }; return stopping }
+
+    /// Batches to one worker until it fails (false) or the pool stops (true).
+    private func serve(_ worker: Worker) -> Bool {
+        while true {
+            condition.lock()
+            while queue.isEmpty && !stopping { condition.wait() }
+            if stopping { condition.unlock(); return true }
+            // A batch: what is queued now, then what arrives within maxWait of the first.
+            if config.maxBatch > 1, queue.count < config.maxBatch, config.maxWait > 0 {
+                let until = Date(timeIntervalSinceNow: max(0, config.maxWait - Double(DispatchTime.now().uptimeNanoseconds - queue[0].arrived.uptimeNanoseconds) / 1e9))
+                while queue.count < config.maxBatch && !stopping && condition.wait(until: until) {}
+            }
+            let n = min(config.maxBatch, queue.count)
+            let jobs = Array(queue.prefix(n))
+            queue.removeFirst(n)
+            batches[jobs.count, default: 0] += 1
+            condition.unlock()
+            guard !jobs.isEmpty else { continue }
+            var items: [[String: Any]] = []
+            for (k, j) in jobs.enumerated() {
+                var r = j.request
+                r["id"] = "\(k)"
+                items.append(r)
+            }
+            do {
+                let reply = try worker.call(["batch": items], timeout: config.timeout)
+                guard let results = reply["batch"] as? [[String: Any]] else {
+                    throw Failure.workerError("the worker's answer has no \"batch\" list")
+                }
+                for (k, j) in jobs.enumerated() {
+                    if let r = results.first(where: { ($0["id"] as? String) == "\(k)" }) ?? (results.count == jobs.count ? results[k] : nil) {
+                        if let e = r["error"] as? String { j.done(.failure(.workerError(e))) } else { j.done(.success(r)) }
+                    } else {
+                        j.done(.failure(.workerError("the worker gave no answer for this request")))
+                    }
+                }
+            } catch let f as Failure {
+                for j in jobs { j.done(.failure(f)) }
+                // A worker error in a well-formed answer leaves the worker up; anything else restarts it.
+                if case .workerError = f { continue }
+                return false
+            } catch {
+                for j in jobs { j.done(.failure(.workerExited("\(error)"))) }
+                return false
+            }
+        }
+    }
+}
+
+/// One worker process and its pipes.
+final class Worker {
+    let process = Process()
+    let input: FileHandle
+    let output: Int32
+    var pending: [UInt8] = []
+    var pid: pid_t { process.processIdentifier }
+
+    init(config: WorkerPool.Config) throws {
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = config.command
+        process.currentDirectoryURL = URL(fileURLWithPath: config.directory)
+        var env = ProcessInfo.processInfo.environment
+        for (k, v) in config.environment { env[k] = v }
+        process.environment = env
+        let inPipe = Pipe(), outPipe = Pipe()
+        process.standardInput = inPipe
+        process.standardOutput = outPipe
+        process.standardError = FileHandle.standardError
+        try process.run()
+        input = inPipe.fileHandleForWriting
+        output = outPipe.fileHandleForReading.fileDescriptor
+        _ = fcntl(output, F_SETFL, fcntl(output, F_GETFL) | O_NONBLOCK)
+    }
+
+    /// Sends one line and reads one line back within `timeout` seconds.
+    func call(_ message: [String: Any], timeout: Double) throws -> [String: Any] {
+        var line = try JSONSerialization.data(withJSONObject: message)
+        line.append(10)
+        do { try input.write(contentsOf: line) } catch {
+            throw WorkerPool.Failure.workerExited("the worker closed its input: \(exitText)")
+        }
+        let deadline = Date(timeIntervalSinceNow: timeout)
+        var buf = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            if let nl = pending.firstIndex(of: 10) {
+                let text = Array(pending[..<nl])
+                pending.removeSubrange(...nl)
+                guard let o = try? JSONSerialization.jsonObject(with: Data(text)) as? [String: Any] else {
+                    throw WorkerPool.Failure.workerExited("the worker wrote a line that is not a JSON object: \(String(decoding: text.prefix(200), as: UTF8.self))")
+                }
+                return o
+            }
+            let left = deadline.timeIntervalSinceNow
+            guard left > 0 else { throw WorkerPool.Failure.timedOut(timeout) }
+            var p = pollfd(fd: output, events: Int16(POLLIN), revents: 0)
+            let r = poll(&p, 1, Int32(min(left, 1) * 1000) + 1)
+            if r < 0 && errno == EINTR { continue }
+            guard r > 0 else { continue }
+            let n = buf.withUnsafeMutableBytes { read(output, $0.baseAddress, $0.count) }
+            if n > 0 { pending += buf[..<n] } else if n == 0 || (errno != EAGAIN && errno != EINTR) {
+                throw WorkerPool.Failure.workerExited("the worker exited (\(exitText))")
+            }
+        }
+    }
+
+    var exitText: String {
+        usleep(50_000)
+        if process.isRunning { return "still running" }
+        return process.terminationReason == .uncaughtSignal ? "killed by signal \(process.terminationStatus)" : "exit status \(process.terminationStatus)"
+    }
+
+    func terminate() {
+        try? input.close()
+        if process.isRunning {
+            kill(process.processIdentifier, SIGTERM)
+            for _ in 0..<50 where process.isRunning { usleep(20_000) }
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        }
+        process.waitUntilExit()
+    }
+}
