@@ -61,14 +61,7 @@ extension TroveCommand {
                     Console.out("trove daemon listening on \(scheme)://\(host):\(bound) (root \(root))")
                     fflush(stdout)
                 }
-                let done = DispatchSemaphore(value: 0)
-                let failure = FailureBox()
-                Task {
-                    do { try await app.runService() } catch { failure.error = error }
-                    done.signal()
-                }
-                done.wait()
-                if let e = failure.error {
+                if let e = runUntilStopped(app) {
                     throw StoreError(.io, "the daemon stopped: \(e)", hint: "is \(listen) already in use?")
                 }
             }
@@ -165,4 +158,3 @@ extension TroveCommand {
     }
 }
 
-final class FailureBox: @unchecked Sendable { var error: Error? }

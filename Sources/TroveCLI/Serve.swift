@@ -78,15 +78,9 @@ extension TroveCommand {
                 if !quiet { Console.out("trove serve: \(name)@v\(version) on http://\(host):\(bound) (\(poolWorkers) worker(s), batches of up to \(poolBatch))") }
                 fflush(stdout)
             }
-            let done = DispatchSemaphore(value: 0)
-            let failure = FailureBox()
-            Task {
-                do { try await app.runService() } catch { failure.error = error }
-                done.signal()
-            }
-            done.wait()
+            let stopped = runUntilStopped(app)
             pool.stop()
-            if let e = failure.error { throw StoreError(.io, "trove serve stopped: \(e)", hint: "is \(listen) already in use?") }
+            if let e = stopped { throw StoreError(.io, "trove serve stopped: \(e)", hint: "is \(listen) already in use?") }
         }
     }
 }

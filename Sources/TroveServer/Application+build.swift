@@ -99,3 +99,18 @@ final class Limiter: @unchecked Sendable {
     func enter() -> Bool { lock.withLock { guard active < limit else { return false }; active += 1; return true } }
     func leave() { lock.withLock { active -= 1 } }
 }
+
+/// Runs an application (the daemon, `trove serve`) until SIGTERM or SIGINT has let it finish
+/// the requests in flight; returns the error that stopped it, if any. For synchronous callers.
+public func runUntilStopped(_ app: some ApplicationProtocol & Sendable) -> Error? {
+    let done = DispatchSemaphore(value: 0)
+    let failure = FailureBox()
+    Task {
+        do { try await app.runService() } catch { failure.error = error }
+        done.signal()
+    }
+    done.wait()
+    return failure.error
+}
+
+final class FailureBox: @unchecked Sendable { var error: Error? }
