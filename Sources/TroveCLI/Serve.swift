@@ -26,9 +26,20 @@ extension TroveCommand {
         @Option(name: .customLong("max-wait-ms"), help: "How long a batch waits to fill after its first request.") var maxWaitMs = 0.0
         @Option(help: "Requests that may wait for a worker; more get 503.") var queue = 256
         @Option(help: "Seconds a worker may take for a batch before it is killed and started again.") var timeout = 30.0
+        @Flag(help: "Print a Kubernetes Deployment and Service whose pods run this same trove serve (needs --image and --store-url), and exit.")
+        var k8s = false
+        @Option(help: "With --k8s: the container image (with trove and the worker's runtime).") var image: String?
+        @Option(name: .customLong("store-url"), help: "With --k8s: the daemon URL the pods fetch the model from (http(s)://HOST:PORT/PROJECT).") var storeURL: String?
+        @Option(name: .customLong("token-secret"), help: "With --k8s: the Secret holding a read token, NAME[:KEY] (key default: token).") var tokenSecret: String?
+        @Option(help: "With --k8s: pods behind the Service.") var replicas = 1
+        @Option(help: "With --k8s: the namespace.") var namespace: String?
+        @Option(help: "With --k8s: CPU request and limit (e.g. 2).") var cpu: String?
+        @Option(help: "With --k8s: memory request and limit (e.g. 4Gi).") var memory: String?
+        @Option(help: "With --k8s: GPUs per pod (nvidia.com/gpu).") var gpus: Int?
         @OptionGroup var options: StoreOptions
 
         func run() throws {
+            if k8s { return try printManifests() }
             guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65535).contains(port) else {
                 throw StoreError(.invalidInput, "--listen takes HOST:PORT, not \(listen)")
             }
@@ -81,6 +92,23 @@ extension TroveCommand {
             let stopped = runUntilStopped(app)
             pool.stop()
             if let e = stopped { throw StoreError(.io, "trove serve stopped: \(e)", hint: "is \(listen) already in use?") }
+        }
+
+        func printManifests() throws {
+            guard let image, let storeURL else {
+                throw StoreError(.invalidInput, "--k8s needs --image IMAGE and --store-url http(s)://HOST:PORT/PROJECT", hint: "the pods fetch the model from that daemon")
+            }
+            guard storeURL.hasPrefix("http://") || storeURL.hasPrefix("https://") else { throw StoreError(.invalidInput, "--store-url must be a daemon URL, not \(storeURL)") }
+            try Registry.validate(name: String(model.split(separator: "@").first ?? ""))
+            var d = ServingDeployment(model: model, image: image, storeURL: storeURL)
+            d.tokenSecret = tokenSecret
+            d.replicas = replicas
+            d.namespace = namespace
+            d.cpu = cpu
+            d.memory = memory
+            d.gpus = gpus
+            d.serveArguments = ["--workers", "\(workers)", "--max-batch", "\(maxBatch)", "--max-wait-ms", "\(maxWaitMs)", "--queue", "\(queue)", "--timeout", "\(timeout)"]
+            FileHandle.standardOutput.write(Data(try d.render().utf8))
         }
     }
 }

@@ -14,12 +14,20 @@ public struct Registry {
         var commitKind: Commit.Kind { self == .model ? .model : .dataset }
     }
 
-    public let store: Store
+    /// Reads work on any store (the daemon's shared ones too); publishing needs a working store.
+    public let store: any RefStore
     public let kind: Kind
 
-    public init(store: Store, kind: Kind) {
+    public init(store: any RefStore, kind: Kind) {
         self.store = store
         self.kind = kind
+    }
+
+    var writable: Store {
+        get throws {
+            guard let s = store as? Store else { throw StoreError(.invalidInput, "\(store.root) is a shared store: publish from a working store and push") }
+            return s
+        }
     }
 
     /// 1–64 of letters, digits, `.`, `_`, `-`, starting with a letter or digit.
@@ -153,6 +161,7 @@ public struct Registry {
                              hint: "publish without --version to make v\((existing.last?.version ?? 0) + 1)")
         }
         if let n = p.version, n < 1 { throw StoreError(.invalidInput, "versions start at 1") }
+        let store = try writable
         let writer = ObjectWriter(store: store)
         var entries: [String: Tree.Entry] = [:]
         if p.paths.isEmpty {
@@ -252,6 +261,7 @@ public struct Registry {
     public func deprecate(_ name: String, version n: Int, reason: String) throws {
         guard let v = try versions(name).first(where: { $0.version == n }) else { throw StoreError(.notFound, "\(kind) \(name) has no version \(n)") }
         if try deprecations(name)[n] != nil { throw StoreError(.conflict, "\(name)@v\(n) is deprecated already") }
+        let store = try writable
         let writer = ObjectWriter(store: store)
         let (tree, _) = try store.writeTrees([:], writer: writer)
         let author = Worktree.Author.current(config: store.config, environment: ProcessInfo.processInfo.environment)

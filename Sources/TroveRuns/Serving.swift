@@ -299,3 +299,85 @@ final class Worker {
         process.waitUntilExit()
     }
 }
+
+/// `trove serve --k8s`: a Deployment whose pods fetch the version from a daemon and run the
+/// same `trove serve`, and a Service in front of them (Docs/serving.md §Kubernetes).
+public struct ServingDeployment: Sendable {
+    public var model: String
+    public var image: String
+    public var storeURL: String
+    public var tokenSecret: String?
+    public var replicas = 1
+    public var namespace: String?
+    public var port = 8080
+    /// The `trove serve` options after the model (workers, batching, queue, timeout).
+    public var serveArguments: [String] = []
+    public var cpu: String?
+    public var memory: String?
+    public var gpus: Int?
+
+    public init(model: String, image: String, storeURL: String) {
+        self.model = model
+        self.image = image
+        self.storeURL = storeURL
+    }
+
+    /// A DNS-1123 name for the objects.
+    public var objectName: String {
+        let base = model.split(separator: "@").map(String.init).joined(separator: "-").lowercased()
+            .map { $0.isLetter || $0.isNumber ? $0 : "-" }
+        let trimmed = String(String(base).trimmingCharacters(in: CharacterSet(charactersIn: "-")).prefix(50))
+        return "trove-serve-" + (trimmed.isEmpty ? "model" : trimmed)
+    }
+
+    /// Two documents (Deployment, Service) as JSON, separated by `---`: valid YAML for kubectl.
+    public func render() throws -> String {
+        let name = objectName
+        let labels = ["app.kubernetes.io/name": "trove-serve", "app.kubernetes.io/instance": name]
+        let quoted = ([model] + serveArguments).map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ")
+        let script = "set -e; trove init -q /store; cd /store; trove remote add origin \"$TROVE_URL\"; "
+            + "trove model pull '\(model.replacingOccurrences(of: "'", with: ""))'; exec trove serve \(quoted) --listen 0.0.0.0:\(port)"
+        var env: [[String: Any]] = [["name": "TROVE_URL", "value": storeURL], ["name": "TROVE_PROGRESS", "value": "0"]]
+        if let secret = tokenSecret {
+            let parts = secret.split(separator: ":", maxSplits: 1).map(String.init)
+            env.append(["name": "TROVE_TOKEN", "valueFrom": ["secretKeyRef": ["name": parts[0], "key": parts.count > 1 ? parts[1] : "token"]]])
+        }
+        var resources: [String: Any] = [:]
+        var requests: [String: String] = [:], limits: [String: String] = [:]
+        if let cpu { requests["cpu"] = cpu; limits["cpu"] = cpu }
+        if let memory { requests["memory"] = memory; limits["memory"] = memory }
+        if let gpus { limits["nvidia.com/gpu"] = "\(gpus)" }
+        if !requests.isEmpty { resources["requests"] = requests }
+        if !limits.isEmpty { resources["limits"] = limits }
+        func probe(_ path: String) -> [String: Any] {
+            ["httpGet": ["path": path, "port": port], "periodSeconds": 5, "failureThreshold": 3]
+        }
+        var container: [String: Any] = [
+            "name": "serve", "image": image, "command": ["sh", "-c", script], "env": env,
+            "ports": [["name": "http", "containerPort": port]],
+            "readinessProbe": probe("/v2/health/ready"), "livenessProbe": probe("/v2/health/live"),
+            "volumeMounts": [["name": "store", "mountPath": "/store"]],
+        ]
+        if !resources.isEmpty { container["resources"] = resources }
+        var meta: [String: Any] = ["name": name, "labels": labels]
+        if let namespace { meta["namespace"] = namespace }
+        let deployment: [String: Any] = [
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta,
+            "spec": [
+                "replicas": replicas, "selector": ["matchLabels": labels],
+                "template": [
+                    "metadata": ["labels": labels],
+                    "spec": ["containers": [container], "volumes": [["name": "store", "emptyDir": [String: Any]()]],
+                             // SIGTERM drains the queue: give it the time it may need.
+                             "terminationGracePeriodSeconds": 60] as [String: Any],
+                ] as [String: Any],
+            ] as [String: Any],
+        ]
+        let service: [String: Any] = [
+            "apiVersion": "v1", "kind": "Service", "metadata": meta,
+            "spec": ["selector": labels, "ports": [["name": "http", "port": 80, "targetPort": port]]] as [String: Any],
+        ]
+        return try [deployment, service].map { String(decoding: try JSONSerialization.data(withJSONObject: $0, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]), as: UTF8.self) }
+            .joined(separator: "\n---\n") + "\n"
+    }
+}

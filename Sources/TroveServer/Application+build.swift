@@ -83,6 +83,7 @@ func buildRouter(_ state: DaemonState) -> Router<BasicRequestContext> {
         return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(string: text)))
     }
     APIController(state: state).addRoutes(to: router)
+    RegistryAPI(api: APIController(state: state)).addRoutes(to: router)
     WebController(state: state).addRoutes(to: router)
     MLflowController(state: state).addRoutes(to: router)
     HFController(state: state).addRoutes(to: router)

@@ -112,4 +112,17 @@ final class ServingTests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("weights.npz") && r.stderr.contains("neither here nor on any remote"), r.stderr)
         XCTAssertFalse(r.stdout.contains("trove serve:"), "it never listened")
     }
+
+    func testServeK8sPrintsADeploymentAndServiceThatValidate() throws {
+        let s = TroveSandbox("trove-serve-k8s")
+        guard s.shell("command -v kubernetes-validate").status == 0 else { throw XCTSkip("kubernetes-validate is not installed: bash scripts/deps.sh") }
+        let r = s.trove(["serve", "toy@prod", "--k8s", "--image", "reg/trove:1", "--store-url", "http://trove.svc:8470/p",
+                         "--token-secret", "trove-token", "--replicas", "2", "--workers", "4", "--max-batch", "8", "--gpus", "1"])
+        ok(r, "serve --k8s")
+        s.write("serve.yaml", Array(r.stdout.utf8))
+        ok(s.shell("kubernetes-validate --strict serve.yaml"), "kubernetes-validate")
+        XCTAssertTrue(r.stdout.contains("\"kind\" : \"Deployment\"") && r.stdout.contains("\"kind\" : \"Service\""), r.stdout)
+        XCTAssertTrue(r.stdout.contains("/v2/health/ready") && r.stdout.contains("trove-token") && r.stdout.contains("'--max-batch' '8'"), r.stdout)
+        XCTAssertEqual(s.trove(["serve", "toy", "--k8s", "--image", "x"]).status, 2, "--store-url is required")
+    }
 }

@@ -1,6 +1,7 @@
 // Trove web UI: one page, hash routes, and the JSON API of Docs/api.md, nothing else.
 // Invariant: data reaches the DOM only as text nodes or through h()'s attribute rules
-// (no markup strings, no on* attributes, href only to '#...' or '/api/...').
+// (no markup strings, no on* attributes, href only to '#...' or '/api/...'; a model or dataset card's
+// links may also go to http(s) URLs, set by cardLink alone).
 'use strict';
 
 const API = '/api/v1';
@@ -169,6 +170,9 @@ const link = {
   compare: (P, ids) => `#/p/${enc(P)}/compare?runs=${ids.map(enc).join(',')}`,
   sweep: (P, id) => `#/p/${enc(P)}/sweeps/${enc(id)}`,
   members: P => `#/p/${enc(P)}/members`,
+  registry: (P, kind, q) => `#/p/${enc(P)}/${kind}s${q ? `?q=${enc(q)}` : ''}`, // kind: 'model' | 'dataset'
+  regName: (P, kind, name) => `#/p/${enc(P)}/${kind}s/${enc(name)}`,
+  regVersion: (P, kind, name, n) => `#/p/${enc(P)}/${kind}s/${enc(name)}/v${n}`,
   download: (P, rev, path) => `${API}/projects/${enc(P)}/file/${enc(rev)}?path=${enc(path)}&download=1`,
 };
 
@@ -221,6 +225,12 @@ function dispatch(ctx, parts, query) {
     if (b === 'compare') return comparePage(ctx, P, query);
     if (b === 'sweeps' && c) return sweepPage(ctx, P, c);
     if (b === 'members') return membersPage(ctx, P);
+    if (b === 'models' || b === 'datasets') {
+      const kind = b.slice(0, -1);
+      if (!c) return registryPage(ctx, P, kind, query);
+      if (!rest[0]) return registryNamePage(ctx, P, kind, c);
+      return versionPage(ctx, P, kind, c, rest[0]);
+    }
   }
   throw new ApiError(404, 'not_found', 'no such page');
 }
@@ -232,6 +242,8 @@ function renderNav(P) {
     h('a', { class: 'project', href: link.project(p) }, p),
     h('a', { href: link.runs(p) }, 'Runs'),
     h('a', { href: link.tree(p, 'HEAD') }, 'Files'),
+    h('a', { id: 'nav-models', href: link.registry(p, 'model') }, 'Models'),
+    h('a', { id: 'nav-datasets', href: link.registry(p, 'dataset') }, 'Datasets'),
     session.role === 'admin' && session.project === p ? h('a', { id: 'nav-members', href: link.members(p) }, 'Members') : null,
   ].filter(Boolean) : []));
   who.replaceChildren(...(session ? [
@@ -911,6 +923,233 @@ async function membersPage(ctx, P) {
   await reload();
   show(ctx, h('h1', null, 'Members'), muted('Tokens of this project. A token is shown once, when it is made.'), section('Tokens', list), section('New token', form, created));
   ready('members');
+}
+
+// ---------- models and datasets (Docs/registry.md) ----------
+
+const KINDS = { model: 'Models', dataset: 'Datasets' };
+const aliasChip = (text, href, title) => h(href ? 'a' : 'span', { class: 'alias', href, title }, text);
+
+function registryCrumbs(P, kind, name, n) {
+  return h('nav', { class: 'crumbs' }, h('a', { href: link.registry(P, kind) }, KINDS[kind]), ' / ',
+    n == null ? h('strong', null, name) : [h('a', { href: link.regName(P, kind, name) }, name), ' / ', h('strong', null, `v${n}`)]);
+}
+
+async function registryPage(ctx, P, kind, query) {
+  const q = query.get('q') || '';
+  const params = new URLSearchParams({ kind });
+  if (q) params.set('q', q);
+  const items = (await papi(P, `/registry?${params}`)).items || [];
+  const searchIn = h('input', { id: 'registry-q', type: 'search', value: q, size: 32, placeholder: 'search names and descriptions' });
+  const rows = items.map(it => h('tr', { 'data-name': it.name, 'data-latest': it.latest },
+    h('td', null, h('a', { class: 'registry-link', href: link.regName(P, kind, it.name) }, it.name)),
+    h('td', null, it.latest != null ? h('a', { class: 'mono', href: link.regVersion(P, kind, it.name, it.latest) }, `v${it.latest}`) : ''),
+    h('td', { class: 'num' }, String(it.versions ?? '')),
+    h('td', null, kv(it.aliases).map(([a, n]) => aliasChip(`${a} → v${n}`, link.regVersion(P, kind, it.name, n), `${it.name}@${a} is v${n}`))),
+    h('td', { class: 'deprecated-list' }, (it.deprecated || []).map(n => `v${n}`).join(' ')),
+    h('td', null, fmtTime(it.time)),
+    h('td', { class: 'desc' }, it.description || '')));
+  if (!rows.length) {
+    rows.push(h('tr', null, h('td', { colspan: 7, class: 'muted' }, q ? `no ${kind}s match "${q}"` : `no ${kind}s yet: trove ${kind} publish NAME PATH…`)));
+  }
+  show(ctx, h('h1', null, KINDS[kind]),
+    h('form', { class: 'toolbar', onsubmit: ev => { ev.preventDefault(); go(link.registry(P, kind, searchIn.value.trim())); } },
+      searchIn, h('button', { id: 'registry-search', type: 'submit' }, 'Search'), q ? h('a', { href: link.registry(P, kind) }, 'clear') : null,
+      h('span', { class: 'spacer' }), h('span', { id: 'registry-total', class: 'muted' }, `${items.length} ${kind}${items.length === 1 ? '' : 's'}`)),
+    table(['name', 'latest', 'versions', 'aliases', 'deprecated', 'updated', 'description'], rows, { id: 'registry-table', class: 'dense' }));
+  ready('registry');
+}
+
+async function registryNamePage(ctx, P, kind, name) {
+  const d = await papi(P, `/registry/${enc(name)}?kind=${kind}`);
+  const versions = d.versions || []; // newest first
+  const rows = versions.map(v => h('tr', { 'data-version': v.version, class: v.deprecated != null ? 'deprecated' : null },
+    h('td', null, h('a', { class: 'version-link mono', href: link.regVersion(P, kind, name, v.version) }, `v${v.version}`)),
+    h('td', null, fmtTime(v.time)), h('td', null, v.author || ''), h('td', { class: 'why' }, v.message || ''),
+    h('td', null, (v.aliases || []).map(a => aliasChip(a))),
+    h('td', null, v.deprecated != null ? h('span', { class: 'deprecated-reason' }, v.deprecated || 'deprecated') : ''),
+    h('td', null, v.run ? h('a', { class: 'run-link mono', href: link.run(P, v.run) }, v.run) : ''),
+    h('td', { class: 'num' }, v.files == null ? '' : String(v.files)),
+    h('td', { class: 'num', title: v.bytes == null ? null : `${v.bytes} bytes` }, fmtSize(v.bytes)),
+    h('td', { class: 'mono muted', title: v.commit }, shortId(v.commit))));
+  const deprecated = versions.filter(v => v.deprecated != null).length;
+  show(ctx, registryCrumbs(P, kind, name), h('h1', { id: 'registry-title' }, name),
+    dl([['kind', kind], ['latest', versions.length ? h('a', { href: link.regVersion(P, kind, name, versions[0].version) }, `v${versions[0].version}`) : ''],
+      ['versions', `${versions.length}${deprecated ? ` (${deprecated} deprecated)` : ''}`],
+      ['aliases', kv(d.aliases).map(([a, n]) => aliasChip(`${a} → v${n}`, link.regVersion(P, kind, name, n)))]]),
+    section('Versions', table(['version', 'time', 'author', 'message', 'aliases', 'deprecated', 'run', 'files', 'size', 'commit'], rows,
+      { id: 'versions-table', class: 'dense' })));
+  ready('registry-name');
+}
+
+/** NAME@vN; an alias or 'latest' (…/NAME/prod) is resolved by the server and the address rewritten to vN. */
+async function versionPage(ctx, P, kind, name, sel) {
+  const d = await papi(P, `/registry/${enc(name)}/versions/${enc(sel)}?kind=${kind}`);
+  const n = d.version, files = d.files || [], ref = `${name}@v${n}`;
+  const bytes = files.reduce((s, f) => s + (+f.size || 0), 0);
+  const served = d.served || [];
+  const lineage = d.lineage || [];
+  show(ctx, registryCrumbs(P, kind, name, n),
+    h('h1', null, h('span', { id: 'version-title' }, ref), ' ', (d.aliases || []).map(a => aliasChip(a, null, `${name}@${a}`))),
+    d.deprecated != null ? h('div', { id: 'deprecated-banner', class: 'deprecated-banner', role: 'alert' },
+      h('strong', null, 'DEPRECATED'), d.deprecated ? `: ${d.deprecated}` : '') : null,
+    dl([['kind', kind], ['published', fmtTime(d.time)], ['author', d.author], ['message', d.message],
+      ['commit', d.commit ? h('a', { class: 'mono', href: link.tree(P, d.commit), title: 'browse the version commit' }, d.commit) : ''],
+      ['run', d.run ? h('a', { class: 'run-link mono', href: link.run(P, d.run) }, d.run) : ''],
+      ['files', `${files.length} · ${fmtSize(bytes)}`]]),
+    section('Lineage', lineageGraph(P, lineage), lineage.length ? h('details', null, h('summary', null, 'details'), lineageTable(P, lineage)) : null),
+    h('div', { class: 'version-grid' },
+      section('Card', renderCard(d.card)),
+      h('div', null, section('Use it', useIt(P, kind, name, n)),
+        section('Metadata', tableOrNone(['key', 'value'], kv(d.metadata).map(([k, v]) => [k, h('span', { class: 'mono' }, String(v))]), { id: 'version-meta', class: 'dense kv' })))),
+    section('Files', table(['path', 'size', ''], files.length ? files.map(f => [
+      h('a', { href: link.file(P, d.commit, f.path) }, f.path), h('td', { class: 'num', title: `${f.size} bytes` }, fmtSize(f.size)),
+      h('a', { class: 'download', href: link.download(P, d.commit, f.path) }, 'download')]) : [h('tr', null, h('td', { colspan: 3, class: 'muted' }, 'no files'))],
+    { id: 'version-files', class: 'dense' })),
+    served.length ? section('Served', h('ul', { id: 'version-served' }, served.map(x => h('li', { class: 'mono' }, typeof x === 'string' ? x : JSON.stringify(x))))) : null);
+  if (sel !== `v${n}`) history.replaceState(null, '', link.regVersion(P, kind, name, n)); // no hashchange: no second route()
+  ready('registry-version');
+}
+
+function useIt(P, kind, name, n) {
+  const ref = `${name}@v${n}`, repoType = kind === 'dataset' ? ", repo_type='dataset'" : '';
+  const snippets = [
+    ['trove', 'use-trove', `trove ${kind} pull ${ref} --to ./${name}\ntrove restore ${ref} --to DIR`],
+    ['git-style remote', 'use-git', `trove fetch origin '${kind}s/${name}/*'\ntrove restore ${ref} --to DIR`],
+    ['Hugging Face client', 'use-hf', `HF_ENDPOINT=${location.origin}/hf HF_TOKEN=... python -c "from huggingface_hub import snapshot_download; snapshot_download('${P}/${name}', revision='v${n}'${repoType})"`],
+  ];
+  return h('div', { id: 'use-it' }, snippets.map(([title, id, text]) => h('div', { class: 'use' },
+    h('h3', null, title, ' ', navigator.clipboard ? h('button', { type: 'button', class: 'small', onclick: ev => navigator.clipboard.writeText(text)
+      .then(() => { ev.target.textContent = 'copied'; }, showError) }, 'copy') : null),
+    h('pre', { id, class: 'snippet' }, text))));
+}
+
+// Lineage (GET …/versions/N: a depth-first list of {kind, label, commit, detail, depth}): one column per depth,
+// the deepest (the data) on the left, the version on the right; a link's parent is the nearest link before it
+// one level up, and an arrow goes from each link to its parent.
+const LIN = { w: 240, h: 54, gx: 56, gy: 14, pad: 8 };
+const LINEAGE_NAME = /\b(model|dataset) ([A-Za-z0-9][A-Za-z0-9._-]*)@v(\d+)\b/g; // 'dataset NAME@vN' in a label
+
+function lineageTarget(P, l) {
+  if (l.kind === 'run') { const id = /^run (\S+)$/.exec(l.label || '')?.[1]; return id ? link.run(P, id) : null; }
+  const named = [...String(l.label || '').matchAll(LINEAGE_NAME)].pop();
+  if (named) return link.regVersion(P, named[1], named[2], named[3]);
+  return l.commit ? link.tree(P, l.commit) : null;
+}
+
+function lineageNode(P, l, x, y) {
+  const kind = ['model', 'dataset', 'run', 'snapshot'].includes(l.kind) ? l.kind : 'other', label = String(l.label || '');
+  const input = /^input ([^:]+): (.*)$/.exec(label); // 'input train: imagenet@v1:train = dataset imagenet@v1'
+  let main = input ? input[2].split(' = ').pop() : label;
+  if (main.startsWith(`${l.kind} `)) main = main.slice(String(l.kind).length + 1);
+  const cut = (s, k) => (s.length > k ? `${s.slice(0, k - 1)}…` : s);
+  const tip = [label, l.commit ? `commit ${l.commit}` : null, ...kv(l.detail).map(([k, v]) => `${k}: ${v}`)].filter(Boolean).join('\n');
+  const body = [svg('title', null, tip), svg('rect', { width: LIN.w, height: LIN.h, rx: 5 }),
+    svg('text', { class: 'kind', x: 10, y: 16 }, cut(`${l.kind || ''}${input ? ` · input ${input[1]}` : ''}`, 40)),
+    svg('text', { class: 'label', x: 10, y: 32 }, cut(main, 36)),
+    svg('text', { class: 'commit', x: 10, y: 47 }, l.commit ? shortId(l.commit) : '')];
+  const href = lineageTarget(P, l);
+  return svg('g', { class: `lineage-node kind-${kind}`, transform: `translate(${x} ${y})`, 'data-depth': l.depth || 0 }, href ? svg('a', { href }, body) : body);
+}
+
+function lineageGraph(P, links) {
+  if (!links.length) return h('div', { id: 'lineage' }, muted('no lineage recorded'));
+  const depth = l => Math.max(0, +l.depth || 0), maxD = Math.max(...links.map(depth));
+  const count = new Map(), row = links.map(l => { const r = count.get(depth(l)) || 0; count.set(depth(l), r + 1); return r; });
+  const rows = Math.max(...count.values());
+  const width = 2 * LIN.pad + (maxD + 1) * LIN.w + maxD * LIN.gx, height = 2 * LIN.pad + rows * LIN.h + (rows - 1) * LIN.gy;
+  const pos = links.map((l, i) => [LIN.pad + (maxD - depth(l)) * (LIN.w + LIN.gx), LIN.pad + (row[i] + (rows - count.get(depth(l))) / 2) * (LIN.h + LIN.gy)]);
+  const el = svg('svg', { class: 'lineage', viewBox: `0 0 ${width} ${height}`, width, height, role: 'img', 'aria-label': 'lineage' },
+    svg('defs', null, svg('marker', { id: 'lineage-arrow', viewBox: '0 0 10 10', refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: 'auto' },
+      svg('path', { d: 'M0 0L10 5L0 10z' }))));
+  const edges = svg('g', { class: 'edges' });
+  links.forEach((l, i) => {
+    let p = i - 1;
+    while (p >= 0 && depth(links[p]) !== depth(l) - 1) p--;
+    if (!depth(l) || p < 0) return;
+    const x1 = pos[i][0] + LIN.w, y1 = pos[i][1] + LIN.h / 2, x2 = pos[p][0] - 1, y2 = pos[p][1] + LIN.h / 2, mx = (x1 + x2) / 2;
+    edges.appendChild(svg('path', { class: 'edge', d: `M${x1} ${y1}C${mx} ${y1} ${mx} ${y2} ${x2} ${y2}`, 'marker-end': 'url(#lineage-arrow)' }));
+  });
+  el.appendChild(edges);
+  links.forEach((l, i) => el.appendChild(lineageNode(P, l, pos[i][0], pos[i][1])));
+  return h('div', { id: 'lineage', class: 'scroll' }, el);
+}
+
+const lineageTable = (P, links) => table(['depth', 'kind', 'label', 'commit', 'detail'], links.map(l => {
+  const href = lineageTarget(P, l);
+  return [String(l.depth ?? ''), l.kind || '', href ? h('a', { href }, l.label || '') : l.label || '', h('span', { class: 'mono', title: l.commit }, shortId(l.commit)),
+    h('td', { class: 'why' }, kv(l.detail).map(([k, v]) => h('div', null, h('span', { class: 'muted' }, `${k}: `), String(v))))];
+}), { id: 'lineage-table', class: 'dense' });
+
+// Cards: a small Markdown → DOM renderer. Headings, paragraphs, lists, fenced code, `code`, **bold**, *italic*, and
+// [links](…) to http(s):// or '#' only; everything else (HTML included) stays text. No markup string is ever parsed.
+const MD_FENCE = /^\s{0,3}(`{3,}|~{3,})/;
+const MD_HEAD = /^\s{0,3}(#{1,6})\s+(.*?)(?:\s+#+)?\s*$/;
+const MD_RULE = /^\s{0,3}([-*_])(?:\s*\1){2,}\s*$/;
+const MD_ITEM = /^\s*([-*+]|\d{1,9}[.)])\s+(.*)$/;
+const MD_INLINE = /`([^`]+)`|\[([^\]]+)\]\(([^()\s]*)\)|\*\*(\S(?:[\s\S]*?\S)?)\*\*|__(\S(?:[\s\S]*?\S)?)__|\*(\S(?:[^*]*?\S)?)\*|(?<!\w)_(\S(?:[^_]*?\S)?)_(?!\w)/g;
+
+function renderCard(text) {
+  const box = h('div', { id: 'card', class: 'card' });
+  add(box, [text == null || !String(text).trim() ? muted('No card (publish with --card FILE; kept as README.md).') : markdown(String(text))]);
+  return box;
+}
+
+function markdown(text) {
+  const lines = text.replace(/\r\n?/g, '\n').split('\n'), out = [];
+  const starts = l => MD_FENCE.test(l) || MD_HEAD.test(l) || MD_RULE.test(l) || MD_ITEM.test(l);
+  let i = 0, m;
+  while (i < lines.length) {
+    const line = lines[i];
+    if (!line.trim()) i++;
+    else if ((m = MD_FENCE.exec(line))) {
+      const fence = m[1], body = [];
+      for (i++; i < lines.length && !lines[i].trim().startsWith(fence); i++) body.push(lines[i]);
+      i++; // the closing fence (or the end)
+      out.push(h('pre', { class: 'code' }, h('code', null, body.join('\n'))));
+    } else if ((m = MD_HEAD.exec(line))) { out.push(h(`h${m[1].length}`, null, mdInline(m[2]))); i++; }
+    else if (MD_RULE.test(line)) { out.push(h('hr')); i++; }
+    else if ((m = MD_ITEM.exec(line))) {
+      const ordered = /\d/.test(m[1]), first = parseInt(m[1], 10);
+      const list = h(ordered ? 'ol' : 'ul', ordered && first !== 1 ? { start: first } : null);
+      while (i < lines.length && (m = MD_ITEM.exec(lines[i])) && /\d/.test(m[1]) === ordered) {
+        const parts = [m[2]];
+        for (i++; i < lines.length && /^\s+\S/.test(lines[i]) && !starts(lines[i]); i++) parts.push(lines[i].trim()); // continuation
+        list.appendChild(h('li', null, mdInline(parts.join(' '))));
+      }
+      out.push(list);
+    } else {
+      const parts = [line.trim()];
+      for (i++; i < lines.length && lines[i].trim() && !starts(lines[i]); i++) parts.push(lines[i].trim());
+      out.push(h('p', null, mdInline(parts.join(' '))));
+    }
+  }
+  return out;
+}
+
+function mdInline(text) {
+  const out = [], re = new RegExp(MD_INLINE.source, 'g');
+  let last = 0, m;
+  while ((m = re.exec(text))) {
+    const [all, code, ltext, url, b1, b2, i1, i2] = m;
+    out.push(text.slice(last, m.index));
+    if (code != null) out.push(h('code', null, code));
+    else if (ltext != null) out.push(cardLink(ltext, url, all));
+    else if (b1 != null || b2 != null) out.push(h('strong', null, mdInline(b1 ?? b2)));
+    else out.push(h('em', null, mdInline(i1 ?? i2)));
+    last = re.lastIndex;
+  }
+  out.push(text.slice(last));
+  return out.filter(x => x !== '');
+}
+
+/** The one href that does not go through safeHref: http(s) URLs (a new tab, no referrer) and '#…' only; else the text as written. */
+function cardLink(text, url, source) {
+  if (!/^(https?:\/\/|#)/i.test(url)) return source;
+  const external = !url.startsWith('#');
+  const a = h('a', { class: 'card-link', title: url, rel: external ? 'noopener noreferrer nofollow' : null, target: external ? '_blank' : null }, mdInline(text));
+  a.setAttribute('href', url);
+  return a;
 }
 
 window.addEventListener('hashchange', route);
