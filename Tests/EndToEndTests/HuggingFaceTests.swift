@@ -83,5 +83,13 @@ final class HuggingFaceTests: XCTestCase {
         XCTAssertEqual(head("p/toy/resolve/main/tokenizer/..%2F..%2Fconfig.json", token).0, 400)
         let leak = s.shell("curl -s -H 'Authorization: Bearer \(other)' '\(d.base)/hf/api/models/p/toy/revision/main'").stdout
         XCTAssertFalse(leak.contains("model.safetensors"), leak)
+
+        // The zoo in the JSON API: the list, the version with its card and files; nothing for q's token.
+        let list = s.shell("curl -s -H 'Authorization: Bearer \(token)' '\(d.base)/api/v1/projects/p/registry?kind=model'").stdout
+        XCTAssertTrue(list.contains("\"name\":\"toy\"") && list.contains("\"prod\":1"), list)
+        let version = s.shell("curl -s -H 'Authorization: Bearer \(token)' '\(d.base)/api/v1/projects/p/registry/toy/versions/prod'").stdout
+        XCTAssertTrue(version.contains("\"card\":\"# Toy\\n\"") && version.contains("model.safetensors") && version.contains("\"lineage\""), version)
+        XCTAssertEqual(s.shell("curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer \(other)' '\(d.base)/api/v1/projects/p/registry'").stdout, "404")
+        XCTAssertEqual(s.shell("curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer \(token)' '\(d.base)/api/v1/projects/p/registry/toy/versions/v9'").stdout, "404")
     }
 }

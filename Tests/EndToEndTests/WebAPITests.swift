@@ -189,7 +189,8 @@ final class WebAPITests: XCTestCase {
                       "POST /api/v1/projects/{project}/runs/{run}/live", "GET /api/v1/projects/{project}/sweeps",
                       "GET /api/v1/projects/{project}/sweeps/{sweep}", "GET /api/v1/projects/{project}/members",
                       "POST /api/v1/projects/{project}/members", "DELETE /api/v1/projects/{project}/members/{id}",
-                      "GET /api/v1/projects/{project}/events"]
+                      "GET /api/v1/projects/{project}/events", "GET /api/v1/projects/{project}/registry",
+                      "GET /api/v1/projects/{project}/registry/{name}", "GET /api/v1/projects/{project}/registry/{name}/versions/{version}"]
         let r = Runner.run("/usr/bin/env", ["python3", "Tests/web/check_openapi.py", "--spec", "Docs/openapi.yaml"] + routes,
                            cwd: projectRoot, environment: s.environment)
         XCTAssertEqual(r.status, 0, r.stdout + r.stderr)

@@ -8,6 +8,7 @@ Headless Chromium through Selenium (recipes.md §3). The Swift suite seeds the d
       [--filter 'params.lr < 0.01'] [--sort-key metrics.loss] [--files-rev main] \
       [--big-project BIGP --big-token BIGTOKEN [--compare-runs ID1,ID2,...|@FILE]] \
       [--sweep SWEEPID] [--admin-token ADMINTOKEN] [--xss-param-run RUNID [--xss-param-text TEXT]] \
+      [--model NAME [--model-version N]] \
       [--max-runs-seconds S] [--max-compare-seconds S] [--timeout S] [--stop-timeout S]
 
 Flags:
@@ -16,6 +17,7 @@ Flags:
   --project          the seeded project (runs with a param used by --filter, a metric, files on --files-rev)
   --shots            directory for the screenshots (created): project.png runs.png run.png stopped.png
                      files.png sweep.png login.png members.png projects.png runs-10k.png compare-200.png
+                     models.png model.png
                      (and fail-STEP.png on a failure)
   --running-run      a run that is running now; the test stops it with #stop-button (skipped if absent)
   --run              a run with metrics to open (default: the first run of the runs table)
@@ -28,6 +30,11 @@ Flags:
   --sweep            a finished sweep of --project with early stopping ('median:...') that cancelled at least
                      one member: #sweep-members must have one row per member (as the API lists them) and a
                      row.early-stopped saying "median" (skipped if absent)
+  --model            a model of --project published from a run (so its lineage has the version and the run at
+                     least) with a card: the models list (#registry-table) must have its row; its version page
+                     must show #card with no script/img element, #lineage svg with 2 or more .lineage-node
+                     boxes and the three #use-it snippets (skipped if absent)
+  --model-version    the version of --model to open (default: its latest, as the models list shows it)
   --admin-token      an admin token of --project: log out, log in with it, the Members link, the members
                      page (token ids only, never a trv_ value), the projects list; then log back in with
                      --token (skipped if absent)
@@ -395,6 +402,48 @@ def step_sweep(ui, a):
     ui.shot("sweep.png")
 
 
+def step_model(ui, a):
+    P, name = a.project, a.model
+    ui.open(f"#/p/{q(P)}/models", "registry")
+    rows = ui.js("""return [...document.querySelectorAll('#registry-table tbody tr[data-name]')]
+        .map(tr => [tr.getAttribute('data-name'), tr.getAttribute('data-latest')])""")
+    print(f"models_listed={len(rows)}")
+    row = [r for r in rows if r[0] == name]
+    if not row:
+        raise Failure(f"#registry-table has no row for model {name!r}: {[r[0] for r in rows][:10]}")
+    ui.shot("models.png")
+    n = a.model_version or row[0][1]
+    if not n or not str(n).isdigit():
+        raise Failure(f"no version of {name} to open (the row says latest={n!r}; give --model-version)")
+
+    ui.open(f"#/p/{q(P)}/models/{q(name)}/v{n}", "registry-version")
+    title = ui.text("#version-title")
+    if title != f"{name}@v{n}":
+        raise Failure(f"the version page is titled {title!r}, not {name}@v{n}")
+    if not ui.d.find_elements(By.ID, "card"):
+        raise Failure("the version page has no #card")
+    bad = ui.js("return document.querySelectorAll('#card script, #card img, #card iframe').length")
+    if bad:
+        raise Failure(f"the card became markup: {bad} script/img/iframe element(s) in #card")
+    if ui.js("return document.querySelectorAll('#app script, #app img, #app iframe').length"):
+        raise Failure("data became markup: a script/img/iframe element is in the page")
+    print(f"card_chars={len(ui.text('#card'))}")
+    if not ui.d.find_elements(By.CSS_SELECTOR, "#lineage svg"):
+        raise Failure(f"no lineage graph (#lineage svg): {ui.text('#lineage')[:200]!r}" if ui.d.find_elements(By.ID, "lineage")
+                      else "the version page has no #lineage")
+    boxes = ui.js("return document.querySelectorAll('#lineage svg .lineage-node').length")
+    print(f"lineage_boxes={boxes}")
+    if boxes < 2:
+        raise Failure(f"the lineage graph has {boxes} box(es), not 2 or more (version and run)")
+    snippets = ui.js("return [...document.querySelectorAll('#use-it pre')].map(p => p.textContent)")
+    if len(snippets) != 3 or not all(f"{name}@v{n}" in t or f"revision='v{n}'" in t for t in snippets):
+        raise Failure(f"#use-it does not hold the three snippets for {name}@v{n}: {snippets}")
+    files = ui.js("return document.querySelectorAll('#version-files tbody a.download').length")
+    print(f"model_files={files}")
+    ui.shot("model.png")
+    ui.check_no_alert("after the model pages")
+
+
 def step_admin(ui, a):
     P = a.project
     if ui.d.find_elements(By.ID, "logout"):
@@ -522,6 +571,8 @@ def main():
     p.add_argument("--xss-param-text", default="<img src=x onerror=alert(2)>")
     p.add_argument("--sweep")
     p.add_argument("--admin-token")
+    p.add_argument("--model")
+    p.add_argument("--model-version", type=int)
     p.add_argument("--filter", default="params.lr < 0.01")
     p.add_argument("--sort-key")
     p.add_argument("--files-rev", default="main")
@@ -535,6 +586,8 @@ def main():
     a = p.parse_args()
     if bool(a.big_project) != bool(a.big_token):
         p.error("--big-project and --big-token go together")
+    if a.model_version is not None and not a.model:
+        p.error("--model-version needs --model")
 
     ui = big = None
     try:
@@ -556,6 +609,10 @@ def main():
         else:
             print("sweep=skipped (no --sweep)")
         run_step(ui, "files", step_files, ui, a)
+        if a.model:
+            run_step(ui, "model", step_model, ui, a)
+        else:
+            print("model=skipped (no --model)")
         if a.admin_token:
             run_step(ui, "admin", step_admin, ui, a)
         else:

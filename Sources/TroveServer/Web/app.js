@@ -1087,7 +1087,7 @@ const MD_FENCE = /^\s{0,3}(`{3,}|~{3,})/;
 const MD_HEAD = /^\s{0,3}(#{1,6})\s+(.*?)(?:\s+#+)?\s*$/;
 const MD_RULE = /^\s{0,3}([-*_])(?:\s*\1){2,}\s*$/;
 const MD_ITEM = /^\s*([-*+]|\d{1,9}[.)])\s+(.*)$/;
-const MD_INLINE = /`([^`]+)`|\[([^\]]+)\]\(([^()\s]*)\)|\*\*(\S(?:[\s\S]*?\S)?)\*\*|__(\S(?:[\s\S]*?\S)?)__|\*(\S(?:[^*]*?\S)?)\*|(?<!\w)_(\S(?:[^_]*?\S)?)_(?!\w)/g;
+const MD_INLINE = /`([^`]+)`|!?\[([^\]]*)\]\(([^()\s]*)\)|\*\*(\S(?:[\s\S]*?\S)?)\*\*|__(\S(?:[\s\S]*?\S)?)__|\*(\S(?:[^*]*?\S)?)\*|(?<!\w)_(\S(?:[^_]*?\S)?)_(?!\w)/g;
 
 function renderCard(text) {
   const box = h('div', { id: 'card', class: 'card' });
@@ -1134,7 +1134,7 @@ function mdInline(text) {
     const [all, code, ltext, url, b1, b2, i1, i2] = m;
     out.push(text.slice(last, m.index));
     if (code != null) out.push(h('code', null, code));
-    else if (ltext != null) out.push(cardLink(ltext, url, all));
+    else if (ltext != null) out.push(cardLink(ltext || url, url, all)); // an image ![alt](url) too: a link, never an img
     else if (b1 != null || b2 != null) out.push(h('strong', null, mdInline(b1 ?? b2)));
     else out.push(h('em', null, mdInline(i1 ?? i2)));
     last = re.lastIndex;
