@@ -159,27 +159,10 @@ struct Pull<K: RegistryKindName>: ParsableCommand {
         let store = try options.openStore()
         let name = String(version.split(separator: "@").first ?? "")
         try Registry.validate(name: name)
-        let remotes = store.config.values.keys.filter { $0.hasPrefix("remote.") && $0.hasSuffix(".url") }.map { String($0.dropFirst(7).dropLast(4)) }.sorted()
-        guard let remoteName = remote ?? (remotes.contains("origin") ? "origin" : remotes.count == 1 ? remotes[0] : nil),
-              let url = store.config.values["remote.\(remoteName).url"] else {
-            throw StoreError(.invalidInput, remotes.isEmpty ? "this store has no remote" : "which remote? (\(remotes.joined(separator: ", ")))", hint: "--remote NAME")
-        }
-        let env = ProcessInfo.processInfo.environment
-        let r = try RemoteOpener.open(url, environment: env, base: options.cwd)
-        defer { r.close() }
-        // The registry's refs are immutable versions and moving aliases: taken as the remote has them.
-        let prefix = "\(K.kind.root)/\(name)/"
-        let theirs = try r.listRefs().filter { $0.name.hasPrefix(prefix) }
-        guard !theirs.isEmpty else { throw StoreError(.notFound, "\(remoteName) has no \(K.kind) \(name)") }
-        let fetcher = Fetcher(store: store, remote: r, remoteName: remoteName)
-        fetcher.metadataOnly = true
-        _ = try fetcher.fetch(theirs.map(\.name))
-        for ref in theirs where try store.refs.read(ref.name) != ref.id {
-            try store.refs.update(ref.name, from: try store.refs.read(ref.name), to: ref.id, message: "pull from \(remoteName)", force: true)
-        }
+        let fetched = try RegistryRemote.fetch(store, kind: K.kind, name: name, remote: remote)
         let (_, n, commit) = try Registry(store: store, kind: K.kind).resolve(version)
         guard let to else {
-            if !options.quiet { Console.out("Fetched \(theirs.count) ref(s) of \(K.kind) \(name) from \(remoteName); \(version) is v\(n)") }
+            if !options.quiet { Console.out("Fetched \(fetched.refs) ref(s) of \(K.kind) \(name) from \(fetched.remote); \(version) is v\(n)") }
             return
         }
         let dir = FileIO.absolute(to, base: options.cwd)
@@ -276,5 +259,31 @@ struct ImportHF<K: RegistryKindName>: ParsableCommand {
         }
         let (n, commit) = try Registry(store: try options.openStore(), kind: K.kind).publish(p)
         if !options.quiet { Console.out("Imported \(directory) as \(K.kind) \(name)@v\(n) (\(commit.short()))") }
+    }
+}
+
+/// Brings a model's or dataset's refs from a remote (metadata only): versions are immutable and
+/// aliases follow the remote, so they are taken as the remote has them.
+enum RegistryRemote {
+    @discardableResult
+    static func fetch(_ store: Store, kind: Registry.Kind, name: String, remote: String?) throws -> (remote: String, refs: Int) {
+        try Registry.validate(name: name)
+        let remotes = store.config.values.keys.filter { $0.hasPrefix("remote.") && $0.hasSuffix(".url") }.map { String($0.dropFirst(7).dropLast(4)) }.sorted()
+        guard let remoteName = remote ?? (remotes.contains("origin") ? "origin" : remotes.count == 1 ? remotes[0] : nil),
+              let url = store.config.values["remote.\(remoteName).url"] else {
+            throw StoreError(.invalidInput, remotes.isEmpty ? "this store has no remote" : "which remote? (\(remotes.joined(separator: ", ")))", hint: "--remote NAME")
+        }
+        let r = try RemoteOpener.open(url, environment: ProcessInfo.processInfo.environment, base: FileIO.dirname(store.root))
+        defer { r.close() }
+        let prefix = "\(kind.root)/\(name)/"
+        let theirs = try r.listRefs().filter { $0.name.hasPrefix(prefix) }
+        guard !theirs.isEmpty else { throw StoreError(.notFound, "\(remoteName) has no \(kind) \(name)") }
+        let fetcher = Fetcher(store: store, remote: r, remoteName: remoteName)
+        fetcher.metadataOnly = true
+        _ = try fetcher.fetch(theirs.map(\.name))
+        for ref in theirs where try store.refs.read(ref.name) != ref.id {
+            try store.refs.update(ref.name, from: try store.refs.read(ref.name), to: ref.id, message: "pull from \(remoteName)", force: true)
+        }
+        return (remoteName, theirs.count)
     }
 }

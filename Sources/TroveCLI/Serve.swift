@@ -26,6 +26,9 @@ extension TroveCommand {
         @Option(name: .customLong("max-wait-ms"), help: "How long a batch waits to fill after its first request.") var maxWaitMs = 0.0
         @Option(help: "Requests that may wait for a worker; more get 503.") var queue = 256
         @Option(help: "Seconds a worker may take for a batch before it is killed and started again.") var timeout = 30.0
+        @Flag(help: "Follow the alias (or @latest): when it moves, fetch the new version (changed chunks only), start its workers, switch traffic once they are ready and drain the old ones.")
+        var follow = false
+        @Option(name: .customLong("follow-interval"), help: "Seconds between checks of the remotes with --follow.") var followInterval = 10.0
         @Flag(help: "Print a Kubernetes Deployment and Service whose pods run this same trove serve (needs --image and --store-url), and exit.")
         var k8s = false
         @Option(help: "With --k8s: the container image (with trove and the worker's runtime).") var image: String?
@@ -47,8 +50,38 @@ extension TroveCommand {
                 throw StoreError(.invalidInput, "--workers, --max-batch and --queue must be at least 1, --timeout above 0")
             }
             let store = try options.openStore()
-            let (name, version, commit) = try Registry(store: store, kind: .model).resolve(model)
-            // Everything the version needs, or which files cannot be had, before listening.
+            let first = try prepare(store, try Registry(store: store, kind: .model).resolve(model))
+            let pool = startPool(first)
+            let served = ServedVersion(pool: pool, version: first.version, spec: first.spec)
+            var config = ServeConfiguration(name: first.name, version: first.version, spec: first.spec)
+            config.host = String(listen[..<colon])
+            config.port = port
+            var logger = Logger(label: "trove.serve")
+            logger.logLevel = .warning
+            let host = config.host, quiet = options.quiet, name = first.name, version = first.version
+            let (poolWorkers, poolBatch) = (workers, maxBatch)
+            let app = buildServeApplication(config, served: served, logger: logger) { bound in
+                if !quiet { Console.out("trove serve: \(name)@v\(version) on http://\(host):\(bound) (\(poolWorkers) worker(s), batches of up to \(poolBatch))") }
+                fflush(stdout)
+            }
+            if follow { startFollowing(store, served: served, name: name) }
+            let stopped = runUntilStopped(app)
+            served.now.pool.stop()
+            if let e = stopped { throw StoreError(.io, "trove serve stopped: \(e)", hint: "is \(listen) already in use?") }
+        }
+
+        struct Prepared {
+            var name: String
+            var version: Int
+            var commit: ObjectID
+            var spec: ServingSpec
+            var directory: String
+        }
+
+        /// A version ready to serve: its chunks fetched (or the files that cannot be had named),
+        /// its files written once into STORE/serving/NAME-vN/, its serving.json read.
+        func prepare(_ store: Store, _ resolved: (name: String, version: Int, commit: ObjectID)) throws -> Prepared {
+            let (name, version, commit) = resolved
             do { try LazyFetch.ensure(store, commit: commit, filter: .all, progress: options.progress) } catch {
                 if !options.quiet { Console.err("trove: fetching \(name)@v\(version)'s missing chunks failed: \(error)") }
             }
@@ -62,36 +95,55 @@ extension TroveCommand {
                 throw StoreError(.invalidInput, "\(name)@v\(version) has no \(ServingSpec.fileName): nothing says how to serve it", hint: "see Docs/serving.md")
             }
             let spec = try ServingSpec.parse(try Materializer.readBlob(store: store, blob: specEntry.value.id))
-            // The version's files, written once per version (verified as they are written).
             let dir = store.root + "/serving/\(name)-v\(version)"
-            if !FileIO.exists(dir + "/.complete") {
+            if (try? FileIO.readText(dir + "/.complete")) != commit.hex {
                 FileIO.removeTree(dir)
                 try FileIO.mkdirs(dir)
                 _ = try Materializer(store: store, root: dir).write(files.map { ($0.key, $0.value) })
                 try FileIO.atomicWrite(dir + "/.complete", Array(commit.hex.utf8))
             }
-            var pc = WorkerPool.Config(command: spec.command, directory: dir)
+            return Prepared(name: name, version: version, commit: commit, spec: spec, directory: dir)
+        }
+
+        func startPool(_ p: Prepared) -> WorkerPool {
+            var pc = WorkerPool.Config(command: p.spec.command, directory: p.directory)
             pc.workers = workers
             pc.maxBatch = maxBatch
             pc.maxWait = maxWaitMs / 1000
             pc.queueLimit = queue
             pc.timeout = timeout
-            pc.environment = ["TROVE_MODEL_DIR": dir, "TROVE_MODEL_NAME": name, "TROVE_MODEL_VERSION": "\(version)"]
+            pc.environment = ["TROVE_MODEL_DIR": p.directory, "TROVE_MODEL_NAME": p.name, "TROVE_MODEL_VERSION": "\(p.version)"]
+            pc.commit = p.commit
             let pool = WorkerPool(config: pc)
             pool.start()
-            var config = ServeConfiguration(name: name, version: version, spec: spec)
-            config.host = String(listen[..<colon])
-            config.port = port
-            var logger = Logger(label: "trove.serve")
-            logger.logLevel = .warning
-            let host = config.host, quiet = options.quiet, (poolWorkers, poolBatch) = (pc.workers, pc.maxBatch)
-            let app = buildServeApplication(config, pool: pool, logger: logger) { bound in
-                if !quiet { Console.out("trove serve: \(name)@v\(version) on http://\(host):\(bound) (\(poolWorkers) worker(s), batches of up to \(poolBatch))") }
-                fflush(stdout)
+            return pool
+        }
+
+        /// `--follow`: every interval, the name's refs are fetched from the remotes and the
+        /// selector resolved again; a new version is prepared and its workers started while the
+        /// old ones serve, then traffic switches and the old pool drains.
+        func startFollowing(_ store: Store, served: ServedVersion, name: String) {
+            let interval = max(0.2, followInterval)
+            onOwnThread { [self] in
+                while true {
+                    Thread.sleep(forTimeInterval: interval)
+                    do {
+                        try RegistryRemote.fetch(store, kind: .model, name: name, remote: nil)
+                        let resolved = try Registry(store: store, kind: .model).resolve(model)
+                        guard resolved.commit != served.now.pool.config.commit else { continue }
+                        let next = try prepare(store, resolved)
+                        let pool = startPool(next)
+                        var waited = 0.0
+                        while !pool.ready && waited < 120 { Thread.sleep(forTimeInterval: 0.05); waited += 0.05 }
+                        guard pool.ready else { pool.stop(drainFor: 0); continue }
+                        let old = served.swap(to: pool, version: next.version, spec: next.spec)
+                        if !options.quiet { Console.err("trove serve: now serving \(next.name)@v\(next.version); draining the previous workers") }
+                        old.stop()
+                    } catch {
+                        if !options.quiet { Console.err("trove serve: following \(model): \(error)") }
+                    }
+                }
             }
-            let stopped = runUntilStopped(app)
-            pool.stop()
-            if let e = stopped { throw StoreError(.io, "trove serve stopped: \(e)", hint: "is \(listen) already in use?") }
         }
 
         func printManifests() throws {

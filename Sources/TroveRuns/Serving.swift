@@ -80,6 +80,8 @@ public final class WorkerPool: @unchecked Sendable {
         public var queueLimit = 256
         public var timeout = 30.0
         public var environment: [String: String] = [:]
+        /// The version's commit, to tell whether a newer one is served.
+        public var commit: ObjectID?
         public init(command: [String], directory: String) {
             self.command = command
             self.directory = directory

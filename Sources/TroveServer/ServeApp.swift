@@ -23,6 +23,26 @@ public struct ServeConfiguration: Sendable {
     }
 }
 
+/// What is being served now: `--follow` swaps in the next version's pool once its workers are
+/// ready, and requests read the holder each time.
+public final class ServedVersion: @unchecked Sendable {
+    private let lock = Mutex()
+    private var current: (pool: WorkerPool, version: Int, spec: ServingSpec)
+
+    public init(pool: WorkerPool, version: Int, spec: ServingSpec) { current = (pool, version, spec) }
+
+    public var now: (pool: WorkerPool, version: Int, spec: ServingSpec) { lock.withLock { current } }
+
+    /// Serves `pool` from now on; returns the one it replaces (for the caller to drain).
+    public func swap(to pool: WorkerPool, version: Int, spec: ServingSpec) -> WorkerPool {
+        lock.withLock {
+            let old = current.pool
+            current = (pool, version, spec)
+            return old
+        }
+    }
+}
+
 /// Counters and histograms of the serving endpoint.
 final class ServeMetrics: @unchecked Sendable {
     static let buckets: [Double] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
@@ -70,27 +90,28 @@ final class ServeMetrics: @unchecked Sendable {
     }
 }
 
-public func buildServeApplication(_ config: ServeConfiguration, pool: WorkerPool, logger: Logger,
+public func buildServeApplication(_ config: ServeConfiguration, served: ServedVersion, logger: Logger,
                                   onRunning: @escaping @Sendable (Int) -> Void) -> some ApplicationProtocol {
     let router = Router(context: BasicRequestContext.self)
     let metrics = ServeMetrics()
-    let name = config.name, version = "\(config.version)", spec = config.spec
+    let name = config.name
     @Sendable func text(_ s: String, _ status: HTTPResponse.Status = .ok) -> Response {
         Response(status: status, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: s)))
     }
     @Sendable func oipError(_ message: String, _ status: HTTPResponse.Status) -> Response { json(["error": message], status: status) }
     router.get("v2/health/live") { _, _ in text("live\n") }
-    router.get("v2/health/ready") { _, _ in pool.ready ? text("ready\n") : text("no worker is ready\n", .serviceUnavailable) }
+    router.get("v2/health/ready") { _, _ in served.now.pool.ready ? text("ready\n") : text("no worker is ready\n", .serviceUnavailable) }
     router.get("v2") { _, _ in json(["name": "trove", "version": TroveVersion.string, "extensions": [String]()]) }
     @Sendable func tensors(_ list: [ServingSpec.Tensor]) -> [[String: Any]] { list.map { ["name": $0.name, "datatype": $0.datatype, "shape": $0.shape] } }
     let metadata: @Sendable (Request, BasicRequestContext) -> Response = { _, ctx in
         guard ctx.parameters.get("model") == name else { return oipError("no model \(ctx.parameters.get("model") ?? "") here (this endpoint serves \(name))", .notFound) }
-        return json(["name": name, "versions": [version], "platform": "trove", "inputs": tensors(spec.inputs), "outputs": tensors(spec.outputs)])
+        let now = served.now
+        return json(["name": name, "versions": ["\(now.version)"], "platform": "trove", "inputs": tensors(now.spec.inputs), "outputs": tensors(now.spec.outputs)])
     }
     router.get("v2/models/{model}", use: metadata)
     router.get("v2/models/{model}/versions/{version}", use: metadata)
     router.get("v2/models/{model}/ready") { _, ctx in
-        ctx.parameters.get("model") == name && pool.ready ? text("ready\n") : text("not ready\n", .serviceUnavailable)
+        ctx.parameters.get("model") == name && served.now.pool.ready ? text("ready\n") : text("not ready\n", .serviceUnavailable)
     }
     let infer: @Sendable (Request, BasicRequestContext) async -> Response = { req, ctx in
         let start = DispatchTime.now().uptimeNanoseconds
@@ -100,7 +121,9 @@ public func buildServeApplication(_ config: ServeConfiguration, pool: WorkerPool
     }
     @Sendable func inferResponse(_ req: Request, _ ctx: BasicRequestContext) async -> Response {
         guard ctx.parameters.get("model") == name else { return oipError("no model \(ctx.parameters.get("model") ?? "") here (this endpoint serves \(name))", .notFound) }
-        if let v = ctx.parameters.get("version"), v != version { return oipError("this endpoint serves \(name) version \(version), not \(v)", .notFound) }
+        let (pool, v, spec) = served.now
+        let version = "\(v)"
+        if let asked = ctx.parameters.get("version"), asked != version { return oipError("this endpoint serves \(name) version \(version), not \(asked)", .notFound) }
         guard let buf = try? await req.body.collect(upTo: 256 << 20) else { return oipError("the request body is over 256 MiB", .contentTooLarge) }
         guard let body = try? JSONSerialization.jsonObject(with: Data(buffer: buf)) as? [String: Any] else {
             return oipError("the request body is not a JSON object", .badRequest)
@@ -134,7 +157,7 @@ public func buildServeApplication(_ config: ServeConfiguration, pool: WorkerPool
     router.post("v2/models/{model}/infer", use: infer)
     router.post("v2/models/{model}/versions/{version}/infer", use: infer)
     router.get("metrics") { _, _ in
-        Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(string: metrics.render(pool, model: name))))
+        Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(string: metrics.render(served.now.pool, model: name))))
     }
     return Application(router: router, configuration: .init(address: .hostname(config.host, port: config.port), serverName: "trove-serve/\(TroveVersion.string)"),
                        onServerRunning: { channel in onRunning(channel.localAddress?.port ?? 0) }, logger: logger)

@@ -1084,10 +1084,11 @@ const lineageTable = (P, links) => table(['depth', 'kind', 'label', 'commit', 'd
 // Cards: a small Markdown → DOM renderer. Headings, paragraphs, lists, fenced code, `code`, **bold**, *italic*, and
 // [links](…) to http(s):// or '#' only; everything else (HTML included) stays text. No markup string is ever parsed.
 const MD_FENCE = /^\s{0,3}(`{3,}|~{3,})/;
-const MD_HEAD = /^\s{0,3}(#{1,6})\s+(.*?)(?:\s+#+)?\s*$/;
+const MD_HEAD = /^ {0,3}(#{1,6})[ \t]+(.*)$/;
 const MD_RULE = /^\s{0,3}([-*_])(?:\s*\1){2,}\s*$/;
 const MD_ITEM = /^\s*([-*+]|\d{1,9}[.)])\s+(.*)$/;
-const MD_INLINE = /`([^`]+)`|!?\[([^\]]*)\]\(([^()\s]*)\)|\*\*(\S(?:[\s\S]*?\S)?)\*\*|__(\S(?:[\s\S]*?\S)?)__|\*(\S(?:[^*]*?\S)?)\*|(?<!\w)_(\S(?:[^_]*?\S)?)_(?!\w)/g;
+// (no part can scan past the next delimiter character: linear on hostile text)
+const MD_INLINE = /`([^`]+)`|!?\[([^[\]]*)\]\(([^()\s]*)\)|\*\*([^*\s](?:[^*]*[^*\s])?)\*\*|__([^_\s](?:[^_]*[^_\s])?)__|\*([^*\s](?:[^*]*[^*\s])?)\*|(?<!\w)_([^_\s](?:[^_]*[^_\s])?)_(?!\w)/g;
 
 function renderCard(text) {
   const box = h('div', { id: 'card', class: 'card' });
@@ -1107,7 +1108,10 @@ function markdown(text) {
       for (i++; i < lines.length && !lines[i].trim().startsWith(fence); i++) body.push(lines[i]);
       i++; // the closing fence (or the end)
       out.push(h('pre', { class: 'code' }, h('code', null, body.join('\n'))));
-    } else if ((m = MD_HEAD.exec(line))) { out.push(h(`h${m[1].length}`, null, mdInline(m[2]))); i++; }
+    } else if ((m = MD_HEAD.exec(line))) { // '## Title ##': the closing #s go
+      const t = m[2].trimEnd(), k = t.search(/(?:^|\s)#+$/);
+      out.push(h(`h${m[1].length}`, null, mdInline((k < 0 ? t : t.slice(0, k)).trimEnd()))); i++;
+    }
     else if (MD_RULE.test(line)) { out.push(h('hr')); i++; }
     else if ((m = MD_ITEM.exec(line))) {
       const ordered = /\d/.test(m[1]), first = parseInt(m[1], 10);
