@@ -125,4 +125,41 @@ final class ServingTests: XCTestCase {
         XCTAssertTrue(r.stdout.contains("/v2/health/ready") && r.stdout.contains("trove-token") && r.stdout.contains("'--max-batch' '8'"), r.stdout)
         XCTAssertEqual(s.trove(["serve", "toy", "--k8s", "--image", "x"]).status, 2, "--store-url is required")
     }
+
+    func testFollowSwitchesToTheVersionTheAliasMovesToWithoutFailingARequest() throws {
+        let publisher = try modelStore()
+        ok(publisher.trove("model", "promote", "toy@v1", "prod"), "promote v1")
+        let remote = publisher.temp.sub("shared")
+        ok(publisher.trove("init", "--bare", "-q", remote), "bare")
+        ok(publisher.trove("push", remote, "models/*"), "push v1")
+        let server = TroveSandbox("trove-serve-follow")
+        ok(server.trove("clone", remote, "c"), "clone")
+        server.extraEnvironment["TROVE_PROGRESS"] = "0"
+        let port = SSHServer.freePort()
+        let p = server.start(["serve", "toy@prod", "--listen", "127.0.0.1:\(port)", "--follow", "--follow-interval", "0.3"], cwd: server.path("c"))
+        for _ in 0..<300 where !SSHServer.accepts(port) { usleep(20_000) }
+        let url = "http://127.0.0.1:\(port)"
+        // A steady load while the alias moves: every answer 200, the version switches to 2.
+        let loop = "for i in $(seq 60); do curl -s -o r$i.json -w '%{http_code}\\n' -X POST \(url)/v2/models/toy/infer -d '\(good)'; sleep 0.1; done"
+        let shell = Process()
+        shell.executableURL = URL(fileURLWithPath: "/bin/sh")
+        shell.arguments = ["-c", loop + " > codes.txt"]
+        shell.currentDirectoryURL = URL(fileURLWithPath: server.work)
+        try shell.run()
+        usleep(1_000_000)
+        ok(publisher.shell("python3 -c \"import numpy as np; np.savez('toy/weights.npz', W=2 * np.arange(8, dtype=np.float32).reshape(4, 2), b=np.array([0.5, -0.5], dtype=np.float32))\""), "v2 weights")
+        ok(publisher.trove("model", "import-hf", "toy", "--name", "toy"), "publish v2")
+        ok(publisher.trove("model", "promote", "toy@v2", "prod", "--expect", "v1"), "promote v2")
+        ok(publisher.trove("push", remote, "models/*"), "push v2")
+        shell.waitUntilExit()
+        let codes = try String(contentsOfFile: server.path("codes.txt"), encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(codes.count, 60)
+        XCTAssertTrue(codes.allSatisfy { $0 == "200" }, "every request answered during the switch: \(codes)")
+        let last = try String(contentsOfFile: server.path("r60.json"), encoding: .utf8)
+        XCTAssertTrue(last.contains("\"model_version\":\"2\"") && last.contains("80.5"), "the last answers come from v2 (y doubled): \(last)")
+        let firstAnswer = try String(contentsOfFile: server.path("r1.json"), encoding: .utf8)
+        XCTAssertTrue(firstAnswer.contains("\"model_version\":\"1\""), firstAnswer)
+        kill(p.process.processIdentifier, SIGTERM)
+        XCTAssertEqual(p.wait().status, 0)
+    }
 }

@@ -252,7 +252,13 @@ final class WebAPITests: XCTestCase {
                     "for i in 1 2 3 4 5 6 7 8 9 10; do echo \"{\\\"step\\\": $i, \\\"loss\\\": $TROVE_PARAM_LR}\" >> $TROVE_METRICS_FILE; sleep 0.3; done")
         let sweep = (try? FileIO.listDirectory(s.work + "/.trove/refs/sweeps"))?.first ?? ""
         XCTAssertFalse(sweep.isEmpty, "the sweep was recorded")
-        checked(s.trove("push", "origin", "runs/*", "sweeps/*"), "push")
+        // A dataset, a run that reads it, a model published from the run with a hostile card.
+        checked(s.trove("dataset", "publish", "toy-data", "docs", "--meta", "source=test"), "dataset")
+        checked(s.trove("run", "-q", "--input", "d=toy-data@v1:docs", "--", "sh", "-c", "cat $TROVE_INPUT_D/* > $TROVE_OUTPUT_DIR/w.bin"), "training run")
+        let trained = (s.json("runs", "--json") as? [[String: Any]])?.first?["id"] as? String ?? ""
+        s.write("card.md", Array("# Toy model\n\n<script>alert(3)</script> <img src=x onerror=alert(4)> **bold** [x](javascript:alert(5))\n".utf8))
+        checked(s.trove("model", "publish", "toy-model", "--from-run", trained, "--card", "card.md", "--alias", "prod"), "model")
+        checked(s.trove("push", "origin", "runs/*", "sweeps/*", "models/*", "datasets/*"), "push")
         let xss = (s.json("runs", "--json") as? [[String: Any]])?.first { $0["name"] as? String == "<script>alert(1)</script>" }?["id"] as? String ?? ""
         // A run that goes on until stopped, streaming to the daemon.
         let long = s.start(["run", "-q", "--name", "long", "-p", "lr=0.5", "--", "python3", "-c", """
@@ -284,7 +290,7 @@ final class WebAPITests: XCTestCase {
         let r = Runner.run("/usr/bin/env", ["python3", "Tests/web/ui_test.py", "--url", d.base, "--token", w.write, "--project", "p",
                                              "--shots", shots, "--running-run", running, "--xss-run", xss, "--xss-file", w.xssFile,
                                              "--filter", "params.lr < 0.01", "--big-project", "big", "--big-token", bigToken,
-                                             "--sweep", sweep, "--admin-token", w.admin, "--xss-param-run", xss,
+                                             "--sweep", sweep, "--admin-token", w.admin, "--xss-param-run", xss, "--model", "toy-model",
                                              "--compare-runs", "@" + s.temp.path + "/compare.txt"],
                            cwd: projectRoot, environment: s.environment)
         XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
