@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 swift build -c release
 TROVE="$PWD/.build/release/trove"
+REPO="$PWD"
 DEMO=${TROVE_DEMO_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/trove-demo.XXXXXX")}
 mkdir -p "$DEMO/work" && cd "$DEMO/work"
 echo "== demo folder: $DEMO"
@@ -107,4 +108,22 @@ trove run -q -p lr=0.05 --name baseline -- ./train.sh
 trove sweep -p lr=0.01,0.02,0.5,0.9 --parallel 4 --early-stop median:loss,min-step=2,min-runs=2 -- ./train.sh || true
 trove runs
 trove runs compare $(trove runs --where status=succeeded --json | python3 -c 'import json,sys; print(" ".join(r["id"] for r in json.load(sys.stdin)[:2]))')
+
+echo; echo "== models: the best run published with its lineage; a model served over the Open Inference Protocol"
+BEST=$(trove runs --where status=succeeded --sort metrics.loss --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
+printf '# Demo model\n\nThe best run of the sweep.\n' > card.md
+trove model publish demo-model --from-run "$BEST" --card card.md --meta task=demo --alias staging
+trove model lineage demo-model@staging
+mkdir -p "$DEMO/linear" && cp "$REPO/fixtures/serving/worker.py" "$REPO/fixtures/serving/serving.json" "$DEMO/linear/"
+python3 -c "import numpy as np; np.savez('$DEMO/linear/weights.npz', W=np.arange(8, dtype=np.float32).reshape(4, 2), b=np.array([0.5, -0.5], dtype=np.float32))"
+trove model import-hf "$DEMO/linear" --name linear --alias prod
+trove serve linear@prod --listen 127.0.0.1:0 --workers 2 --max-batch 8 --max-wait-ms 2 > "$DEMO/serve.out" 2> "$DEMO/serve.err" &
+SERVE=$!
+for _ in $(seq 200); do grep -q "trove serve:" "$DEMO/serve.out" 2>/dev/null && break; sleep 0.05; done
+SERVE_URL=$(sed -n 's/.* on \(http[^ ]*\).*/\1/p' "$DEMO/serve.out")
+for _ in $(seq 100); do curl -sf "$SERVE_URL/v2/models/linear/ready" >/dev/null && break; sleep 0.05; done
+echo "POST $SERVE_URL/v2/models/linear/infer:"
+curl -s -X POST "$SERVE_URL/v2/models/linear/infer" -H 'Content-Type: application/json' \
+  -d '{"id": "demo", "inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]}'; echo
+kill $SERVE; wait $SERVE 2>/dev/null || true
 echo "== demo OK"

@@ -24,6 +24,8 @@ python3 -c 'import mlflow' 2>/dev/null || py+=(mlflow-skinny)
 python3 -c 'import openapi_spec_validator' 2>/dev/null || py+=(openapi-spec-validator)
 # The model registry tests: the real Hugging Face client.
 python3 -c 'import huggingface_hub' 2>/dev/null || py+=(huggingface_hub)
+# The serving tests and the demo's served model: the fixture worker is a numpy model.
+python3 -c 'import numpy' 2>/dev/null || py+=(numpy)
 if [ ${#py[@]} -gt 0 ]; then
   echo "installing (pip): ${py[*]}" >&2
   if ! python3 -m pip --version >/dev/null 2>&1; then
