@@ -26,6 +26,8 @@ python3 -c 'import openapi_spec_validator' 2>/dev/null || py+=(openapi-spec-vali
 python3 -c 'import huggingface_hub' 2>/dev/null || py+=(huggingface_hub)
 # The serving tests and the demo's served model: the fixture worker is a numpy model.
 python3 -c 'import numpy' 2>/dev/null || py+=(numpy)
+# A real Open Inference Protocol client for the serving test.
+python3 -c 'import tritonclient.http' 2>/dev/null || py+=("tritonclient[http]")
 if [ ${#py[@]} -gt 0 ]; then
   echo "installing (pip): ${py[*]}" >&2
   if ! python3 -m pip --version >/dev/null 2>&1; then

@@ -74,6 +74,12 @@ final class ServingTests: XCTestCase {
         XCTAssertEqual(hang.0, 504)
         XCTAssertLessThan(Date().timeIntervalSince(t0), 5)
         XCTAssertEqual(post(s, url, good).0, 200)
+        // A real OIP client (Triton's HTTP client), when installed: the same answers through it.
+        if s.shell("python3 -c 'import tritonclient.http'").status == 0 {
+            let oip = s.shell("python3 \(projectRoot)/fixtures/serving/oip_client.py \(url.dropFirst(7))")
+            ok(oip, "tritonclient")
+            XCTAssertTrue(oip.stdout.contains("y [[40.5, 49.5], [6.5, 6.5]]") && oip.stdout.contains("error InferenceServerException [400]"), oip.stdout)
+        }
         let metrics = s.shell("curl -s \(url)/metrics").stdout
         for needle in ["trove_serve_requests_total{model=\"toy\",status=\"200\"}", "trove_serve_request_seconds_bucket", "trove_serve_batch_size_count",
                        "trove_serve_queue_depth", "trove_serve_worker_restarts_total{model=\"toy\"} 2"] {
