@@ -158,12 +158,17 @@ public final class RunCatalog: @unchecked Sendable {
 extension RunList {
     /// A run's series for one metric.
     public static func series(_ store: some ObjectSource, run: RunInfo, metric: String) throws -> MetricSeries {
+        try MetricSeries.decode(try Materializer.readBlob(store: store, blob: try seriesEntry(store, run: run, metric: metric).id))
+    }
+
+    /// The file of a run's series for one metric (its id keys a cache of decoded series).
+    public static func seriesEntry(_ store: some ObjectSource, run: RunInfo, metric: String) throws -> Tree.Entry {
         let files = try store.flatten(tree: try store.commit(run.commit).tree)
         guard let e = files["metrics/" + MetricSeries.fileName(metric)] else {
             let names = files.keys.filter { $0.hasPrefix("metrics/") }.map { String($0.dropFirst(8)).removingPercentEncoding ?? "" }.sorted()
             throw StoreError(.notFound, "run \(run.id) has no metric \(metric)", hint: names.isEmpty ? "it reported no metrics" : "it has: \(names.joined(separator: ", "))")
         }
-        return try MetricSeries.decode(try Materializer.readBlob(store: store, blob: e.id))
+        return e
     }
 }
 
@@ -322,15 +327,19 @@ public struct RunFilter: Sendable {
     public static func sort<T: RunFields>(_ runs: [T], by key: String) -> [T] {
         let descending = key.hasPrefix("-")
         let field = descending ? String(key.dropFirst()) : key
-        return runs.enumerated().sorted { a, b in
-            switch (a.element.field(field), b.element.field(field)) {
-            case (nil, nil): return a.offset < b.offset
+        // Each run's value read and parsed once, not at every comparison (10,000 runs: ~140,000).
+        let keys = runs.map { $0.field(field) }
+        let numbers = keys.map { $0.flatMap(Double.init) }
+        return runs.indices.sorted { a, b in
+            switch (keys[a], keys[b]) {
+            case (nil, nil): return a < b
             case (nil, _): return false
             case (_, nil): return true
             case let (x?, y?):
-                let c = compare(x, y)
-                return c == 0 ? a.offset < b.offset : (descending ? c > 0 : c < 0)
+                let c: Int
+                if let u = numbers[a], let v = numbers[b] { c = u < v ? -1 : u > v ? 1 : 0 } else { c = x < y ? -1 : x > y ? 1 : 0 }
+                return c == 0 ? a < b : (descending ? c > 0 : c < 0)
             }
-        }.map(\.element)
+        }.map { runs[$0] }
     }
 }

@@ -4,6 +4,7 @@ import HTTPTypes
 import NIOCore
 import TroveCore
 import TroveProtocol
+import TroveRuns
 import TroveStore
 
 /// The read side of the Hugging Face Hub API that `huggingface_hub`'s `hf_hub_download` and
@@ -105,25 +106,14 @@ struct HFController: Sendable {
                   c.metadata.contains(where: { $0.key == "registry.kind" && $0.value == repo.registryKind }) else { throw notFound }
             return id
         }
-        let root = repo.kind
-        // Whether the repository exists at all: RepoNotFound, not RevisionNotFound.
-        guard try !store.refs.list(prefix: "\(root)/\(repo.name)/").isEmpty else {
+        // The registry's own resolution (latest, vN, an alias); a repository with no version at
+        // all is RepoNotFound, not RevisionNotFound.
+        let registry = Registry(store: store, kind: repo.kind == "models" ? .model : .dataset)
+        guard (try? Registry.validate(name: repo.name)) != nil, try !registry.versions(repo.name).isEmpty else {
             throw HFError(status: .notFound, code: "RepoNotFound", message: "Repository \(repo.id) not found")
         }
-        let selector = revision == "main" ? "latest" : revision
-        guard (try? Refs.validate("\(root)/\(repo.name)/alias/\(selector)")) != nil else { throw notFound }
-        if selector == "latest" {
-            let versions = try store.refs.list(prefix: "\(root)/\(repo.name)/").compactMap { r -> (Int, ObjectID)? in
-                let parts = r.name.split(separator: "/")
-                guard parts.count == 3, parts[2].hasPrefix("v"), let n = Int(parts[2].dropFirst()) else { return nil }
-                return (n, r.id)
-            }
-            guard let top = versions.max(by: { $0.0 < $1.0 }) else { throw notFound }
-            return top.1
-        }
-        let ref = selector.hasPrefix("v") && Int(selector.dropFirst()) != nil ? "\(root)/\(repo.name)/\(selector)" : "\(root)/\(repo.name)/alias/\(selector)"
-        guard let id = try store.refs.read(ref) else { throw notFound }
-        return id
+        guard let resolved = try? registry.resolve(repo.name + "@" + (revision == "main" ? "latest" : revision)) else { throw notFound }
+        return resolved.commit
     }
 
     /// The commit as the client sees it: 40 hex digits (git's length), a unique prefix of ours.

@@ -179,28 +179,8 @@ final class ProjectView: @unchecked Sendable {
         if let q = query?.lowercased(), !q.isEmpty {
             matching = matching.filter { r in r.id.lowercased().contains(q) || (r.name?.lowercased().contains(q) ?? false) || r.command.lowercased().contains(q) }
         }
-        let descending = sort.hasPrefix("-")
-        let field = descending ? String(sort.dropFirst()) : sort
-        if field != "start" || !descending {
-            // Keys extracted once: numbers when every present value is a number.
-            let keys = matching.map { $0.field(field) }
-            let numbers = keys.map { $0.flatMap(Double.init) }
-            let numeric = zip(keys, numbers).allSatisfy { $0.0 == nil || $0.1 != nil }
-            let order = matching.indices.sorted { a, b in
-                switch (keys[a], keys[b]) {
-                case (nil, nil): return a < b
-                case (nil, _): return false
-                case (_, nil): return true
-                case let (x?, y?):
-                    if numeric {
-                        let (u, v) = (numbers[a]!, numbers[b]!)
-                        return u == v ? a < b : (descending ? u > v : u < v)
-                    }
-                    return x == y ? a < b : (descending ? x > y : x < y)
-                }
-            }
-            matching = order.map { matching[$0] }
-        }
+        // The rows come newest first already.
+        if sort != "-start" { matching = RunFilter.sort(matching, by: sort) }
         var params = all.params, metrics = all.metrics
         if matching.count != all.rows.count {
             var p = Set<String>(), m = Set<String>()
@@ -225,10 +205,7 @@ final class ProjectView: @unchecked Sendable {
 
     /// A recorded run's series for one metric, decoded once and kept (the last 32).
     func series(_ run: RunInfo, metric: String) throws -> MetricSeries {
-        let files = try store.flatten(tree: try store.commit(run.commit).tree)
-        guard let e = files["metrics/" + MetricSeries.fileName(metric)] else {
-            throw StoreError(.notFound, "run \(run.id) has no metric \(metric)")
-        }
+        let e = try RunList.seriesEntry(store, run: run, metric: metric)
         if let s = lock.withLock({ seriesCache[e.id] }) { return s }
         let s = try MetricSeries.decode(try Materializer.readBlob(store: store, blob: e.id))
         lock.withLock {
