@@ -38,30 +38,101 @@ public struct ServingSpec: Sendable {
     }
 
     /// Why an inference request's inputs do not fit the spec, or nil.
-    public func mismatch(_ inputs: [[String: Any]]) -> String? {
+    public func mismatch(_ request: InferenceRequest) -> String? {
+        let text = JSONScanner(request.body)
+        var given: [(name: String, members: [String: Range<Int>])] = []
+        for range in request.inputs {
+            var s = text.at(range)
+            guard let members = try? s.object(), let name = text.string(in: members["name"]) else {
+                return "every entry of \"inputs\" needs to be an object with a \"name\""
+            }
+            given.append((name, members))
+        }
         guard !self.inputs.isEmpty else { return nil }
         for want in self.inputs {
-            guard let got = inputs.first(where: { $0["name"] as? String == want.name }) else { return "input \(want.name) is missing" }
-            guard let dt = got["datatype"] as? String, dt == want.datatype else {
-                return "input \(want.name) has datatype \(got["datatype"] as? String ?? "none"), expected \(want.datatype)"
+            guard let got = given.first(where: { $0.name == want.name })?.members else { return "input \(want.name) is missing" }
+            guard let dt = text.string(in: got["datatype"]), dt == want.datatype else {
+                return "input \(want.name) has datatype \(text.string(in: got["datatype"]) ?? "none"), expected \(want.datatype)"
             }
-            guard let shape = got["shape"] as? [Int], shape.count == want.shape.count,
+            var shape: [Int]?
+            if let r = got["shape"] {
+                var s = text.at(r), dims: [Int] = []
+                if (try? s.elements({ dims.append(try $0.int()) })) != nil { shape = dims }
+            }
+            guard let shape, shape.count == want.shape.count,
                   zip(shape, want.shape).allSatisfy({ $1 == -1 || $0 == $1 }), shape.allSatisfy({ $0 >= 0 }) else {
-                return "input \(want.name) has shape \((got["shape"] as? [Int]).map { "\($0)" } ?? "none"), expected \(want.shape) (-1: any)"
+                return "input \(want.name) has shape \(shape.map { "\($0)" } ?? "none"), expected \(want.shape) (-1: any)"
             }
             let count = shape.reduce(1, *)
-            guard let data = got["data"] as? [Any], data.count == count else {
-                return "input \(want.name): data holds \((got["data"] as? [Any])?.count ?? 0) values, shape \(shape) needs \(count)"
+            let numeric = want.datatype.hasPrefix("FP") || want.datatype.hasPrefix("INT") || want.datatype.hasPrefix("UINT")
+            // Values flat or nested row by row (both are OIP v2 JSON); what counts is how many.
+            var values = 0, allNumbers = true
+            func leaves(_ s: inout JSONScanner) throws {
+                if s.peek == UInt8(ascii: "[") { try s.elements(leaves) } else {
+                    if try s.skipValue() != .number { allNumbers = false }
+                    values += 1
+                }
             }
-            if want.datatype.hasPrefix("FP") || want.datatype.hasPrefix("INT") || want.datatype.hasPrefix("UINT") {
-                guard data.allSatisfy({ $0 is NSNumber }) else { return "input \(want.name): datatype \(want.datatype) needs numbers" }
+            guard let r = got["data"], text.bytes[r.lowerBound] == UInt8(ascii: "[") else {
+                return "input \(want.name) has no \"data\" list"
             }
+            var s = text.at(r)
+            try? leaves(&s)
+            guard values == count else { return "input \(want.name): data holds \(values) values, shape \(shape) needs \(count)" }
+            if numeric && !allNumbers { return "input \(want.name): datatype \(want.datatype) needs numbers" }
         }
-        for got in inputs {
-            if let n = got["name"] as? String, !self.inputs.contains(where: { $0.name == n }) { return "unknown input \(n)" }
-        }
+        for got in given where !self.inputs.contains(where: { $0.name == got.name }) { return "unknown input \(got.name)" }
         return nil
     }
+}
+
+/// An Open Inference Protocol v2 request body as it came: checked, split, and passed on to a
+/// worker as the same bytes.
+public struct InferenceRequest: Sendable {
+    public let body: [UInt8]
+    public let inputs: [Range<Int>]
+    public let parameters: Range<Int>?
+    public let id: Range<Int>?
+
+    public init(body: [UInt8]) throws {
+        self.body = body
+        let members: [String: Range<Int>]
+        do { members = try JSONScanner.topObject(body) } catch let e as StoreError {
+            throw StoreError(.invalidInput, "the request body is not a JSON object (\(e.message))")
+        }
+        guard let r = members["inputs"], body[r.lowerBound] == UInt8(ascii: "[") else {
+            throw StoreError(.invalidInput, "the request has no \"inputs\" list")
+        }
+        var s = JSONScanner(body, at: r.lowerBound)
+        inputs = try s.array()
+        guard !inputs.isEmpty else { throw StoreError(.invalidInput, "the request has no \"inputs\" list") }
+        parameters = members["parameters"]
+        id = members["id"]
+    }
+
+    /// This request as one item of a worker's batch line: `{"id":"K","inputs":…,"parameters":…}`.
+    func appendItem(_ k: Int, to line: inout [UInt8]) {
+        line.append(contentsOf: #"{"id":""#.utf8)
+        line.append(contentsOf: String(k).utf8)
+        line.append(contentsOf: #"","inputs":["#.utf8)
+        for (n, r) in inputs.enumerated() {
+            if n > 0 { line.append(UInt8(ascii: ",")) }
+            line.append(contentsOf: body[r])
+        }
+        line.append(UInt8(ascii: "]"))
+        if let p = parameters {
+            line.append(contentsOf: #","parameters":"#.utf8)
+            line.append(contentsOf: body[p])
+        }
+        line.append(UInt8(ascii: "}"))
+    }
+}
+
+/// A worker's answer to one request: ranges of its line.
+public struct InferenceAnswer: Sendable {
+    public let line: [UInt8]
+    public let outputs: Range<Int>?
+    public let parameters: Range<Int>?
 }
 
 /// Worker processes behind `trove serve` (Docs/serving.md): each reads one JSON line per batch
@@ -93,8 +164,8 @@ public final class WorkerPool: @unchecked Sendable {
     }
 
     public struct Job {
-        public let request: [String: Any]
-        public let done: (Result<[String: Any], Failure>) -> Void
+        public let request: InferenceRequest
+        public let done: (Result<InferenceAnswer, Failure>) -> Void
         let arrived: DispatchTime
     }
 
@@ -127,7 +198,7 @@ public final class WorkerPool: @unchecked Sendable {
     }
 
     /// Queues a request; false when the queue is full (the caller answers 503).
-    public func submit(_ request: [String: Any], done: @escaping (Result<[String: Any], Failure>) -> Void) -> Bool {
+    public func submit(_ request: InferenceRequest, done: @escaping (Result<InferenceAnswer, Failure>) -> Void) -> Bool {
         condition.lock()
         defer { condition.unlock() }
         guard !stopping, queue.count < config.queueLimit else { return false }
@@ -198,20 +269,19 @@ public final class WorkerPool: @unchecked Sendable {
             batches[jobs.count, default: 0] += 1
             condition.unlock()
             guard !jobs.isEmpty else { continue }
-            var items: [[String: Any]] = []
+            var line: [UInt8] = Array(#"{"batch":["#.utf8)
+            line.reserveCapacity(jobs.reduce(16) { $0 + $1.request.body.count + 16 })
             for (k, j) in jobs.enumerated() {
-                var r = j.request
-                r["id"] = "\(k)"
-                items.append(r)
+                if k > 0 { line.append(UInt8(ascii: ",")) }
+                j.request.appendItem(k, to: &line)
             }
+            line.append(contentsOf: "]}\n".utf8)
             do {
-                let reply = try worker.call(["batch": items], timeout: config.timeout)
-                guard let results = reply["batch"] as? [[String: Any]] else {
-                    throw Failure.workerError("the worker's answer has no \"batch\" list")
-                }
+                let reply = try worker.call(line, timeout: config.timeout)
+                let results = try Self.answers(reply)
                 for (k, j) in jobs.enumerated() {
-                    if let r = results.first(where: { ($0["id"] as? String) == "\(k)" }) ?? (results.count == jobs.count ? results[k] : nil) {
-                        if let e = r["error"] as? String { j.done(.failure(.workerError(e))) } else { j.done(.success(r)) }
+                    if let r = results.first(where: { $0.id == "\(k)" }) ?? (results.count == jobs.count ? results[k] : nil) {
+                        if let e = r.error { j.done(.failure(.workerError(e))) } else { j.done(.success(r.answer)) }
                     } else {
                         j.done(.failure(.workerError("the worker gave no answer for this request")))
                     }
@@ -226,6 +296,28 @@ public final class WorkerPool: @unchecked Sendable {
                 return false
             }
         }
+    }
+}
+
+extension WorkerPool {
+    /// The items of a worker's batch line, checked in full.
+    static func answers(_ line: [UInt8]) throws -> [(id: String?, error: String?, answer: InferenceAnswer)] {
+        let members: [String: Range<Int>]
+        do { members = try JSONScanner.topObject(line) } catch let e as StoreError {
+            throw Failure.workerExited("the worker wrote a line that is not a JSON object (\(e.message)): \(String(decoding: line.prefix(200), as: UTF8.self))")
+        }
+        guard let batch = members["batch"], line[batch.lowerBound] == UInt8(ascii: "[") else {
+            throw Failure.workerError("the worker's answer has no \"batch\" list")
+        }
+        var s = JSONScanner(line, at: batch.lowerBound)
+        var out: [(id: String?, error: String?, answer: InferenceAnswer)] = []
+        try s.elements { item in
+            guard item.peek == UInt8(ascii: "{") else { throw Failure.workerError("an item of the worker's \"batch\" is not an object") }
+            let m = try item.object()
+            out.append((item.string(in: m["id"]), item.string(in: m["error"]),
+                        InferenceAnswer(line: line, outputs: m["outputs"], parameters: m["parameters"])))
+        }
+        return out
     }
 }
 
@@ -254,10 +346,8 @@ final class Worker {
         _ = fcntl(output, F_SETFL, fcntl(output, F_GETFL) | O_NONBLOCK)
     }
 
-    /// Sends one line and reads one line back within `timeout` seconds.
-    func call(_ message: [String: Any], timeout: Double) throws -> [String: Any] {
-        var line = try JSONSerialization.data(withJSONObject: message)
-        line.append(10)
+    /// Sends one line (ending in a newline) and reads one line back within `timeout` seconds.
+    func call(_ line: [UInt8], timeout: Double) throws -> [UInt8] {
         do { try input.write(contentsOf: line) } catch {
             throw WorkerPool.Failure.workerExited("the worker closed its input: \(exitText)")
         }
@@ -267,10 +357,7 @@ final class Worker {
             if let nl = pending.firstIndex(of: 10) {
                 let text = Array(pending[..<nl])
                 pending.removeSubrange(...nl)
-                guard let o = try? JSONSerialization.jsonObject(with: Data(text)) as? [String: Any] else {
-                    throw WorkerPool.Failure.workerExited("the worker wrote a line that is not a JSON object: \(String(decoding: text.prefix(200), as: UTF8.self))")
-                }
-                return o
+                return text
             }
             let left = deadline.timeIntervalSinceNow
             guard left > 0 else { throw WorkerPool.Failure.timedOut(timeout) }

@@ -95,6 +95,7 @@ public func buildServeApplication(_ config: ServeConfiguration, served: ServedVe
     let router = Router(context: BasicRequestContext.self)
     let metrics = ServeMetrics()
     let name = config.name
+    let quotedName = jsonString(name)
     @Sendable func text(_ s: String, _ status: HTTPResponse.Status = .ok) -> Response {
         Response(status: status, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: s)))
     }
@@ -125,14 +126,12 @@ public func buildServeApplication(_ config: ServeConfiguration, served: ServedVe
         let version = "\(v)"
         if let asked = ctx.parameters.get("version"), asked != version { return oipError("this endpoint serves \(name) version \(version), not \(asked)", .notFound) }
         guard let buf = try? await req.body.collect(upTo: 256 << 20) else { return oipError("the request body is over 256 MiB", .contentTooLarge) }
-        guard let body = try? JSONSerialization.jsonObject(with: Data(buffer: buf)) as? [String: Any] else {
-            return oipError("the request body is not a JSON object", .badRequest)
+        let request: InferenceRequest
+        do { request = try InferenceRequest(body: Array(buffer: buf)) } catch {
+            return oipError((error as? StoreError)?.message ?? "\(error)", .badRequest)
         }
-        guard let inputs = body["inputs"] as? [[String: Any]], !inputs.isEmpty else { return oipError("the request has no \"inputs\" list", .badRequest) }
-        if let why = spec.mismatch(inputs) { return oipError(why, .badRequest) }
-        var request: [String: Any] = ["inputs": inputs]
-        if let p = body["parameters"] { request["parameters"] = p }
-        let result: Result<[String: Any], WorkerPool.Failure>? = await withCheckedContinuation { cont in
+        if let why = spec.mismatch(request) { return oipError(why, .badRequest) }
+        let result: Result<InferenceAnswer, WorkerPool.Failure>? = await withCheckedContinuation { cont in
             if !pool.submit(request, done: { cont.resume(returning: $0) }) { cont.resume(returning: nil) }
         }
         switch result {
@@ -141,10 +140,25 @@ public func buildServeApplication(_ config: ServeConfiguration, served: ServedVe
             r.headers[.retryAfter] = "1"
             return r
         case .success(let out)?:
-            var reply: [String: Any] = ["model_name": name, "model_version": version, "outputs": out["outputs"] ?? []]
-            if let p = out["parameters"] { reply["parameters"] = p }
-            if let id = body["id"] { reply["id"] = id }
-            return json(reply)
+            // The worker's outputs and the client's id go back as the bytes they came in.
+            var reply = ByteBuffer()
+            reply.reserveCapacity(out.line.count + 64)
+            reply.writeString(#"{"model_name":"#)
+            reply.writeString(quotedName)
+            reply.writeString(#","model_version":""#)
+            reply.writeString(version)
+            reply.writeString(#"","outputs":"#)
+            if let o = out.outputs { reply.writeBytes(out.line[o]) } else { reply.writeString("[]") }
+            if let p = out.parameters {
+                reply.writeString(#","parameters":"#)
+                reply.writeBytes(out.line[p])
+            }
+            if let id = request.id {
+                reply.writeString(#","id":"#)
+                reply.writeBytes(request.body[id])
+            }
+            reply.writeString("}")
+            return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: reply))
         case .failure(let f)?:
             switch f {
             case .workerExited(let why): return oipError("the worker failed while handling the request (\(why)); it is being restarted", .internalServerError)
