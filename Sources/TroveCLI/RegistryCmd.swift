@@ -227,8 +227,8 @@ struct Lineage<K: RegistryKindName>: ParsableCommand {
             return try Console.json(links.map { ["kind": $0.kind, "label": $0.label, "commit": $0.commit?.hex as Any? ?? NSNull(), "detail": $0.detail, "depth": $0.depth] as [String: Any] })
         }
         for l in links {
-            let pad = String(repeating: "  ", count: l.depth)
-            Console.out("\(pad)\(l.depth == 0 ? "" : "← ")\(l.label)  \(l.commit?.short() ?? "")")
+            let pad = String(repeating: "  ", count: max(0, l.depth))
+            Console.out("\(pad)\(l.depth == 0 ? "" : l.depth < 0 ? "→ " : "← ")\(l.label)  \(l.commit?.short() ?? "")")
             for (k, v) in l.detail.sorted(by: { $0.key < $1.key }) where !v.isEmpty { Console.out("\(pad)    \(k): \(v)") }
         }
     }

@@ -29,6 +29,10 @@ extension TroveCommand {
         @Flag(help: "Follow the alias (or @latest): when it moves, fetch the new version (changed chunks only), start its workers, switch traffic once they are ready and drain the old ones.")
         var follow = false
         @Option(name: .customLong("follow-interval"), help: "Seconds between checks of the remotes with --follow.") var followInterval = 10.0
+        @Option(name: .customLong("public-url"), help: "The address clients use, recorded in the store and announced to its daemons (default: http://HOST:PORT of --listen, the host name for 0.0.0.0).")
+        var publicURL: String?
+        @Flag(name: .customLong("no-announce"), help: "Do not tell the store's daemon remotes where this version is served.")
+        var noAnnounce = false
         @Flag(help: "Print a Kubernetes Deployment and Service whose pods run this same trove serve (needs --image and --store-url), and exit.")
         var k8s = false
         @Option(help: "With --k8s: the container image (with trove and the worker's runtime).") var image: String?
@@ -60,14 +64,38 @@ extension TroveCommand {
             logger.logLevel = .warning
             let host = config.host, quiet = options.quiet, name = first.name, version = first.version
             let (poolWorkers, poolBatch) = (workers, maxBatch)
+            let announcer = Locked<ServeAnnouncer?>(nil)
+            let announce = announcement(store, name: name, version: version, host: host)
             let app = buildServeApplication(config, served: served, logger: logger) { bound in
                 if !quiet { Console.out("trove serve: \(name)@v\(version) on http://\(host):\(bound) (\(poolWorkers) worker(s), batches of up to \(poolBatch))") }
                 fflush(stdout)
+                let a = announce(bound)
+                a.start()
+                announcer.set(a)
             }
-            if follow { startFollowing(store, served: served, name: name) }
+            if follow { startFollowing(store, served: served, name: name) { v in announcer.get()?.update(version: v) } }
             let stopped = runUntilStopped(app)
             served.now.pool.stop()
+            announcer.get()?.stop()
             if let e = stopped { throw StoreError(.io, "trove serve stopped: \(e)", hint: "is \(listen) already in use?") }
+        }
+
+        /// Where this server is, once its port is known: recorded in the store and announced to
+        /// its daemon remotes (unless --no-announce).
+        func announcement(_ store: Store, name: String, version: Int, host: String) -> @Sendable (Int) -> ServeAnnouncer {
+            let remotes = noAnnounce ? [] : store.config.values.filter { $0.key.hasPrefix("remote.") && $0.key.hasSuffix(".url") }
+                .map { (name: String($0.key.dropFirst(7).dropLast(4)), url: $0.value) }.sorted { $0.name < $1.name }
+            let machine = ProcessInfo.processInfo.hostName
+            let (publicURL, workers, quiet, root) = (publicURL, workers, options.quiet, store.root)
+            return { port in
+                let shown = host == "0.0.0.0" || host == "::" || host.isEmpty ? machine : host.contains(":") ? "[\(host)]" : host
+                let url = publicURL ?? "http://\(shown):\(port)"
+                let record = ServingRecord(name: name, version: version, url: url, host: machine, pid: getpid(), workers: workers,
+                                           started: Int64(Date().timeIntervalSince1970))
+                let a = ServeAnnouncer(storeRoot: root, remotes: remotes, record: record, environment: ProcessInfo.processInfo.environment)
+                if !quiet { a.warn = { Console.err($0) } }
+                return a
+            }
         }
 
         struct Prepared {
@@ -122,7 +150,7 @@ extension TroveCommand {
         /// `--follow`: every interval, the name's refs are fetched from the remotes and the
         /// selector resolved again; a new version is prepared and its workers started while the
         /// old ones serve, then traffic switches and the old pool drains.
-        func startFollowing(_ store: Store, served: ServedVersion, name: String) {
+        func startFollowing(_ store: Store, served: ServedVersion, name: String, switched: @escaping (Int) -> Void) {
             let interval = max(0.2, followInterval)
             onOwnThread { [self] in
                 while true {
@@ -138,6 +166,7 @@ extension TroveCommand {
                         guard pool.ready else { pool.stop(drainFor: 0); continue }
                         let old = served.swap(to: pool, version: next.version, spec: next.spec)
                         if !options.quiet { Console.err("trove serve: now serving \(next.name)@v\(next.version); draining the previous workers") }
+                        switched(next.version)
                         old.stop()
                     } catch {
                         if !options.quiet { Console.err("trove serve: following \(model): \(error)") }

@@ -315,6 +315,13 @@ public struct Registry {
             }
         }
         try describe(commit, label: "\(kind) \(name)@v\(n)", depth: 0)
+        // Where it is served from this store (depth -1: after the version, data → run → version → endpoint).
+        if kind == .model {
+            for r in ServingRecord.live(storeRoot: store.root) where r.name == name && r.version == n {
+                out.append(Link(kind: "served", label: "served at \(r.url)", commit: nil,
+                                detail: ["host": r.host, "pid": "\(r.pid)", "workers": "\(r.workers)", "since": iso(r.started)], depth: -1))
+            }
+        }
         return out
     }
 

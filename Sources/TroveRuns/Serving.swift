@@ -423,7 +423,9 @@ public struct ServingDeployment: Sendable {
     public func render() throws -> String {
         let name = objectName
         let labels = ["app.kubernetes.io/name": "trove-serve", "app.kubernetes.io/instance": name]
-        let quoted = ([model] + serveArguments).map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ")
+        // Every pod announces the Service's address as where the version is served (Docs/registry.md).
+        let serviceURL = "http://\(name)" + (namespace.map { ".\($0).svc" } ?? "")
+        let quoted = ([model] + serveArguments + ["--public-url", serviceURL]).map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ")
         let script = "set -e; trove init -q /store; cd /store; trove remote add origin \"$TROVE_URL\"; "
             + "trove model pull '\(model.replacingOccurrences(of: "'", with: ""))'; exec trove serve \(quoted) --listen 0.0.0.0:\(port)"
         var env: [[String: Any]] = [["name": "TROVE_URL", "value": storeURL], ["name": "TROVE_PROGRESS", "value": "0"]]
@@ -468,5 +470,65 @@ public struct ServingDeployment: Sendable {
         ]
         return try [deployment, service].map { String(decoding: try JSONSerialization.data(withJSONObject: $0, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]), as: UTF8.self) }
             .joined(separator: "\n---\n") + "\n"
+    }
+}
+
+/// A `trove serve` running on this machine: `STORE/serving/endpoints/INSTANCE.json`, written
+/// when it listens, rewritten when `--follow` switches versions, removed when it stops. A
+/// record whose process is gone (killed) is ignored and removed by the next reader.
+public struct ServingRecord: Codable, Sendable, Equatable {
+    public var name: String
+    public var version: Int
+    public var url: String
+    public var host: String
+    public var pid: Int32
+    public var workers: Int
+    public var started: Int64
+
+    public init(name: String, version: Int, url: String, host: String, pid: Int32, workers: Int, started: Int64) {
+        (self.name, self.version, self.url, self.host, self.pid, self.workers, self.started) = (name, version, url, host, pid, workers, started)
+    }
+
+    /// `version` and `url` are required; the rest may be left out (an announcement by hand).
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        name = try c.decodeIfPresent(String.self, forKey: .name) ?? ""
+        version = try c.decode(Int.self, forKey: .version)
+        url = try c.decode(String.self, forKey: .url)
+        host = try c.decodeIfPresent(String.self, forKey: .host) ?? ""
+        pid = try c.decodeIfPresent(Int32.self, forKey: .pid) ?? 0
+        workers = try c.decodeIfPresent(Int.self, forKey: .workers) ?? 0
+        started = try c.decodeIfPresent(Int64.self, forKey: .started) ?? 0
+    }
+
+    /// `HOST-PID-PORT`, the key of this server's record and of its announcements.
+    public var instance: String {
+        let port = url.split(separator: ":").last.map(String.init) ?? "0"
+        return String("\(host)-\(pid)-\(port)".map { $0.isASCII && ($0.isLetter || $0.isNumber || "._-".contains($0)) ? $0 : "-" }.prefix(128))
+    }
+
+    static func directory(_ root: String) -> String { root + "/serving/endpoints" }
+
+    public func write(storeRoot: String) throws {
+        try FileIO.mkdirs(Self.directory(storeRoot))
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]
+        try FileIO.atomicWrite(Self.directory(storeRoot) + "/\(instance).json", Array(try enc.encode(self)))
+    }
+
+    public func remove(storeRoot: String) { unlink(Self.directory(storeRoot) + "/\(instance).json") }
+
+    /// The records of servers still running, oldest first.
+    public static func live(storeRoot: String) -> [ServingRecord] {
+        let dir = directory(storeRoot)
+        let names = (try? FileIO.listDirectory(dir)) ?? []
+        return names.filter { $0.hasSuffix(".json") }.compactMap { n -> ServingRecord? in
+            guard let bytes = try? FileIO.readFile(dir + "/" + n), let r = try? JSONDecoder().decode(ServingRecord.self, from: Data(bytes)) else { return nil }
+            guard kill(r.pid, 0) == 0 || errno == EPERM else {
+                unlink(dir + "/" + n)
+                return nil
+            }
+            return r
+        }.sorted { ($0.started, $0.url) < ($1.started, $1.url) }
     }
 }

@@ -23,6 +23,49 @@ struct RegistryAPI: Sendable {
         v1.get("projects/{project}/registry/{name}/versions/{version}") { req, ctx in
             await api.project("registry", req, ctx, .read) { _, p in try version(req, ctx, p) }
         }
+        v1.put("projects/{project}/registry/{name}/served/{instance}") { req, ctx in
+            await api.project("served", req, ctx, .write) { _, p in try await announce(req, ctx, p) }
+        }
+        v1.delete("projects/{project}/registry/{name}/served/{instance}") { req, ctx in
+            await api.project("served", req, ctx, .write) { _, p in
+                p.served.withdraw(try instance(ctx, try name(ctx)))
+                return json(["withdrawn": true])
+            }
+        }
+    }
+
+    /// An announcement's key: NAME/INSTANCE, the instance 1–128 characters of [A-Za-z0-9._-].
+    func instance(_ ctx: BasicRequestContext, _ name: String) throws -> String {
+        let i = ctx.parameters.get("instance") ?? ""
+        guard (1...128).contains(i.count), i.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "._-".contains($0)) }) else {
+            throw ProtocolError(.invalidInput, "\(i.debugDescription) is not an instance name (1–128 of A-Z a-z 0-9 . _ -)")
+        }
+        return name + "/" + i
+    }
+
+    /// `PUT …/registry/NAME/served/INSTANCE` with a `ServingRecord` (its name is the route's).
+    func announce(_ req: Request, _ ctx: BasicRequestContext, _ p: ProjectView) async throws -> Response {
+        let n = try name(ctx)
+        let key = try instance(ctx, n)
+        let body = Array(buffer: try await req.body.collect(upTo: 16 << 10))
+        guard var r = try? JSONDecoder().decode(ServingRecord.self, from: Data(body)),
+              r.url.hasPrefix("http://") || r.url.hasPrefix("https://"), r.url.count <= 2048 else {
+            throw ProtocolError(.invalidInput, "an announcement is {\"name\", \"version\", \"url\": \"http(s)://…\", \"host\", \"pid\", \"workers\", \"started\"}")
+        }
+        guard try Registry(store: p.store, kind: .model).versions(n).contains(where: { $0.version == r.version }) else {
+            throw ProtocolError(.notFound, "no model \(n)@v\(r.version) in project \(p.name)", hint: "push the version before serving it from here")
+        }
+        r.name = n
+        r.host = String(r.host.prefix(256))
+        try p.served.announce(key, .init(record: r, seen: Date()))
+        return json(["ttl": ServedEndpoints.ttl])
+    }
+
+    static func served(_ list: [ServedEndpoints.Entry]) -> [[String: Any]] {
+        list.map { e in
+            let r = e.record
+            return ["version": r.version, "url": r.url, "host": r.host, "workers": r.workers, "started": r.started, "seen": Int64(e.seen.timeIntervalSince1970)]
+        }
     }
 
     func registry(_ req: Request, _ p: ProjectView) throws -> Registry {
@@ -76,6 +119,7 @@ struct RegistryAPI: Sendable {
             let c = try r.store.commit(v.commit)
             let m = Dictionary(c.metadata.map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
             return ["version": v.version, "commit": v.commit.hex, "time": c.time, "author": c.author,
+                    "served": r.kind == .model ? Self.served(p.served.list(n, version: v.version)) : [],
                     "message": c.message.split(separator: "\n").first.map(String.init) ?? "",
                     "aliases": al.filter { $0.value == v.version }.map(\.key).sorted(), "deprecated": deprecated[v.version] as Any? ?? NSNull(),
                     "run": m["registry.run"] as Any? ?? NSNull(), "files": Int(m["registry.files"] ?? "") ?? 0, "bytes": Int(m["registry.bytes"] ?? "") ?? 0]
@@ -107,7 +151,45 @@ struct RegistryAPI: Sendable {
             "aliases": aliases(r, n, versions).filter { $0.value == version }.map(\.key).sorted(),
             "deprecated": try r.deprecations(n)[version] as Any? ?? NSNull(), "run": m["registry.run"] as Any? ?? NSNull(),
             "files": files.map { ["path": $0.key, "size": $0.value.size] }, "card": card as Any? ?? NSNull(),
-            "lineage": lineage, "served": [Any](),
+            "lineage": lineage, "served": r.kind == .model ? Self.served(p.served.list(n, version: version)) : [],
         ])
+    }
+}
+
+/// Where a project's model versions are served (Docs/registry.md §Where it is served): each
+/// `trove serve` with this daemon as a remote announces itself every `announceInterval`
+/// seconds and withdraws on a clean stop; an announcement not renewed within `ttl` seconds
+/// (the server was killed, or its node went away) is no longer shown. Held in memory: after a
+/// daemon restart the next announcements fill it again.
+final class ServedEndpoints: @unchecked Sendable {
+    struct Entry: Sendable {
+        var record: ServingRecord
+        var seen: Date
+    }
+
+    static let ttl = 90.0
+    static let maxEntries = 10_000
+    private let lock = Mutex()
+    private var entries: [String: Entry] = [:]
+
+    func announce(_ instance: String, _ entry: Entry) throws {
+        try lock.withLock {
+            let now = Date()
+            entries = entries.filter { now.timeIntervalSince($0.value.seen) < Self.ttl }
+            guard entries[instance] != nil || entries.count < Self.maxEntries else {
+                throw ProtocolError(.tooLarge, "the daemon already lists \(Self.maxEntries) served endpoints")
+            }
+            entries[instance] = entry
+        }
+    }
+
+    func withdraw(_ instance: String) { lock.withLock { _ = entries.removeValue(forKey: instance) } }
+
+    /// The live announcements of NAME (of one version, when given), oldest first.
+    func list(_ name: String, version: Int? = nil) -> [Entry] {
+        let now = Date()
+        return lock.withLock { Array(entries.values) }
+            .filter { $0.record.name == name && (version == nil || $0.record.version == version) && now.timeIntervalSince($0.seen) < Self.ttl }
+            .sorted { ($0.record.started, $0.record.url) < ($1.record.started, $1.record.url) }
     }
 }

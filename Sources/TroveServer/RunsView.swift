@@ -94,6 +94,8 @@ final class ProjectView: @unchecked Sendable {
     let catalog: RunCatalog
     let live: LiveRuns
     let events = EventHub()
+    /// Where this project's models are served (announced by `trove serve`).
+    let served = ServedEndpoints()
     /// Serialises changes to the MLflow experiment list.
     let experimentLock = Mutex()
     private let lock = Mutex()

@@ -281,3 +281,12 @@ public final class Mutex: @unchecked Sendable {
         return try body()
     }
 }
+
+/// A value shared between threads behind a `Mutex`.
+public final class Locked<Value>: @unchecked Sendable {
+    private let lock = Mutex()
+    private var value: Value
+    public init(_ value: Value) { self.value = value }
+    public func get() -> Value { lock.withLock { value } }
+    public func set(_ v: Value) { lock.withLock { value = v } }
+}

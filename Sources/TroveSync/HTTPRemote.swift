@@ -43,6 +43,30 @@ public final class HTTPRemote: Remote {
 
     deinit { try? client.syncShutdown() }
 
+    /// `http(s)://HOST:PORT/api/v1/projects/PROJECT`: this project in the daemon's JSON API (Docs/api.md).
+    public func apiURL() throws -> String {
+        guard let slash = base.lastIndex(of: "/"), base[..<slash].contains("//") else {
+            throw SyncError(.invalidInput, "\(url) is not a daemon URL (http(s)://HOST:PORT/PROJECT)")
+        }
+        return "\(base[..<slash])/api/v1/projects/\(base[base.index(after: slash)...])"
+    }
+
+    /// One JSON request to the project's API route (`runs/ID/live`, …): one attempt, `timeout`
+    /// seconds; the status and the body as they came (callers decide what a status means).
+    public func api(_ method: HTTPMethod, _ route: String, json body: [UInt8]?, timeout: Int64 = 10) throws -> (status: HTTPResponseStatus, body: [UInt8]) {
+        var req = HTTPClientRequest(url: try apiURL() + "/" + route)
+        req.method = method
+        req.headers.add(name: "Content-Type", value: "application/json")
+        req.headers.add(name: "User-Agent", value: "trove/\(TroveVersion.string)")
+        if let token { req.headers.add(name: "Authorization", value: "Bearer \(token)") }
+        if let body { req.body = .bytes(ByteBuffer(bytes: body)) }
+        let client = client
+        return try blockingAsync {
+            let resp = try await client.execute(req, timeout: .seconds(timeout))
+            return (resp.status, Array(buffer: try await resp.body.collect(upTo: 1 << 20)))
+        }
+    }
+
     public func close() {}
     public var maxConcurrentUploads: Int { 2 }
 

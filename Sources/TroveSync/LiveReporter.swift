@@ -32,18 +32,14 @@ public final class LiveReporter: @unchecked Sendable {
 
     /// `remoteURL` is a daemon remote (`http(s)://HOST:PORT/PROJECT`).
     public init(remoteURL: String, runID: String, directory: String, interval: Double, environment: [String: String]) throws {
-        var base = remoteURL.hasSuffix("/") ? String(remoteURL.dropLast()) : remoteURL
-        guard let slash = base.lastIndex(of: "/"), base[..<slash].contains("//") else {
-            throw SyncError(.invalidInput, "\(remoteURL) is not a daemon URL (http(s)://HOST:PORT/PROJECT)")
-        }
-        let project = String(base[base.index(after: slash)...])
-        base = String(base[..<slash])
-        endpoint = "\(base)/api/v1/projects/\(project)/runs/\(runID)/live"
-        self.directory = directory
-        self.interval = interval
         http = try HTTPRemote(url: remoteURL, token: try Credentials.token(for: remoteURL, environment: environment),
                               caFile: environment["TROVE_CA_FILE"], attempts: 1)
+        route = "runs/\(runID)/live"
+        endpoint = try http.apiURL() + "/" + route
+        self.directory = directory
+        self.interval = interval
     }
+    let route: String
 
     public func start() {
         onOwnThread { [self] in
@@ -88,18 +84,7 @@ public final class LiveReporter: @unchecked Sendable {
         }
         if let ended { body["ended"] = ended }
         do {
-            let data = try JSONSerialization.data(withJSONObject: body)
-            var req = HTTPClientRequest(url: endpoint)
-            req.method = .POST
-            req.headers.add(name: "Content-Type", value: "application/json")
-            req.headers.add(name: "User-Agent", value: "trove/\(TroveVersion.string)")
-            if let token = http.token { req.headers.add(name: "Authorization", value: "Bearer \(token)") }
-            req.body = .bytes(ByteBuffer(bytes: data))
-            let client = http.client
-            let (status, reply) = try blockingAsync {
-                let resp = try await client.execute(req, timeout: .seconds(10))
-                return (resp.status, Array(buffer: try await resp.body.collect(upTo: 1 << 20)))
-            }
+            let (status, reply) = try http.api(.POST, route, json: Array(try JSONSerialization.data(withJSONObject: body)))
             let obj = (try? JSONSerialization.jsonObject(with: Data(reply))) as? [String: Any]
             guard status == .ok, let received = (obj?["received"] as? NSNumber)?.intValue else {
                 failures += 1

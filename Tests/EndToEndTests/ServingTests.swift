@@ -132,6 +132,43 @@ final class ServingTests: XCTestCase {
         XCTAssertEqual(s.trove(["serve", "toy", "--k8s", "--image", "x"]).status, 2, "--store-url is required")
     }
 
+    func testWhereAVersionIsServedShowsInItsLineageHereAndOnTheDaemonUntilTheServerStops() throws {
+        let s = try modelStore()
+        let d = try DaemonProcess(root: s.temp.sub("daemon"), environment: s.environment)
+        try d.createProject("p")
+        let write = try d.token("p", role: "write"), read = try d.token("p", role: "read")
+        ok(s.trove("remote", "add", "origin", d.url("p")), "remote")
+        s.extraEnvironment["TROVE_TOKEN"] = write
+        ok(s.trove("push", "origin", "models/*"), "push")
+        func served() -> [[String: Any]] {
+            let r = s.shell("curl -s -H 'Authorization: Bearer \(read)' \(d.base)/api/v1/projects/p/registry/toy/versions/1")
+            return ((try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8))) as? [String: Any])?["served"] as? [[String: Any]] ?? []
+        }
+        XCTAssertTrue(served().isEmpty)
+        let (p, url) = try serve(s, ["--public-url", "http://models.example:9000"])
+        var list: [[String: Any]] = []
+        for _ in 0..<100 where list.isEmpty { list = served(); usleep(50_000) }
+        XCTAssertEqual(list.first?["url"] as? String, "http://models.example:9000", "\(list)")
+        XCTAssertEqual(list.first?["version"] as? Int, 1)
+        XCTAssertEqual(s.shell("curl -s -o /dev/null -w '%{http_code}' \(url)/v2/health/live").stdout, "200")
+        let lineage = s.trove("model", "lineage", "toy@v1")
+        ok(lineage, "lineage")
+        XCTAssertTrue(lineage.stdout.contains("→ served at http://models.example:9000"), lineage.stdout)
+        // A read token may not announce; a malformed announcement is refused.
+        let refused = s.shell("curl -s -o /dev/null -w '%{http_code}' -X PUT -H 'Authorization: Bearer \(read)' -d '{\"version\": 1, \"url\": \"http://x:1\"}' \(d.base)/api/v1/projects/p/registry/toy/served/other")
+        XCTAssertEqual(refused.stdout, "403")
+        let bad = s.shell("curl -s -o /dev/null -w '%{http_code}' -X PUT -H 'Authorization: Bearer \(write)' -d '{\"version\": 1, \"url\": \"javascript:alert(1)\"}' \(d.base)/api/v1/projects/p/registry/toy/served/other")
+        XCTAssertEqual(bad.stdout, "400")
+        let missing = s.shell("curl -s -o /dev/null -w '%{http_code}' -X PUT -H 'Authorization: Bearer \(write)' -d '{\"version\": 7, \"url\": \"http://x:1\"}' \(d.base)/api/v1/projects/p/registry/toy/served/other")
+        XCTAssertEqual(missing.stdout, "404")
+        XCTAssertEqual(served().count, 1)
+        // A clean stop withdraws it, here and on the daemon.
+        kill(p.process.processIdentifier, SIGTERM)
+        XCTAssertEqual(p.wait().status, 0)
+        XCTAssertTrue(served().isEmpty)
+        XCTAssertFalse(s.trove("model", "lineage", "toy@v1").stdout.contains("served at"))
+    }
+
     func testFollowSwitchesToTheVersionTheAliasMovesToWithoutFailingARequest() throws {
         let publisher = try modelStore()
         ok(publisher.trove("model", "promote", "toy@v1", "prod"), "promote v1")

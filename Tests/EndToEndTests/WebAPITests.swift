@@ -190,7 +190,8 @@ final class WebAPITests: XCTestCase {
                       "GET /api/v1/projects/{project}/sweeps/{sweep}", "GET /api/v1/projects/{project}/members",
                       "POST /api/v1/projects/{project}/members", "DELETE /api/v1/projects/{project}/members/{id}",
                       "GET /api/v1/projects/{project}/events", "GET /api/v1/projects/{project}/registry",
-                      "GET /api/v1/projects/{project}/registry/{name}", "GET /api/v1/projects/{project}/registry/{name}/versions/{version}"]
+                      "GET /api/v1/projects/{project}/registry/{name}", "GET /api/v1/projects/{project}/registry/{name}/versions/{version}",
+                      "PUT /api/v1/projects/{project}/registry/{name}/served/{instance}", "DELETE /api/v1/projects/{project}/registry/{name}/served/{instance}"]
         let r = Runner.run("/usr/bin/env", ["python3", "Tests/web/check_openapi.py", "--spec", "Docs/openapi.yaml"] + routes,
                            cwd: projectRoot, environment: s.environment)
         XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
@@ -286,8 +287,14 @@ final class WebAPITests: XCTestCase {
         print("pushed 10,000 runs in \(Date().timeIntervalSince(t0)) s")
         try ids.prefix(200).joined(separator: ",").write(toFile: s.temp.path + "/compare.txt", atomically: true, encoding: .utf8)
 
+        // Where toy-model v1 is served, as `trove serve` announces it (a hostile URL: the page must show it as text).
+        let servedURL = "http://serve.example:8000/<img src=x onerror=alert(6)>"
+        let announced = http(s, "PUT", d.base + "/api/v1/projects/p/registry/toy-model/served/test-host-1-8000", token: w.write,
+                             body: String(decoding: try JSONSerialization.data(withJSONObject: ["version": 1, "url": servedURL, "host": "test-host", "workers": 2]), as: UTF8.self))
+        XCTAssertEqual(announced.status, 200, announced.text)
+
         let shots = projectRoot + "/.build/screenshots"
-        let r = Runner.run("/usr/bin/env", ["python3", "Tests/web/ui_test.py", "--url", d.base, "--token", w.write, "--project", "p",
+        let r = Runner.run("/usr/bin/env", ["python3", "Tests/web/ui_test.py", "--url", d.base, "--token", w.write, "--project", "p", "--served-url", servedURL,
                                              "--shots", shots, "--running-run", running, "--xss-run", xss, "--xss-file", w.xssFile,
                                              "--filter", "params.lr < 0.01", "--big-project", "big", "--big-token", bigToken,
                                              "--sweep", sweep, "--admin-token", w.admin, "--xss-param-run", xss, "--model", "toy-model",

@@ -35,6 +35,8 @@ Flags:
                      must show #card with no script/img element, #lineage svg with 2 or more .lineage-node
                      boxes and the three #use-it snippets (skipped if absent)
   --model-version    the version of --model to open (default: its latest, as the models list shows it)
+  --served-url       an endpoint announced for that version: the lineage graph must have a .kind-served box and
+                     #version-served must list the URL as text
   --admin-token      an admin token of --project: log out, log in with it, the Members link, the members
                      page (token ids only, never a trv_ value), the projects list; then log back in with
                      --token (skipped if absent)
@@ -435,6 +437,12 @@ def step_model(ui, a):
     print(f"lineage_boxes={boxes}")
     if boxes < 2:
         raise Failure(f"the lineage graph has {boxes} box(es), not 2 or more (version and run)")
+    if a.served_url:
+        served = ui.js("return document.querySelectorAll('#lineage svg .lineage-node.kind-served').length")
+        listed = ui.js("return [...document.querySelectorAll('#version-served a')].map(x => x.textContent)")
+        print(f"served_boxes={served}")
+        if served < 1 or a.served_url not in listed:
+            raise Failure(f"where the version is served is not shown: {served} served box(es), #version-served {listed!r}")
     snippets = ui.js("return [...document.querySelectorAll('#use-it pre')].map(p => p.textContent)")
     if len(snippets) != 3 or not all(f"{name}@v{n}" in t or f"revision='v{n}'" in t for t in snippets):
         raise Failure(f"#use-it does not hold the three snippets for {name}@v{n}: {snippets}")
@@ -573,6 +581,7 @@ def main():
     p.add_argument("--admin-token")
     p.add_argument("--model")
     p.add_argument("--model-version", type=int)
+    p.add_argument("--served-url")
     p.add_argument("--filter", default="params.lr < 0.01")
     p.add_argument("--sort-key")
     p.add_argument("--files-rev", default="main")

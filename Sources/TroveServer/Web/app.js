@@ -988,7 +988,9 @@ async function versionPage(ctx, P, kind, name, sel) {
   const n = d.version, files = d.files || [], ref = `${name}@v${n}`;
   const bytes = files.reduce((s, f) => s + (+f.size || 0), 0);
   const served = d.served || [];
-  const lineage = d.lineage || [];
+  // Where the version is served goes right of it in the graph: data → run → version → endpoint.
+  const lineage = (d.lineage || []).concat(served.map(x => ({ kind: 'served', label: `served at ${x.url}`, depth: -1, url: x.url,
+    detail: { host: x.host || '', workers: String(x.workers ?? ''), since: fmtTime(x.started), 'last seen': fmtTime(x.seen) } })));
   show(ctx, registryCrumbs(P, kind, name, n),
     h('h1', null, h('span', { id: 'version-title' }, ref), ' ', (d.aliases || []).map(a => aliasChip(a, null, `${name}@${a}`))),
     d.deprecated != null ? h('div', { id: 'deprecated-banner', class: 'deprecated-banner', role: 'alert' },
@@ -1006,7 +1008,9 @@ async function versionPage(ctx, P, kind, name, sel) {
       h('a', { href: link.file(P, d.commit, f.path) }, f.path), h('td', { class: 'num', title: `${f.size} bytes` }, fmtSize(f.size)),
       h('a', { class: 'download', href: link.download(P, d.commit, f.path) }, 'download')]) : [h('tr', null, h('td', { colspan: 3, class: 'muted' }, 'no files'))],
     { id: 'version-files', class: 'dense' })),
-    served.length ? section('Served', h('ul', { id: 'version-served' }, served.map(x => h('li', { class: 'mono' }, typeof x === 'string' ? x : JSON.stringify(x))))) : null);
+    served.length ? section('Served', table(['endpoint', 'host', 'workers', 'since', 'last seen'], served.map(x => [
+      h('a', { class: 'mono', href: x.url }, x.url), x.host || '', String(x.workers ?? ''), fmtTime(x.started), fmtTime(x.seen)]),
+    { id: 'version-served', class: 'dense' })) : null);
   if (sel !== `v${n}`) history.replaceState(null, '', link.regVersion(P, kind, name, n)); // no hashchange: no second route()
   ready('registry-version');
 }
@@ -1031,6 +1035,7 @@ const LIN = { w: 240, h: 54, gx: 56, gy: 14, pad: 8 };
 const LINEAGE_NAME = /\b(model|dataset) ([A-Za-z0-9][A-Za-z0-9._-]*)@v(\d+)\b/g; // 'dataset NAME@vN' in a label
 
 function lineageTarget(P, l) {
+  if (l.kind === 'served') return /^https?:\/\//.test(l.url || '') ? l.url : null;
   if (l.kind === 'run') { const id = /^run (\S+)$/.exec(l.label || '')?.[1]; return id ? link.run(P, id) : null; }
   const named = [...String(l.label || '').matchAll(LINEAGE_NAME)].pop();
   if (named) return link.regVersion(P, named[1], named[2], named[3]);
@@ -1038,10 +1043,11 @@ function lineageTarget(P, l) {
 }
 
 function lineageNode(P, l, x, y) {
-  const kind = ['model', 'dataset', 'run', 'snapshot'].includes(l.kind) ? l.kind : 'other', label = String(l.label || '');
+  const kind = ['model', 'dataset', 'run', 'snapshot', 'served'].includes(l.kind) ? l.kind : 'other', label = String(l.label || '');
   const input = /^input ([^:]+): (.*)$/.exec(label); // 'input train: imagenet@v1:train = dataset imagenet@v1'
   let main = input ? input[2].split(' = ').pop() : label;
-  if (main.startsWith(`${l.kind} `)) main = main.slice(String(l.kind).length + 1);
+  if (l.kind === 'served' && l.url) main = l.url;
+  else if (main.startsWith(`${l.kind} `)) main = main.slice(String(l.kind).length + 1);
   const cut = (s, k) => (s.length > k ? `${s.slice(0, k - 1)}…` : s);
   const tip = [label, l.commit ? `commit ${l.commit}` : null, ...kv(l.detail).map(([k, v]) => `${k}: ${v}`)].filter(Boolean).join('\n');
   const body = [svg('title', null, tip), svg('rect', { width: LIN.w, height: LIN.h, rx: 5 }),
@@ -1054,21 +1060,26 @@ function lineageNode(P, l, x, y) {
 
 function lineageGraph(P, links) {
   if (!links.length) return h('div', { id: 'lineage' }, muted('no lineage recorded'));
-  const depth = l => Math.max(0, +l.depth || 0), maxD = Math.max(...links.map(depth));
+  // depth -1: where the version (depth 0) is served, one column right of it.
+  const depth = l => Math.max(-1, +l.depth || 0), maxD = Math.max(...links.map(depth)), minD = Math.min(0, ...links.map(depth));
   const count = new Map(), row = links.map(l => { const r = count.get(depth(l)) || 0; count.set(depth(l), r + 1); return r; });
-  const rows = Math.max(...count.values());
-  const width = 2 * LIN.pad + (maxD + 1) * LIN.w + maxD * LIN.gx, height = 2 * LIN.pad + rows * LIN.h + (rows - 1) * LIN.gy;
+  const rows = Math.max(...count.values()), cols = maxD - minD + 1;
+  const width = 2 * LIN.pad + cols * LIN.w + (cols - 1) * LIN.gx, height = 2 * LIN.pad + rows * LIN.h + (rows - 1) * LIN.gy;
   const pos = links.map((l, i) => [LIN.pad + (maxD - depth(l)) * (LIN.w + LIN.gx), LIN.pad + (row[i] + (rows - count.get(depth(l))) / 2) * (LIN.h + LIN.gy)]);
   const el = svg('svg', { class: 'lineage', viewBox: `0 0 ${width} ${height}`, width, height, role: 'img', 'aria-label': 'lineage' },
     svg('defs', null, svg('marker', { id: 'lineage-arrow', viewBox: '0 0 10 10', refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: 'auto' },
       svg('path', { d: 'M0 0L10 5L0 10z' }))));
   const edges = svg('g', { class: 'edges' });
+  const arrow = (from, to) => {
+    const x1 = pos[from][0] + LIN.w, y1 = pos[from][1] + LIN.h / 2, x2 = pos[to][0] - 1, y2 = pos[to][1] + LIN.h / 2, mx = (x1 + x2) / 2;
+    edges.appendChild(svg('path', { class: 'edge', d: `M${x1} ${y1}C${mx} ${y1} ${mx} ${y2} ${x2} ${y2}`, 'marker-end': 'url(#lineage-arrow)' }));
+  };
+  const version = links.findIndex(l => depth(l) === 0);
   links.forEach((l, i) => {
+    if (depth(l) < 0) { if (version >= 0) arrow(version, i); return; }
     let p = i - 1;
     while (p >= 0 && depth(links[p]) !== depth(l) - 1) p--;
-    if (!depth(l) || p < 0) return;
-    const x1 = pos[i][0] + LIN.w, y1 = pos[i][1] + LIN.h / 2, x2 = pos[p][0] - 1, y2 = pos[p][1] + LIN.h / 2, mx = (x1 + x2) / 2;
-    edges.appendChild(svg('path', { class: 'edge', d: `M${x1} ${y1}C${mx} ${y1} ${mx} ${y2} ${x2} ${y2}`, 'marker-end': 'url(#lineage-arrow)' }));
+    if (depth(l) && p >= 0) arrow(i, p);
   });
   el.appendChild(edges);
   links.forEach((l, i) => el.appendChild(lineageNode(P, l, pos[i][0], pos[i][1])));
