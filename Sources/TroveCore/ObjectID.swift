@@ -168,3 +168,33 @@ public enum SHA256 {
         }
     }
 }
+
+extension SHA256 {
+    /// HMAC-SHA256 of `data` under `key` (AWS Signature V4 derives its keys and signs with it).
+    public static func hmac(key: [UInt8], _ data: [UInt8]) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: 32)
+        var len: UInt32 = 0
+        key.withUnsafeBytes { k in
+            data.withUnsafeBytes { d in
+                _ = HMAC(md, k.baseAddress, Int32(k.count), d.baseAddress?.assumingMemoryBound(to: UInt8.self), d.count, &out, &len)
+            }
+        }
+        precondition(len == 32, "HMAC-SHA256 failed")
+        return out
+    }
+}
+
+/// MD5, only to compare with S3's ETags of uploaded parts (never as an identity).
+public enum MD5 {
+    nonisolated(unsafe) private static let md: OpaquePointer = {
+        guard let md = EVP_MD_fetch(nil, "MD5", nil) else { fatalError("OpenSSL has no MD5") }
+        return md
+    }()
+
+    public static func hex(_ buffer: UnsafeRawBufferPointer) -> String {
+        var out = [UInt8](repeating: 0, count: 16)
+        var len: UInt32 = 0
+        _ = EVP_Digest(buffer.baseAddress ?? UnsafeRawPointer(bitPattern: 1), buffer.count, &out, &len, md, nil)
+        return out.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+    }
+}
