@@ -1,3 +1,4 @@
+import Foundation
 import ArgumentParser
 import TroveStore
 import TroveSync
@@ -18,12 +19,12 @@ extension TroveCommand {
         @Flag(help: "Re-hash every object and every file.") var full = false
         @Flag(help: "Recreate the index from the pack files first.") var rebuildIndex = false
         @Flag(help: "Print as JSON.") var json = false
-        @Option(help: ArgumentHelp("Check the store at PATH through its files only (a bare store, a shared-path remote, a daemon's project): no SQLite.", valueName: "PATH"))
+        @Option(help: ArgumentHelp("Check the store at PATH through its files only (a bare store, a shared-path remote, a daemon's project, or an s3://BUCKET/PREFIX remote): no SQLite.", valueName: "PATH"))
         var store: String?
         @OptionGroup var options: StoreOptions
 
         func run() throws {
-            if let path = store { return try checkFiles(FileIO.absolute(path, base: options.cwd)) }
+            if let path = store { return try checkFiles(path.hasPrefix("s3://") ? path : FileIO.absolute(path, base: options.cwd)) }
             let store = try options.openStore()
             if rebuildIndex {
                 let lock = try store.lock(exclusive: true, wait: false)
@@ -56,8 +57,8 @@ extension TroveCommand {
         }
 
         func checkFiles(_ path: String) throws {
-            let service = SyncService(store: try SharedStore(root: PathRemote.storeRoot(path)))
-            let r = try service.check(full: full)
+            let r = path.hasPrefix("s3://") ? try S3Remote(url: path, environment: ProcessInfo.processInfo.environment).check(full: full)
+                : try SyncService(store: try SharedStore(root: PathRemote.storeRoot(path))).check(full: full)
             if json {
                 try Console.json(["clean": r.problems.isEmpty, "packs": r.packs, "objects": r.objects, "problems": r.problems.map { ["message": $0] }])
             } else {

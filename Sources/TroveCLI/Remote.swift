@@ -50,7 +50,9 @@ extension TroveCommand {
                 A remote URL is a store path (/scratch/proj/store, ../other, file:///x), \
                 ssh://[user@]host[:port]/path or host:path (runs `trove serve-stdio PATH` there \
                 through the system ssh; TROVE_SSH overrides the ssh command, TROVE_REMOTE_TROVE \
-                the trove on the far side). A path may name a store or a working tree holding one.
+                the trove on the far side). A path may name a store or a working tree holding one. \
+                http(s)://HOST:PORT/PROJECT is a trove daemon; s3://BUCKET/PREFIX a bucket (credentials from \
+                the AWS chain: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile; see Docs/s3.md).
                 """,
             subcommands: [Add.self, Remove.self, List.self, Show.self],
             defaultSubcommand: List.self)
@@ -59,6 +61,8 @@ extension TroveCommand {
             static let configuration = CommandConfiguration(abstract: "Add a remote.")
             @Argument(help: "Its name (origin, scratch, ...).") var name: String
             @Argument(help: "Its URL.") var url: String
+            @Option(help: "For s3:// remotes: the S3 endpoint (http(s)://HOST:PORT of radosgw, MinIO, ...; default AWS or AWS_ENDPOINT_URL).") var endpoint: String?
+            @Option(help: "For s3:// remotes: the region (default AWS_REGION, AWS_DEFAULT_REGION or us-east-1).") var region: String?
             @OptionGroup var options: StoreOptions
 
             func run() throws {
@@ -69,6 +73,13 @@ extension TroveCommand {
                 }
                 var u = url
                 if case .path(let p) = try RemoteURL.parse(url, relativeTo: options.cwd) { u = p }
+                if endpoint != nil || region != nil {
+                    guard url.hasPrefix("s3://") else { throw StoreError(.invalidInput, "--endpoint and --region are for s3:// remotes") }
+                    var l = try S3Location.parse(url)
+                    l.endpoint = endpoint ?? l.endpoint
+                    l.region = region ?? l.region
+                    u = try S3Location.parse(l.text).text
+                }
                 try store.setConfig("remote.\(name).url", u)
                 if !options.quiet { Console.out("Added remote \(name): \(u)") }
             }

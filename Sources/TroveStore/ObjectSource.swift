@@ -51,6 +51,7 @@ extension ObjectSource {
     /// The bytes as stored (compressed or raw), unverified: for sending to a peer, which
     /// verifies them on receipt.
     public func storedBytes(_ l: ObjectLocation) throws -> [UInt8] {
+        if let read = l.files.remote { return try read(l.pack, l.record.dataOffset..<(l.record.dataOffset + UInt64(l.record.storedLength))) }
         let path = l.files.path(l.pack)
         return try FileIO.pread(try l.files.fd(l.pack), count: Int(l.record.storedLength), offset: l.record.dataOffset, path: path)
     }
@@ -307,5 +308,47 @@ enum ThreadDecompressor {
         let d = Decompressor()
         pthread_setspecific(key, Unmanaged.passRetained(d).toOpaque())
         return d
+    }
+}
+
+/// The objects of packs kept elsewhere (an S3 bucket): the packs' indexes in memory, their
+/// bytes read through `read(pack, range)`. Every read is verified against the id, as for
+/// local packs.
+public final class RemotePackTable: ObjectSource, @unchecked Sendable {
+    let files: PackFiles
+    private var table: [ObjectID: ObjectIndex.Location] = [:]
+    private var packs: Set<String> = []
+    private let lock = Mutex()
+
+    /// `name` shows in messages (`s3://bucket/prefix/packs`).
+    public init(name: String, read: @escaping @Sendable (_ pack: String, _ range: Range<UInt64>) throws -> [UInt8]) {
+        files = PackFiles(directory: name, remote: read)
+    }
+
+    public func has(pack: String) -> Bool { lock.withLock { packs.contains(pack) } }
+    public var packNames: [String] { lock.withLock { packs.sorted() } }
+    public var objectCount: Int { lock.withLock { table.count } }
+
+    public func add(pack name: String, records: [PackFormat.IndexRecord]) {
+        lock.withLock {
+            guard packs.insert(name).inserted else { return }
+            for r in records where table[r.id] == nil { table[r.id] = ObjectIndex.Location(pack: name, record: r) }
+        }
+    }
+
+    public func remove(packs gone: Set<String>) {
+        guard !gone.isEmpty else { return }
+        lock.withLock {
+            packs.subtract(gone)
+            table = table.filter { !gone.contains($0.value.pack) }
+        }
+    }
+
+    public func locate(_ id: ObjectID) throws -> ObjectLocation? {
+        lock.withLock { table[id].map { ObjectLocation(files: files, location: $0) } }
+    }
+
+    public func locateMany(_ ids: [ObjectID]) throws -> [ObjectLocation?] {
+        lock.withLock { ids.map { id in table[id].map { ObjectLocation(files: files, location: $0) } } }
     }
 }

@@ -218,8 +218,13 @@ final class PackFiles: @unchecked Sendable {
     let directory: String
     private var fds: [String: Int32] = [:]
     private let lock = Mutex()
+    /// For packs in an object store (`RemotePackTable`): byte ranges are read through this.
+    let remote: (@Sendable (_ pack: String, _ range: Range<UInt64>) throws -> [UInt8])?
 
-    init(directory: String) { self.directory = directory }
+    init(directory: String, remote: (@Sendable (String, Range<UInt64>) throws -> [UInt8])? = nil) {
+        self.directory = directory
+        self.remote = remote
+    }
 
     deinit {
         for fd in fds.values { close(fd) }
@@ -250,7 +255,8 @@ final class PackFiles: @unchecked Sendable {
     /// A descriptor for large, block-aligned reads that bypass the page cache; nil where the
     /// file system refuses direct I/O (then use `fd`).
     func directFD(_ name: String) throws -> Int32? {
-        try lock.withLock {
+        if remote != nil { return nil }
+        return try lock.withLock {
             if let fd = directFDs[name] { return fd >= 0 ? fd : nil }
             let fd = Glibc.open(path(name), O_RDONLY | O_CLOEXEC | TROVE_O_DIRECT)
             if fd < 0 && errno == ENOENT {

@@ -55,11 +55,7 @@ public final class Store: @unchecked Sendable {
             throw StoreError(.conflict, "a trove store already exists at \(root)")
         }
         for dir in ["", "/packs", "/refs/heads", "/refs/tags", "/logs"] { try FileIO.mkdirs(root + dir) }
-        var config = StoreConfig(values: extra)
-        config["format.version"] = "1"
-        config["chunker.min"] = "\(parameters.minSize)"
-        config["chunker.avg"] = "\(parameters.avgSize)"
-        config["chunker.max"] = "\(parameters.maxSize)"
+        let config = StoreConfig.newStore(parameters: parameters, extra: extra)
         try FileIO.atomicWrite(root + "/HEAD", Array("ref: refs/heads/main\n".utf8))
         // The config file is written last: its presence marks a complete store.
         try FileIO.atomicWrite(root + "/config", Array(config.render().utf8))

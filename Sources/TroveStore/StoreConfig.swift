@@ -63,6 +63,16 @@ public struct StoreConfig: Sendable {
         return i
     }
 
+    /// The config of a new store (format version and chunker), plus `extra`.
+    public static func newStore(parameters: ChunkerParameters, extra: [String: String] = [:]) -> StoreConfig {
+        var config = StoreConfig(values: extra)
+        config["format.version"] = "1"
+        config["chunker.min"] = "\(parameters.minSize)"
+        config["chunker.avg"] = "\(parameters.avgSize)"
+        config["chunker.max"] = "\(parameters.maxSize)"
+        return config
+    }
+
     public func chunkerParameters() throws -> ChunkerParameters {
         let p = ChunkerParameters(minSize: try int("chunker.min")!, avgSize: try int("chunker.avg")!, maxSize: try int("chunker.max")!)
         do { try p.validate() } catch let e as CoreError { throw StoreError(.invalidInput, e.message) }

@@ -9,6 +9,8 @@ public enum RemoteURL: Equatable, Sendable {
     case ssh(user: String?, host: String, port: Int?, path: String)
     /// `http(s)://host:port/PROJECT` (the daemon).
     case http(String)
+    /// `s3://BUCKET/PREFIX[?endpoint=URL&region=R]` (a bucket, no server of Trove's own).
+    case s3(String)
 
     public static func parse(_ text: String, relativeTo base: String? = nil) throws -> RemoteURL {
         if text.hasPrefix("file://") {
@@ -17,6 +19,7 @@ public enum RemoteURL: Equatable, Sendable {
             return .path(p)
         }
         if text.hasPrefix("http://") || text.hasPrefix("https://") { return .http(text) }
+        if text.hasPrefix("s3://") { _ = try S3Location.parse(text); return .s3(text) }
         if text.hasPrefix("ssh://") {
             var rest = Substring(text.dropFirst("ssh://".count))
             guard let slash = rest.firstIndex(of: "/") else {
@@ -42,7 +45,7 @@ public enum RemoteURL: Equatable, Sendable {
             let path = rest.hasPrefix("/~") ? String(rest.dropFirst()) : String(rest)
             return .ssh(user: user, host: String(authority), port: port, path: path)
         }
-        if text.contains("://") { throw SyncError(.invalidInput, "\(text): unknown URL scheme (use a path, file://, ssh:// or http(s)://)") }
+        if text.contains("://") { throw SyncError(.invalidInput, "\(text): unknown URL scheme (use a path, file://, ssh://, http(s):// or s3://)") }
         // scp-like host:path, when a colon comes before any slash (as git decides).
         if let colon = text.firstIndex(of: ":"), !text[..<colon].contains("/"), colon != text.startIndex {
             var host = Substring(text[..<colon])
@@ -86,6 +89,8 @@ public enum RemoteOpener {
         case .http(let u):
             return try HTTPRemote(url: u, token: try Credentials.token(for: u, environment: environment), caFile: environment["TROVE_CA_FILE"],
                                   attempts: environment["TROVE_HTTP_ATTEMPTS"].flatMap { Int($0) } ?? 5)
+        case .s3(let u):
+            return try S3Remote(url: u, environment: environment)
         }
     }
 

@@ -67,26 +67,7 @@ public final class SyncService: @unchecked Sendable {
         try checkBatch(wants.count)
         try checkBatch(haves.count)
         try store.table.refresh()
-        for w in wants where try store.type(of: w) != .commit {
-            throw ProtocolError(.notFound, "commit \(w.hex) is not in this store", hint: "list the refs again; it may have been removed")
-        }
-        let known = try Graph.ancestry(of: haves, in: store)
-        var sent = Set<ObjectID>()
-        func send(_ id: ObjectID) throws {
-            guard sent.insert(id).inserted, let l = try store.locate(id) else { return }
-            try emit(PackedObject(type: l.record.type, codec: l.record.codec, rawLength: Int(l.record.rawLength), id: id,
-                                  stored: try store.storedBytes(l)))
-        }
-        for (id, commit) in try Graph.newCommits(from: wants, notIn: known, in: store) {
-            try send(id)
-            let base = try commit.parents.first.flatMap { try store.type(of: $0) == .commit ? try store.commit($0).tree : nil }
-            try Graph.visitDelta(commit.tree, from: base, in: store) { item in
-                switch item {
-                case .tree(let t): try send(t)
-                case .blob(let b, _, _): for m in try store.manifestObjects(ofBlob: b) { try send(m) }
-                }
-            }
-        }
+        try store.emitMetadata(wants: wants, haves: haves, emit: emit)
     }
 
     /// Applies ref moves atomically: each must match its expected old value, be a
@@ -147,31 +128,7 @@ public final class SyncService: @unchecked Sendable {
         // What refs reach is complete by this check; `remotes/` refs are set by mirrors, which
         // run this check first, but are not trusted as proof.
         let complete = try given ?? Graph.ancestry(of: try store.refs.list().filter { !$0.name.hasPrefix("remotes/") }.map(\.id), in: store)
-        var missing: ObjectID?
-        struct Stop: Error {}
-        do {
-            var stack = [tip]
-            var seen = complete
-            while let c = stack.popLast() {
-                guard seen.insert(c).inserted else { continue }
-                guard try store.type(of: c) == .commit else { missing = c; throw Stop() }
-                let commit = try store.commit(c)
-                stack.append(contentsOf: commit.parents)
-                guard try store.has(commit.tree) else { missing = commit.tree; throw Stop() }
-                let base = try commit.parents.first.flatMap { try store.has($0) ? try store.commit($0).tree : nil }
-                try Graph.visitDelta(commit.tree, from: base, in: store) { item in
-                    guard case .blob(let b, _, _) = item else { return }
-                    guard try store.has(b) else { missing = b; throw Stop() }
-                    let chunks = try store.chunks(ofBlob: b).map(\.id)
-                    for (i, present) in try store.contains(chunks).enumerated() where !present { missing = chunks[i]; throw Stop() }
-                }
-            }
-        } catch is Stop {
-        } catch let e as StoreError where e.code == .notFound {
-            // A tree, manifest or segment the walk needed is absent.
-            return missing ?? tip
-        }
-        return missing
+        return try store.firstMissingObject(reachableFrom: tip, complete: complete)
     }
 
     /// `trove fsck --store`: pack trailers, every ref's history complete (chunks included),
@@ -218,3 +175,63 @@ public final class SyncService: @unchecked Sendable {
         }
     }
 }
+
+extension ObjectSource {
+    /// The metadata (commits, trees, blob manifests, segments) reachable from `wants` and not
+    /// from `haves`: a commit's trees are sent as their difference from its first parent's.
+    public func emitMetadata(wants: [ObjectID], haves: [ObjectID], emit: (PackedObject) throws -> Void) throws {
+        for w in wants where try type(of: w) != .commit {
+            throw ProtocolError(.notFound, "commit \(w.hex) is not in this store", hint: "list the refs again; it may have been removed")
+        }
+        let known = try Graph.ancestry(of: haves, in: self)
+        var sent = Set<ObjectID>()
+        func send(_ id: ObjectID) throws {
+            guard sent.insert(id).inserted, let l = try locate(id) else { return }
+            try emit(PackedObject(type: l.record.type, codec: l.record.codec, rawLength: Int(l.record.rawLength), id: id,
+                                  stored: try storedBytes(l)))
+        }
+        for (id, commit) in try Graph.newCommits(from: wants, notIn: known, in: self) {
+            try send(id)
+            let base = try commit.parents.first.flatMap { try type(of: $0) == .commit ? try self.commit($0).tree : nil }
+            try Graph.visitDelta(commit.tree, from: base, in: self) { item in
+                switch item {
+                case .tree(let t): try send(t)
+                case .blob(let b, _, _): for m in try manifestObjects(ofBlob: b) { try send(m) }
+                }
+            }
+        }
+    }
+
+    /// The first object the history from `tip` needs (chunks included) that this source lacks,
+    /// walking only commits not in `complete` (what is known to be whole already).
+    public func firstMissingObject(reachableFrom tip: ObjectID, complete: Set<ObjectID>) throws -> ObjectID? {
+        guard try type(of: tip) == .commit else { return tip }
+        var missing: ObjectID?
+        do {
+            var stack = [tip]
+            var seen = complete
+            while let c = stack.popLast() {
+                guard seen.insert(c).inserted else { continue }
+                guard try type(of: c) == .commit else { missing = c; throw WalkStop() }
+                let commit = try self.commit(c)
+                stack.append(contentsOf: commit.parents)
+                guard try has(commit.tree) else { missing = commit.tree; throw WalkStop() }
+                let base = try commit.parents.first.flatMap { try has($0) ? try self.commit($0).tree : nil }
+                try Graph.visitDelta(commit.tree, from: base, in: self) { item in
+                    guard case .blob(let b, _, _) = item else { return }
+                    guard try has(b) else { missing = b; throw WalkStop() }
+                    let chunks = try self.chunks(ofBlob: b).map(\.id)
+                    for (i, present) in try contains(chunks).enumerated() where !present { missing = chunks[i]; throw WalkStop() }
+                }
+            }
+        } catch is WalkStop {
+        } catch let e as StoreError where e.code == .notFound {
+            // A tree, manifest or segment the walk needed is absent.
+            return missing ?? tip
+        }
+        return missing
+    }
+}
+
+/// Ends a walk early (the first missing object is found).
+private struct WalkStop: Error {}

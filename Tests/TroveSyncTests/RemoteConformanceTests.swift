@@ -53,6 +53,11 @@ class RemoteConformance: XCTestCase {
         try FileManager.default.contentsOfDirectory(atPath: store + "/packs").sorted()
     }
 
+    /// Removes every pack behind the remote's back.
+    func removePacks(_ store: String) throws {
+        for f in try packFiles(store) { try FileManager.default.removeItem(atPath: store + "/packs/" + f) }
+    }
+
     func push(_ store: Store, to remote: Remote, _ refs: [String] = ["heads/main"], force: Bool = false) throws -> Pusher.Result {
         try Pusher(store: store, remote: remote, remoteName: "origin").push(refs.map { RefSpec(source: $0, destination: $0, force: force) })
     }
@@ -137,7 +142,7 @@ class RemoteConformance: XCTestCase {
         XCTAssertEqual(try remote.upload([o]).stored, 1)
         XCTAssertEqual(try remote.missing([o.id]), [false])
         // A gc or an operator removes the pack while the server keeps running.
-        for f in try packFiles(path) { try FileManager.default.removeItem(atPath: path + "/packs/" + f) }
+        try removePacks(path)
         XCTAssertEqual(try remote.missing([o.id]), [true], "a push must send it again rather than trust a stale table")
         XCTAssertEqual(try remote.upload([o]).stored, 1)
     }
