@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # A one-node Ceph cluster with radosgw on 127.0.0.1 for the S3 tests and benchmarks (the recipe of
-# ../shared/reference/recipes.md §4): one mon, one OSD on memstore (RAM, 2 GiB cap), one radosgw
+# ../shared/reference/recipes.md §4): one mon, one OSD on memstore (RAM), one radosgw
 # that checks SigV4 signatures; user "test" with access key "test" and secret "testsecret".
 #   scripts/radosgw.sh start DIR [PORT]   # ~12 s; prints the endpoint
 #   scripts/radosgw.sh stop DIR
+# RGW_MEMSTORE_BYTES sets the OSD's RAM cap (default 4 GiB).
 # Needs: apt-get install -y --no-install-recommends radosgw ceph-mon ceph-osd (scripts/deps.sh).
 set -euo pipefail
 cmd="${1:?start|stop}"; D="${2:?DIR}"; PORT="${3:-7480}"
@@ -42,7 +43,7 @@ mon data avail crit = 1
 osd crush chooseleaf type = 0
 osd objectstore = memstore
 osd class update on start = false
-memstore device bytes = 4294967296
+memstore device bytes = ${RGW_MEMSTORE_BYTES:-4294967296}
 run dir = $D/run
 admin socket = $D/run/\$name.asok
 pid file = $D/run/\$name.pid
@@ -54,7 +55,7 @@ mon data = $D/mon/a
 [osd.0]
 osd data = $D/osd/0
 [client.rgw.a]
-rgw frontends = beast endpoint=127.0.0.1:$PORT
+rgw frontends = beast endpoint=127.0.0.1:$PORT tcp_nodelay=1
 rgw data = $D/rgw
 CONF
 export CEPH_CONF="$D/ceph.conf"; K="$D/keyring"

@@ -295,4 +295,6 @@ public final class Locked<Value>: @unchecked Sendable {
     public init(_ value: Value) { self.value = value }
     public func get() -> Value { lock.withLock { value } }
     public func set(_ v: Value) { lock.withLock { value = v } }
+    /// Changes the value in place, atomically (a get then a set is not).
+    public func update<T>(_ body: (inout Value) throws -> T) rethrows -> T { try lock.withLock { try body(&value) } }
 }

@@ -23,26 +23,40 @@ public struct PathFilter: Sendable, Equatable {
 
     public func adding(_ more: [String]) -> PathFilter { isAll ? self : PathFilter(patterns + more.filter { !patterns.contains($0) }) }
 
-    public init(_ patterns: [String]) { self.patterns = patterns.map { $0.hasPrefix("/") ? String($0.dropFirst()) : $0 } }
+    /// Patterns without wildcards (most of them: listed paths), trailing `/` removed: a set lookup.
+    private let literals: Set<String>
+    /// The others, as bytes.
+    private let globs: [[UInt8]]
+
+    public init(_ patterns: [String]) {
+        self.patterns = patterns.map { $0.hasPrefix("/") ? String($0.dropFirst()) : $0 }
+        var literals = Set<String>(), globs: [[UInt8]] = []
+        for p in self.patterns {
+            if p.contains("*") || p.contains("?") { globs.append(Array(p.utf8)) } else {
+                var l = Substring(p)
+                while l.hasSuffix("/") { l = l.dropLast() }
+                literals.insert(String(l))
+            }
+        }
+        self.literals = literals
+        self.globs = globs
+    }
 
     public static let all = PathFilter([])
     public var isAll: Bool { patterns.isEmpty }
 
+    /// Whether a pattern names the path, or one of its leading folders (a folder includes
+    /// everything below it; `data/*` includes `data/x/y`).
     public func includes(_ path: String) -> Bool {
         guard !isAll else { return true }
-        return patterns.contains { p in
-            PathFilter.match(Array(p.utf8)[...], Array(path.utf8)[...])
-                || path.hasPrefix(p.hasSuffix("/") ? p : p + "/")
-                || PathFilter.matchesFolderPrefix(p, path)
-        }
-    }
-
-    /// `data/*` includes `data/x/y` too: a pattern that matches a leading folder of the path.
-    private static func matchesFolderPrefix(_ pattern: String, _ path: String) -> Bool {
-        var prefix = ""
-        for comp in path.split(separator: "/").dropLast() {
-            prefix = prefix.isEmpty ? String(comp) : prefix + "/" + comp
-            if match(Array(pattern.utf8)[...], Array(prefix.utf8)[...]) { return true }
+        let bytes = Array(path.utf8)
+        // The path itself, then each leading folder.
+        var ends = [bytes.count]
+        for (i, b) in bytes.enumerated().reversed() where b == UInt8(ascii: "/") { ends.append(i) }
+        for end in ends {
+            let candidate = bytes[..<end]
+            if !literals.isEmpty, literals.contains(String(decoding: candidate, as: UTF8.self)) { return true }
+            for g in globs where PathFilter.match(g[...], candidate) { return true }
         }
         return false
     }

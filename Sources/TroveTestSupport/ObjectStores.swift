@@ -48,6 +48,14 @@ public final class RadosGateway: @unchecked Sendable {
         ["AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "testsecret", "AWS_DEFAULT_REGION": "us-east-1"]
     }
 
+    /// Creates a bucket (with curl's own SigV4 signer: independent of Trove's).
+    public func createBucket(_ name: String) throws {
+        let r = Runner.run("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "--aws-sigv4", "aws:amz:us-east-1:s3", "--user", "test:testsecret",
+                                              "-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD", "-X", "PUT", "\(endpoint)/\(name)"],
+                           cwd: "/", environment: ProcessInfo.processInfo.environment)
+        guard r.stdout == "200" else { throw BatchSystemError("creating bucket \(name) on \(endpoint): HTTP \(r.stdout) \(r.stderr)") }
+    }
+
     /// `s3://BUCKET/PREFIX?endpoint=...` of this gateway.
     public func url(bucket: String, prefix: String) -> String {
         "s3://\(bucket)/\(prefix)?endpoint=" + (endpoint.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? endpoint)

@@ -89,9 +89,12 @@ public final class S3Client: @unchecked Sendable {
     let host: String
     let client: HTTPClient
     public var attempts = 4
+    /// `TROVE_S3_TRACE=1`: one line per request on stderr (method, key, status, bytes, time).
+    let trace: Bool
 
     public init(location: S3Location, environment: [String: String]) throws {
         self.location = location
+        trace = environment["TROVE_S3_TRACE"] == "1"
         let creds = try AWSCredentials.resolve(environment: environment)
         let region = location.region ?? environment["AWS_REGION"] ?? environment["AWS_DEFAULT_REGION"] ?? "us-east-1"
         signer = SigV4(accessKey: creds.key, secretKey: creds.secret, sessionToken: creds.token, region: region)
@@ -130,9 +133,13 @@ public final class S3Client: @unchecked Sendable {
                 req.headers.add(name: "User-Agent", value: "trove/\(TroveVersion.string)")
                 if let body { req.body = .bytes(ByteBuffer(bytes: body)) }
                 let client = client
+                let started = DispatchTime.now().uptimeNanoseconds
                 let reply = try blockingAsync {
                     let resp = try await client.execute(req, timeout: .seconds(300))
                     return Reply(status: resp.status, headers: resp.headers, body: Array(buffer: try await resp.body.collect(upTo: maxReply)))
+                }
+                if trace {
+                    FileHandle.standardError.write(Data("s3: \(method.rawValue) \(key ?? "/")\(q) \(reply.status.code) \(body?.count ?? 0)↑ \(reply.body.count)↓ \(Double(DispatchTime.now().uptimeNanoseconds - started) / 1e6) ms\n".utf8))
                 }
                 if reply.status.code >= 500 && attempt < attempts {
                     Thread.sleep(forTimeInterval: delay)
