@@ -113,8 +113,9 @@ public final class S3Client: @unchecked Sendable {
     public struct Reply: Sendable {
         public var status: HTTPResponseStatus
         public var headers: HTTPHeaders
-        public var body: [UInt8]
-        public var text: String { String(decoding: body, as: UTF8.self) }
+        public var buffer: ByteBuffer
+        public var body: [UInt8] { Array(buffer: buffer) }
+        public var text: String { String(buffer: buffer) }
     }
 
     /// One signed request; `key` nil addresses the bucket. Retries 5xx and transport errors.
@@ -136,10 +137,10 @@ public final class S3Client: @unchecked Sendable {
                 let started = DispatchTime.now().uptimeNanoseconds
                 let reply = try blockingAsync {
                     let resp = try await client.execute(req, timeout: .seconds(300))
-                    return Reply(status: resp.status, headers: resp.headers, body: Array(buffer: try await resp.body.collect(upTo: maxReply)))
+                    return Reply(status: resp.status, headers: resp.headers, buffer: try await resp.body.collect(upTo: maxReply))
                 }
                 if trace {
-                    FileHandle.standardError.write(Data("s3: \(method.rawValue) \(key ?? "/")\(q) \(reply.status.code) \(body?.count ?? 0)↑ \(reply.body.count)↓ \(Double(DispatchTime.now().uptimeNanoseconds - started) / 1e6) ms\n".utf8))
+                    FileHandle.standardError.write(Data("s3: \(method.rawValue) \(key ?? "/")\(q) \(reply.status.code) \(body?.count ?? 0)↑ \(reply.buffer.readableBytes)↓ \(Double(DispatchTime.now().uptimeNanoseconds - started) / 1e6) ms\n".utf8))
                 }
                 if reply.status.code >= 500 && attempt < attempts {
                     Thread.sleep(forTimeInterval: delay)
@@ -182,16 +183,19 @@ public final class S3Client: @unchecked Sendable {
 
     /// The object's bytes (a range of them), or nil when there is no such key.
     public func get(_ name: String, range: Range<UInt64>? = nil) throws -> [UInt8]? {
+        try getBuffer(name, range: range).map { Array(buffer: $0) }
+    }
+
+    /// The same, as the buffer it arrived in (no copy).
+    public func getBuffer(_ name: String, range: Range<UInt64>? = nil) throws -> ByteBuffer? {
         let headers = range.map { [("range", "bytes=\($0.lowerBound)-\($0.upperBound - 1)")] } ?? []
         let r = try request(.GET, key: location.key(name), headers: headers, maxReply: Int(range.map { $0.count } ?? (1 << 30)) + 1024)
         if r.status == .notFound && Self.values("Code", in: r.text).first != "NoSuchBucket" { return nil }
         guard r.status == .ok || r.status == .partialContent else { throw failure(r, "GET \(name)") }
-        if let range, r.status == .partialContent || r.body.count != range.count {
-            guard r.body.count == range.count else {
-                throw SyncError(.integrity, "\(location.text): \(name) bytes \(range) came back as \(r.body.count) bytes (truncated object?)")
-            }
+        if let range, r.buffer.readableBytes != range.count {
+            throw SyncError(.integrity, "\(location.text): \(name) bytes \(range) came back as \(r.buffer.readableBytes) bytes (truncated object?)")
         }
-        return r.body
+        return r.buffer
     }
 
     /// Stores an object. With `ifAbsent`, only when the key does not exist yet: false when it did.

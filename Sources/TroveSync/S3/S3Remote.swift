@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import NIOHTTP1
 import TroveCore
 import TroveProtocol
@@ -300,10 +301,10 @@ public final class S3Remote: Remote {
                 spans.append((l.pack, r, [l]))
             }
         }
-        // Four GETs in flight, at most eight spans ahead of what is handed over (in order, on this thread).
-        let lanes = 4, window = 8
+        // Six GETs in flight, at most twelve spans ahead of what is handed over (in order, on this thread).
+        let lanes = 6, window = 12
         let cond = NSCondition()
-        var results: [Int: Result<[UInt8], Error>] = [:]
+        var results: [Int: Result<ByteBuffer, Error>] = [:]
         var nextToFetch = 0, consumed = 0, stop = false
         let workers = DispatchGroup()
         for _ in 0..<min(lanes, spans.count) {
@@ -317,8 +318,8 @@ public final class S3Remote: Remote {
                     let i = nextToFetch
                     nextToFetch += 1
                     cond.unlock()
-                    let r = Result { () throws -> [UInt8] in
-                        guard let b = try s3.get("packs/\(spans[i].pack).pack", range: spans[i].range) else {
+                    let r = Result { () throws -> ByteBuffer in
+                        guard let b = try s3.getBuffer("packs/\(spans[i].pack).pack", range: spans[i].range) else {
                             throw SyncError(.integrity, "\(url): pack \(spans[i].pack) is missing but its index is there",
                                             hint: "push again from a store that has the objects")
                         }
@@ -349,7 +350,7 @@ public final class S3Remote: Remote {
             for l in span.items {
                 let from = Int(l.record.dataOffset - span.range.lowerBound)
                 try receive(PackedObject(type: l.record.type, codec: l.record.codec, rawLength: Int(l.record.rawLength), id: l.record.id,
-                                         stored: Array(bytes[from..<(from + Int(l.record.storedLength))])))
+                                         stored: bytes.getBytes(at: bytes.readerIndex + from, length: Int(l.record.storedLength)) ?? []))
             }
         }
     }
