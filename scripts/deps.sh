@@ -38,6 +38,8 @@ python3 -c 'import huggingface_hub' 2>/dev/null || py+=(huggingface_hub)
 python3 -c 'import numpy' 2>/dev/null || py+=(numpy)
 # A real Open Inference Protocol client for the serving test.
 python3 -c 'import tritonclient.http' 2>/dev/null || py+=("tritonclient[http]")
+# The S3 tests: botocore signs for the proxy that plays a server without conditional writes.
+python3 -c 'import botocore' 2>/dev/null || py+=(awscli)
 if [ ${#py[@]} -gt 0 ]; then
   echo "installing (pip): ${py[*]}" >&2
   if ! python3 -m pip --version >/dev/null 2>&1; then

@@ -10,7 +10,10 @@ set -euo pipefail
 cmd="${1:?start|stop}"; D="${2:?DIR}"; PORT="${3:-7480}"
 # The Ceph daemons keep every descriptor they inherit: close all but 0-2, or a caller reading
 # this script's output through a pipe would wait for them to exit.
-for fd in /proc/$$/fd/*; do fd="${fd##*/}"; [ "$fd" -gt 2 ] 2>/dev/null && eval "exec $fd>&-" 2>/dev/null || true; done
+# (255 is bash's own descriptor of this script.)
+for fd in $(ls /proc/$$/fd); do
+  case "$fd" in 0|1|2|255) ;; *) eval "exec $fd>&-" 2>/dev/null || true ;; esac
+done
 stop() {
     for n in client.rgw.a osd.0 mon.a; do
         [ -f "$D/run/$n.pid" ] || continue
@@ -38,8 +41,8 @@ osd pool default pg num = 8
 osd pool default pgp num = 8
 mon allow pool size one = true
 mon warn on pool no redundancy = false
-mon data avail warn = 2
-mon data avail crit = 1
+mon data avail warn = 1
+mon data avail crit = 0
 osd crush chooseleaf type = 0
 osd objectstore = memstore
 osd class update on start = false

@@ -94,6 +94,35 @@ final class S3RemoteTests: RemoteConformance {
         XCTAssertEqual(try Fsck(store: b).run(full: true).problems.count, 0, "nothing damaged was stored")
     }
 
+    func testAServerThatIgnoresConditionalWritesIsDetectedNotAssumed() throws {
+        guard Runner.run("/usr/bin/env", ["python3", "-c", "import botocore"], cwd: "/", environment: ProcessInfo.processInfo.environment).status == 0 else {
+            throw XCTSkip("botocore is not installed (scripts/deps.sh installs awscli)")
+        }
+        // The same radosgw behind a proxy that drops If-None-Match (and signs again).
+        let portFile = temp.path + "/proxy.port"
+        let proxy = Runner.start("/usr/bin/env", ["python3", projectRoot + "/fixtures/s3/no_conditional_proxy.py", gateway.endpoint, portFile],
+                                 cwd: temp.path, environment: ProcessInfo.processInfo.environment)
+        defer { proxy.kill9(); _ = proxy.wait() }
+        for _ in 0..<100 where !FileIO.exists(portFile) { usleep(50_000) }
+        let port = try String(contentsOfFile: portFile, encoding: .utf8)
+        let direct = try makeRemoteStore()
+        let proxied = direct.replacingOccurrences(of: (gateway.endpoint.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? ""),
+                                                  with: "http%3A%2F%2F127.0.0.1%3A\(port)")
+        XCTAssertNotEqual(proxied, direct)
+        XCTAssertTrue(try S3Remote(url: direct, environment: ProcessInfo.processInfo.environment).honoursConditionalWrites(), "radosgw honours If-None-Match")
+        let remote = try S3Remote(url: proxied, environment: ProcessInfo.processInfo.environment)
+        XCTAssertFalse(try remote.honoursConditionalWrites(), "the proxy's overwrite is detected")
+        // One writer at a time still moves refs (each entry checked by reading it back).
+        let a = try makeLocal("a")
+        let first = try commit(a, ["x": Array("1".utf8)])
+        _ = try push(a, to: remote)
+        let second = try commit(a, ["x": Array("2".utf8)])
+        _ = try push(a, to: remote)
+        XCTAssertEqual(try open(direct).listRefs(), [RefEntry(name: "heads/main", id: second)])
+        XCTAssertNotEqual(first, second)
+        XCTAssertEqual(try packFiles(direct).filter { $0.hasSuffix(".idx") }.count, 4, "two pushes, a chunk pack and a metadata pack each")
+    }
+
     func testAnInterruptedMultipartUploadResumesWithoutSendingItsPartsAgain() throws {
         let url = try makeRemoteStore()
         let remote = try S3Remote(url: url, environment: ProcessInfo.processInfo.environment)

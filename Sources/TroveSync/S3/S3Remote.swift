@@ -104,7 +104,7 @@ public final class S3Remote: Remote {
     }
 
     /// Whether the server refuses a second create-if-absent of one key: probed once, never assumed.
-    func honoursConditionalWrites() throws -> Bool {
+    public func honoursConditionalWrites() throws -> Bool {
         if let known = lock.withLock({ conditionalWrites }) { return known }
         let probe = "refs/probe-\(UInt64.random(in: 0...UInt64.max))"
         _ = try s3.put(probe, Array("1".utf8), ifAbsent: true)
