@@ -101,8 +101,9 @@ public enum PackFormat {
             throw CoreError(.malformedObject, "pack \(pack) has no footer (truncated or not finished)")
         }
         guard v == version else { throw CoreError(.unsupportedVersion, "pack \(pack) footer has version \(v)") }
-        let expectedEnd = offset + 8 + UInt64(count) * UInt64(indexRecordSize) + UInt64(footerSize)
-        guard offset >= UInt64(headerSize), expectedEnd == fileSize else {
+        // A hostile footer may hold any offset: no arithmetic here may trap.
+        let (expectedEnd, overflow) = offset.addingReportingOverflow(8 + UInt64(count) * UInt64(indexRecordSize) + UInt64(footerSize))
+        guard !overflow, offset >= UInt64(headerSize), expectedEnd == fileSize else {
             throw CoreError(.malformedObject, "pack \(pack) footer does not match its size")
         }
         return Footer(indexOffset: offset, count: count, checksum: checksum)
@@ -126,7 +127,7 @@ public enum PackFormat {
                 throw CoreError(.malformedObject, "pack \(pack) index has an unknown type or codec")
             }
             let rec = IndexRecord(id: id, type: type, codec: codec, offset: try r.u64(), rawLength: try r.u32(), storedLength: try r.u32())
-            guard rec.dataOffset + UInt64(rec.storedLength) <= footer.indexOffset else {
+            guard rec.offset <= footer.indexOffset, footer.indexOffset - rec.offset >= UInt64(entryHeaderSize) + UInt64(rec.storedLength) else {
                 throw CoreError(.malformedObject, "pack \(pack) index points past its data")
             }
             if let last = out.last, !(last.id < rec.id) {

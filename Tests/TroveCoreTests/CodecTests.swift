@@ -133,3 +133,20 @@ final class CodecTests: XCTestCase {
         XCTAssertNil(random.withUnsafeBytes { src in out.withUnsafeMutableBytes { c.compressIfPays(src, into: $0.baseAddress!, capacity: $0.count) } })
     }
 }
+
+final class HostilePackTrailerTests: XCTestCase {
+    /// A footer or index written by someone else (a bucket anyone can write to) may hold any
+    /// numbers: they are refused, never trapped on.
+    func testOffsetsNearTheTopOfUInt64AreRefusedNotTrappedOn() throws {
+        var w = ByteWriter()
+        w.u64(UInt64.max - 3); w.u32(1); w.u32(PackFormat.version)
+        w.raw([UInt8](repeating: 0, count: 32)); w.raw(PackFormat.endMagic)
+        XCTAssertThrowsError(try PackFormat.parseFooter(w.bytes, fileSize: 100, pack: "p"))
+        let records = [PackFormat.IndexRecord(id: SHA256.hash([1]), type: .chunk, codec: .raw, offset: UInt64.max - 10, rawLength: 1, storedLength: 100)]
+        let (trailer, _) = PackFormat.trailer(records: records, indexOffset: 16)
+        let footer = try PackFormat.parseFooter(Array(trailer.suffix(PackFormat.footerSize)), fileSize: 16 + UInt64(trailer.count), pack: "p")
+        XCTAssertThrowsError(try PackFormat.parseIndex(trailer, footer: footer, pack: "p")) { e in
+            XCTAssertTrue("\(e)".contains("points past its data"), "\(e)")
+        }
+    }
+}

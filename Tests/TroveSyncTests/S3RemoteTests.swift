@@ -110,17 +110,28 @@ final class S3RemoteTests: RemoteConformance {
                                                   with: "http%3A%2F%2F127.0.0.1%3A\(port)")
         XCTAssertNotEqual(proxied, direct)
         XCTAssertTrue(try S3Remote(url: direct, environment: ProcessInfo.processInfo.environment).honoursConditionalWrites(), "radosgw honours If-None-Match")
-        let remote = try S3Remote(url: proxied, environment: ProcessInfo.processInfo.environment)
-        XCTAssertFalse(try remote.honoursConditionalWrites(), "the proxy's overwrite is detected")
-        // One writer at a time still moves refs (each entry checked by reading it back).
+        let refusing = try S3Remote(url: proxied, environment: ProcessInfo.processInfo.environment)
+        XCTAssertFalse(try refusing.honoursConditionalWrites(), "the proxy's overwrite is detected")
         let a = try makeLocal("a")
         let first = try commit(a, ["x": Array("1".utf8)])
+        // Refs do not move where two writers could lose an update; the error says what to do.
+        XCTAssertThrowsError(try push(a, to: refusing)) { e in
+            let s = e as? SyncError
+            XCTAssertEqual(s?.code, .conflict, "\(e)")
+            XCTAssertTrue(s?.message.contains("does not honour conditional writes") ?? false, "\(e)")
+            XCTAssertTrue(s?.hint?.contains("trove daemon") ?? false, "\(e)")
+        }
+        XCTAssertEqual(try open(direct).listRefs(), [], "no ref moved")
+        // With the user's word that one store pushes here, refs move, each entry read back.
+        var env = ProcessInfo.processInfo.environment
+        env["TROVE_S3_SINGLE_WRITER"] = "1"
+        let remote = try S3Remote(url: proxied, environment: env)
         _ = try push(a, to: remote)
         let second = try commit(a, ["x": Array("2".utf8)])
         _ = try push(a, to: remote)
         XCTAssertEqual(try open(direct).listRefs(), [RefEntry(name: "heads/main", id: second)])
         XCTAssertNotEqual(first, second)
-        XCTAssertEqual(try packFiles(direct).filter { $0.hasSuffix(".idx") }.count, 4, "two pushes, a chunk pack and a metadata pack each")
+        XCTAssertEqual(try packFiles(direct).filter { $0.hasSuffix(".idx") }.count, 4, "a chunk pack and a metadata pack for each commit")
     }
 
     func testAnInterruptedMultipartUploadResumesWithoutSendingItsPartsAgain() throws {

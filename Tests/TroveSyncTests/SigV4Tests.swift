@@ -20,3 +20,22 @@ final class SigV4Tests: XCTestCase {
         XCTAssertEqual(SigV4.encode("x/y z", keepSlash: true), "x/y%20z")
     }
 }
+
+final class S3LocationTests: XCTestCase {
+    func testURLsAndEndpointsAreCheckedBeforeAnyRequest() throws {
+        let l = try S3Location.parse("s3://my-bucket/a/b/?endpoint=http%3A%2F%2F127.0.0.1%3A7480&region=eu-west-1")
+        XCTAssertEqual(l.bucket, "my-bucket")
+        XCTAssertEqual(l.prefix, "a/b")
+        XCTAssertEqual(l.endpoint, "http://127.0.0.1:7480")
+        XCTAssertEqual(l.region, "eu-west-1")
+        XCTAssertEqual(try S3Location.parse(l.text), l)
+        for bad in ["s3://ab/x", "s3://Upper/x", "s3://bucket/../x", "s3://bucket/x?endpoint=ftp://h"] {
+            XCTAssertThrowsError(try S3Location.parse(bad), bad)
+        }
+        let env = ["AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"]
+        XCTAssertThrowsError(try S3Client(location: try S3Location.parse("s3://bucket/x?endpoint=http%3A%2F%2Fgw%2Fs3"), environment: env)) { e in
+            XCTAssertTrue("\(e)".contains("no path"), "\(e)")
+        }
+        XCTAssertThrowsError(try S3Client(location: l, environment: ["HOME": "/nonexistent"])) { XCTAssertEqual(($0 as? SyncError)?.code, .unauthorized) }
+    }
+}

@@ -100,8 +100,15 @@ public final class S3Client: @unchecked Sendable {
         signer = SigV4(accessKey: creds.key, secretKey: creds.secret, sessionToken: creds.token, region: region)
         var e = location.endpoint ?? environment["AWS_ENDPOINT_URL_S3"] ?? environment["AWS_ENDPOINT_URL"] ?? "https://s3.\(region).amazonaws.com"
         while e.hasSuffix("/") { e.removeLast() }
+        let parts = e.split(separator: "/", omittingEmptySubsequences: true)
+        guard parts.count == 2 else {
+            throw SyncError(.invalidInput, "\(e): the S3 endpoint must be http(s)://HOST[:PORT] with no path", hint: "the bucket goes in the s3:// URL")
+        }
         endpoint = e
-        host = String(e.split(separator: "/", omittingEmptySubsequences: true).dropFirst().first ?? "")
+        // As the HTTP client sends it: a default port is left out, and what is signed must match.
+        var h = String(parts[1])
+        if (e.hasPrefix("http://") && h.hasSuffix(":80")) || (e.hasPrefix("https://") && h.hasSuffix(":443")) { h = String(h[..<h.lastIndex(of: ":")!]) }
+        host = h
         var config = HTTPClient.Configuration()
         config.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 16)
         config.timeout = .init(connect: .seconds(5), read: .seconds(300))
@@ -142,7 +149,7 @@ public final class S3Client: @unchecked Sendable {
                 if trace {
                     FileHandle.standardError.write(Data("s3: \(method.rawValue) \(key ?? "/")\(q) \(reply.status.code) \(body?.count ?? 0)↑ \(reply.buffer.readableBytes)↓ \(Double(DispatchTime.now().uptimeNanoseconds - started) / 1e6) ms\n".utf8))
                 }
-                if reply.status.code >= 500 && attempt < attempts {
+                if reply.status.code >= 500 && reply.status != .notImplemented && attempt < attempts {
                     Thread.sleep(forTimeInterval: delay)
                     delay *= 2
                     continue
@@ -167,6 +174,11 @@ public final class S3Client: @unchecked Sendable {
         let message = Self.values("Message", in: r.text).first.map { ": \($0)" } ?? ""
         let text = "s3://\(location.bucket)/\(location.prefix): \(what) was refused (\(code)\(message))"
         switch (r.status.code, code) {
+        case (_, "RequestTimeTooSkewed"):
+            return SyncError(.unauthorized, text, hint: "this machine's clock is off by more than 15 minutes: set it right (NTP)")
+        case (_, "AuthorizationHeaderMalformed"), (_, "PermanentRedirect"), (301, _):
+            let region = r.headers.first(name: "x-amz-bucket-region").map { " (the bucket is in \($0))" } ?? ""
+            return SyncError(.invalidInput, text, hint: "the region is wrong\(region): `trove remote add … --region R` or AWS_REGION")
         case (_, "SignatureDoesNotMatch"), (_, "InvalidAccessKeyId"), (401, _):
             return SyncError(.unauthorized, text, hint: "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or the profile) for \(endpoint)")
         case (_, "NoSuchBucket"):
@@ -188,6 +200,8 @@ public final class S3Client: @unchecked Sendable {
 
     /// The same, as the buffer it arrived in (no copy).
     public func getBuffer(_ name: String, range: Range<UInt64>? = nil) throws -> ByteBuffer? {
+        // An empty object's range (bytes=X-(X-1)) is not a valid Range header: nothing to read.
+        if let range, range.isEmpty { return ByteBuffer() }
         let headers = range.map { [("range", "bytes=\($0.lowerBound)-\($0.upperBound - 1)")] } ?? []
         let r = try request(.GET, key: location.key(name), headers: headers, maxReply: Int(range.map { $0.count } ?? (1 << 30)) + 1024)
         if r.status == .notFound && Self.values("Code", in: r.text).first != "NoSuchBucket" { return nil }

@@ -31,19 +31,27 @@ public final class S3Remote: Remote {
     /// Parts of resumed uploads that S3 held already and were not sent again.
     public let partsResumed = Locked(0)
 
+    /// `TROVE_S3_SINGLE_WRITER=1`: the user vouches that one store pushes here, so a server
+    /// without conditional writes may still take ref updates.
+    let singleWriter: Bool
+
     public init(url: String, environment: [String: String]) throws {
         self.url = url
+        singleWriter = environment["TROVE_S3_SINGLE_WRITER"] == "1"
         let location = try S3Location.parse(url)
         let client = try S3Client(location: location, environment: environment)
         s3 = client
         let cache = Locked<[String: [UInt8]]>([:])
         source = RemotePackTable(name: "s3://\(location.bucket)/\(location.key("packs"))") { pack, range in
             // Metadata packs (commits, trees, manifests: small) are read whole once; chunk packs by range.
-            if let whole = cache.get()[pack] { return Array(whole[Int(range.lowerBound)..<Int(range.upperBound)]) }
-            if pack.hasPrefix("m-"), let whole = try client.get("packs/\(pack).pack") {
-                cache.update { $0[pack] = whole }
+            func cut(_ whole: [UInt8]) throws -> [UInt8] {
                 guard range.upperBound <= UInt64(whole.count) else { throw SyncError(.integrity, "\(url): pack \(pack) is shorter than its index says") }
                 return Array(whole[Int(range.lowerBound)..<Int(range.upperBound)])
+            }
+            if let whole = cache.get()[pack] { return try cut(whole) }
+            if pack.hasPrefix("m-"), let whole = try client.get("packs/\(pack).pack") {
+                cache.update { $0[pack] = whole }
+                return try cut(whole)
             }
             guard let bytes = try client.get("packs/\(pack).pack", range: range) else {
                 throw SyncError(.integrity, "\(url): pack \(pack) is missing but its index is there", hint: "push again from a store that has the objects")
@@ -78,6 +86,8 @@ public final class S3Remote: Remote {
         var head: String?
         var time: Int64?
         var by: String?
+        /// Random, so that a writer recognises its own entry (a reply lost after the write).
+        var nonce: String?
 
         var entries: [RefEntry] {
             refs.sorted { $0.key < $1.key }.compactMap { k, v in ObjectID(hex: v).map { RefEntry(name: k, id: $0) } }
@@ -97,7 +107,8 @@ public final class S3Remote: Remote {
         guard let key = keys.last ?? start else { return (nil, LogState(seq: 0, refs: [:])) }
         guard let bytes = try s3.get(key) else { throw SyncError(.integrity, "\(url): ref log entry \(key) is listed but cannot be read") }
         guard let state = try? JSONDecoder().decode(LogState.self, from: Data(bytes)), Self.logKey(state.seq) == key else {
-            throw SyncError(.integrity, "\(url): ref log entry \(key) is damaged", hint: "append a good entry from a store that has the refs (trove push --force)")
+            throw SyncError(.integrity, "\(url): ref log entry \(key) is damaged",
+                            hint: "remove it (aws s3 rm s3://\(s3.location.bucket)/\(s3.location.key(key))): the entry before it holds the refs; then push again")
         }
         lock.withLock { latestEntry = key }
         return (key, state)
@@ -107,16 +118,25 @@ public final class S3Remote: Remote {
     public func honoursConditionalWrites() throws -> Bool {
         if let known = lock.withLock({ conditionalWrites }) { return known }
         let probe = "refs/probe-\(UInt64.random(in: 0...UInt64.max))"
-        _ = try s3.put(probe, Array("1".utf8), ifAbsent: true)
-        let second = try s3.put(probe, Array("2".utf8), ifAbsent: true)
-        try? s3.delete(probe)
-        lock.withLock { conditionalWrites = !second }
-        return !second
+        defer { try? s3.delete(probe) }
+        let honoured: Bool
+        do {
+            _ = try s3.put(probe, Array("1".utf8), ifAbsent: true)
+            honoured = try !s3.put(probe, Array("2".utf8), ifAbsent: true)
+        } catch let e as SyncError where e.message.contains("NotImplemented") {
+            honoured = false  // servers that answer 501 to If-None-Match
+        }
+        lock.withLock { conditionalWrites = honoured }
+        return honoured
     }
 
     public func updateRefs(_ updates: [RefUpdate]) throws -> [RefUpdateResult] {
         guard updates.count <= SyncProtocol.maxRefs else { throw SyncError(.invalidInput, "\(updates.count) ref updates; the limit is \(SyncProtocol.maxRefs)") }
         let conditional = try honoursConditionalWrites()
+        guard conditional || singleWriter else {
+            throw SyncError(.conflict, "\(url): this S3 server does not honour conditional writes (If-None-Match), so two pushes at once could lose a ref update; refs were not moved",
+                            hint: "for many writers put a trove daemon in front of the bucket; if only one store ever pushes here, set TROVE_S3_SINGLE_WRITER=1")
+        }
         for _ in 0..<50 {
             try refreshPacks()
             let (_, state) = try readLog()
@@ -132,19 +152,23 @@ public final class S3Remote: Remote {
             next.head = state.head ?? "heads/main"
             next.time = Int64(Date().timeIntervalSince1970)
             next.by = "trove/\(TroveVersion.string)"
+            next.nonce = String(UInt64.random(in: 0...UInt64.max), radix: 36)
             let enc = JSONEncoder()
             enc.outputFormatting = [.sortedKeys]
             let body = Array(try enc.encode(next))
             let key = Self.logKey(next.seq)
             if conditional {
-                // Exactly one writer creates each entry; a loser reads the new state and checks again.
-                guard try s3.put(key, body, ifAbsent: true) else { continue }
+                // Exactly one writer creates each entry; a loser reads the new state and checks again. A
+                // refusal may also answer our own retried write whose first reply was lost: then the
+                // entry there is ours.
+                guard try s3.put(key, body, ifAbsent: true) || s3.get(key) == body else { continue }
             } else {
+                // One writer by the user's word (TROVE_S3_SINGLE_WRITER=1): still, never knowingly overwrite.
                 guard try s3.get(key) == nil else { continue }
                 try s3.put(key, body)
                 guard try s3.get(key) == body else {
-                    throw SyncError(.conflict, "\(url): another push updated the refs at the same moment, and this S3 server does not honour conditional writes (If-None-Match), so one update may be lost",
-                                    hint: "fetch and check the refs; for many writers put a trove daemon in front of the bucket (trove daemon --objects s3://...)")
+                    throw SyncError(.conflict, "\(url): another push updated the refs at the same moment (TROVE_S3_SINGLE_WRITER=1 is set, but two stores push here)",
+                                    hint: "fetch and check the refs; for many writers put a trove daemon in front of the bucket")
                 }
             }
             lock.withLock { latestEntry = key }
@@ -281,7 +305,12 @@ public final class S3Remote: Remote {
         if let e = errors.get() { throw e }
         for (n, e) in results.get() { etags[n] = e }
         guard !etags.contains(nil) else { throw SyncError(.transport, "\(url): a part of \(key) has no ETag") }
-        try s3.completeMultipart(key, uploadID: uploadID, parts: etags.enumerated().map { ($0.offset + 1, $0.element ?? "") })
+        do {
+            try s3.completeMultipart(key, uploadID: uploadID, parts: etags.enumerated().map { ($0.offset + 1, $0.element ?? "") })
+        } catch let e as SyncError where e.message.contains("NoSuchUpload") {
+            // Another pusher of the same pack completed this upload first: done if the object is whole.
+            guard try s3.list(key).contains(where: { $0.name == key && $0.size == UInt64(bytes.count) }) else { throw e }
+        }
     }
 
     public func download(_ ids: [ObjectID], receive: (PackedObject) throws -> Void) throws {
