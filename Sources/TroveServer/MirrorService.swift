@@ -19,7 +19,9 @@ public struct MirrorSpec: Sendable, Equatable {
         }
         let name = String(first[..<eq]), url = String(first[first.index(after: eq)...])
         try Refs.validate("remotes/\(name)/x")
-        var spec = MirrorSpec(name: name, url: url, project: String(url.split(separator: "/").last ?? ""))
+        // The last part of the URL's path (an s3:// URL's query is not part of it).
+        let path = url.split(separator: "?", maxSplits: 1).first ?? Substring(url)
+        var spec = MirrorSpec(name: name, url: url, project: String(path.split(separator: "/").last ?? ""))
         for option in parts.dropFirst() {
             let kv = option.split(separator: "=", maxSplits: 1).map(String.init)
             guard kv.count == 2 else { throw StoreError(.invalidInput, "--mirror option \(option) is not KEY=VALUE") }

@@ -55,4 +55,41 @@ final class S3CommandTests: XCTestCase {
         XCTAssertEqual(missing.status, 3, missing.stderr)
         XCTAssertTrue(missing.stderr.contains("NoSuchBucket") && missing.stderr.contains("s3 mb"), missing.stderr)
     }
+
+    /// A cluster node's daemon keeps a project in step with a bucket, both ways (`--mirror NAME=s3://…`).
+    func testADaemonMirrorsAProjectWithABucket() throws {
+        let gw = try RadosGateway.shared()
+        let s = TroveSandbox("trove-s3-mirror")
+        s.extraEnvironment = gw.environment.merging(["TROVE_PROGRESS": "0"]) { _, b in b }
+        let bucket = "mirror-" + String(UInt32.random(in: 0...UInt32.max), radix: 36)
+        try gw.createBucket(bucket)
+        let url = "s3://\(bucket)/p?endpoint=" + (gw.endpoint.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "")
+        ok(s.trove("init", "-q"), "init")
+        s.write("w.bin", SeededBytes.bytes(seed: 21, count: 400_000))
+        ok(s.trove("add", "-q", "w.bin"), "add")
+        ok(s.trove("commit", "-qm", "one"), "commit")
+        ok(s.trove("push", url), "push to the bucket")
+        let c1 = try XCTUnwrap(Refs(root: s.path(".trove")).read("heads/main"))
+        let root = s.temp.sub("node")
+        ok(s.trove(["daemon", "project", "create", "p", "--root", root]), "project")
+        let node = try DaemonProcess(root: root, arguments: ["--mirror", "lake=\(url),interval=1s,direction=both"], environment: s.environment)
+        let refs = Refs(root: root + "/projects/p")
+        XCTAssertTrue(waitFor { (try? refs.read("heads/main")) == c1 }, "the node pulled the bucket's main")
+        // A tag pushed to the node reaches the bucket.
+        ok(s.trove("tag", "v1"), "tag")
+        s.extraEnvironment["TROVE_TOKEN"] = try node.token("p", role: "write")
+        ok(s.trove("push", node.url("p"), "tags/v1"), "push the tag to the node")
+        XCTAssertTrue(waitFor { s.trove(["remote", "show", url, "--json"]).stdout.contains("tags/v1") }, "the node's mirror pushed it to the bucket")
+        ok(s.trove(["fsck", "--full", "--store", root + "/projects/p"]), "node store complete")
+        ok(s.trove(["fsck", "--full", "--store", url]), "bucket complete")
+    }
+
+    func waitFor(seconds: Double = 20, _ condition: () -> Bool) -> Bool {
+        let end = Date().addingTimeInterval(seconds)
+        while Date() < end {
+            if condition() { return true }
+            usleep(200_000)
+        }
+        return condition()
+    }
 }
