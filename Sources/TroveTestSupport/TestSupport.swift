@@ -225,3 +225,13 @@ extension TroveSandbox {
     @discardableResult
     public func git(_ args: String..., cwd: String? = nil) -> ProcessResult { git(args, cwd: cwd) }
 }
+
+/// Polls `condition` every 0.1 s until it holds or `seconds` pass; its last answer.
+public func waitFor(seconds: Double = 15, _ condition: () -> Bool) -> Bool {
+    let end = Date().addingTimeInterval(seconds)
+    while Date() < end {
+        if condition() { return true }
+        usleep(100_000)
+    }
+    return condition()
+}

@@ -12,12 +12,18 @@ final class S3CommandTests: XCTestCase {
         XCTAssertEqual(r.status, 0, "\(what): \(r.stdout)\n\(r.stderr)", file: file, line: line)
     }
 
-    func testPushCloneAndPartialCloneThroughABucket() throws {
+    /// A sandbox with the gateway's credentials and a fresh bucket of its own.
+    func sandbox(_ label: String) throws -> (s: TroveSandbox, gw: RadosGateway, bucket: String) {
         let gw = try RadosGateway.shared()
-        let s = TroveSandbox("trove-s3")
+        let s = TroveSandbox(label)
         s.extraEnvironment = gw.environment.merging(["TROVE_PROGRESS": "0"]) { _, b in b }
-        let bucket = "e2e-" + String(UInt32.random(in: 0...UInt32.max), radix: 36)
+        let bucket = label + "-" + String(UInt32.random(in: 0...UInt32.max), radix: 36)
         try gw.createBucket(bucket)
+        return (s, gw, bucket)
+    }
+
+    func testPushCloneAndPartialCloneThroughABucket() throws {
+        let (s, gw, bucket) = try sandbox("trove-s3")
         ok(s.trove("init", "-q"), "init")
         ok(s.shell("mkdir -p data/a data/b && head -c 3000000 /dev/urandom > model.bin && for i in $(seq 40); do echo a$i > data/a/f$i; echo b$i > data/b/f$i; done"), "files")
         ok(s.trove("add", "-q", "."), "add")
@@ -58,11 +64,7 @@ final class S3CommandTests: XCTestCase {
 
     /// A cluster node's daemon keeps a project in step with a bucket, both ways (`--mirror NAME=s3://…`).
     func testADaemonMirrorsAProjectWithABucket() throws {
-        let gw = try RadosGateway.shared()
-        let s = TroveSandbox("trove-s3-mirror")
-        s.extraEnvironment = gw.environment.merging(["TROVE_PROGRESS": "0"]) { _, b in b }
-        let bucket = "mirror-" + String(UInt32.random(in: 0...UInt32.max), radix: 36)
-        try gw.createBucket(bucket)
+        let (s, gw, bucket) = try sandbox("trove-s3-mirror")
         let url = "s3://\(bucket)/p?endpoint=" + (gw.endpoint.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "")
         ok(s.trove("init", "-q"), "init")
         s.write("w.bin", SeededBytes.bytes(seed: 21, count: 400_000))
@@ -74,22 +76,13 @@ final class S3CommandTests: XCTestCase {
         ok(s.trove(["daemon", "project", "create", "p", "--root", root]), "project")
         let node = try DaemonProcess(root: root, arguments: ["--mirror", "lake=\(url),interval=1s,direction=both"], environment: s.environment)
         let refs = Refs(root: root + "/projects/p")
-        XCTAssertTrue(waitFor { (try? refs.read("heads/main")) == c1 }, "the node pulled the bucket's main")
+        XCTAssertTrue(waitFor(seconds: 20) { (try? refs.read("heads/main")) == c1 }, "the node pulled the bucket's main")
         // A tag pushed to the node reaches the bucket.
         ok(s.trove("tag", "v1"), "tag")
         s.extraEnvironment["TROVE_TOKEN"] = try node.token("p", role: "write")
         ok(s.trove("push", node.url("p"), "tags/v1"), "push the tag to the node")
-        XCTAssertTrue(waitFor { s.trove(["remote", "show", url, "--json"]).stdout.contains("tags/v1") }, "the node's mirror pushed it to the bucket")
+        XCTAssertTrue(waitFor(seconds: 20) { s.trove(["remote", "show", url, "--json"]).stdout.contains("tags/v1") }, "the node's mirror pushed it to the bucket")
         ok(s.trove(["fsck", "--full", "--store", root + "/projects/p"]), "node store complete")
         ok(s.trove(["fsck", "--full", "--store", url]), "bucket complete")
-    }
-
-    func waitFor(seconds: Double = 20, _ condition: () -> Bool) -> Bool {
-        let end = Date().addingTimeInterval(seconds)
-        while Date() < end {
-            if condition() { return true }
-            usleep(200_000)
-        }
-        return condition()
     }
 }

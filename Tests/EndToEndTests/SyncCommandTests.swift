@@ -305,15 +305,6 @@ final class SyncCommandTests: XCTestCase {
         checked(s.trove(["fsck", "--full", "--store", central.root + "/projects/p"]), "central store complete")
     }
 
-    func waitFor(seconds: Double = 15, _ condition: () -> Bool) -> Bool {
-        let end = Date().addingTimeInterval(seconds)
-        while Date() < end {
-            if condition() { return true }
-            usleep(100_000)
-        }
-        return condition()
-    }
-
     func packBytes(_ dir: String) throws -> Int {
         try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".pack") && !$0.hasPrefix("tmp-") }
             .reduce(0) { $0 + ((try FileManager.default.attributesOfItem(atPath: dir + "/" + $1)[.size] as? Int) ?? 0) }
