@@ -144,7 +144,18 @@ public final class S3Client: @unchecked Sendable {
                 let started = DispatchTime.now().uptimeNanoseconds
                 let reply = try blockingAsync {
                     let resp = try await client.execute(req, timeout: .seconds(300))
-                    return Reply(status: resp.status, headers: resp.headers, buffer: try await resp.body.collect(upTo: maxReply))
+                    // Into one buffer of the announced size: collecting by appending regrows and copies
+                    // (a tenth of a clone's CPU went to that).
+                    let announced = resp.headers.first(name: "content-length").flatMap { Int($0) } ?? 0
+                    guard announced <= maxReply else { throw SyncError(.integrity, "\(key ?? "/"): the answer is \(announced) bytes, more than the \(maxReply) expected") }
+                    var buffer = ByteBufferAllocator().buffer(capacity: announced)
+                    for try await part in resp.body {
+                        guard buffer.readableBytes + part.readableBytes <= maxReply else {
+                            throw SyncError(.integrity, "\(key ?? "/"): the answer is longer than the \(maxReply) bytes expected")
+                        }
+                        buffer.writeImmutableBuffer(part)
+                    }
+                    return Reply(status: resp.status, headers: resp.headers, buffer: buffer)
                 }
                 if trace {
                     FileHandle.standardError.write(Data("s3: \(method.rawValue) \(key ?? "/")\(q) \(reply.status.code) \(body?.count ?? 0)↑ \(reply.buffer.readableBytes)↓ \(Double(DispatchTime.now().uptimeNanoseconds - started) / 1e6) ms\n".utf8))
