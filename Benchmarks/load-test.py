@@ -8,13 +8,16 @@ refs-listing p50/p99 latency, daemon peak RSS, and `fsck --full --store` of ever
 import argparse
 import http.client
 import os
+import sys
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import threading
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import free_port  # noqa: E402
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--clients", type=int, default=16)
@@ -35,14 +38,6 @@ def run(cmd, cwd, extra=None, check=True):
     if check and r.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr}")
     return r
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 root = os.path.join(S, "daemon")

@@ -13,11 +13,14 @@ import http.client
 import json
 import multiprocessing as mp
 import os
+import sys
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import free_port  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -27,14 +30,6 @@ ap.add_argument("--seconds", type=float, default=15)
 args = ap.parse_args()
 T = os.path.abspath(args.trove)
 BODY = json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]})
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 async def one_client(port, seconds, rows):

@@ -222,10 +222,9 @@ struct Lineage<K: RegistryKindName>: ParsableCommand {
     @OptionGroup var options: StoreOptions
 
     func run() throws {
-        let links = try Registry(store: try options.openStore(), kind: K.kind).lineage(version)
-        if json {
-            return try Console.json(links.map { ["kind": $0.kind, "label": $0.label, "commit": $0.commit?.hex as Any? ?? NSNull(), "detail": $0.detail, "depth": $0.depth] as [String: Any] })
-        }
+        let registry = Registry(store: try options.openStore(), kind: K.kind)
+        let links = try registry.lineage(version) + registry.served(version)
+        if json { return try Console.json(links.map(\.json)) }
         for l in links {
             let pad = String(repeating: "  ", count: max(0, l.depth))
             Console.out("\(pad)\(l.depth == 0 ? "" : l.depth < 0 ? "→ " : "← ")\(l.label)  \(l.commit?.short() ?? "")")
@@ -268,9 +267,9 @@ enum RegistryRemote {
     @discardableResult
     static func fetch(_ store: Store, kind: Registry.Kind, name: String, remote: String?) throws -> (remote: String, refs: Int) {
         try Registry.validate(name: name)
-        let remotes = store.config.values.keys.filter { $0.hasPrefix("remote.") && $0.hasSuffix(".url") }.map { String($0.dropFirst(7).dropLast(4)) }.sorted()
+        let remotes = Remotes.names(store)
         guard let remoteName = remote ?? (remotes.contains("origin") ? "origin" : remotes.count == 1 ? remotes[0] : nil),
-              let url = store.config.values["remote.\(remoteName).url"] else {
+              let url = Remotes.url(store, remoteName) else {
             throw StoreError(.invalidInput, remotes.isEmpty ? "this store has no remote" : "which remote? (\(remotes.joined(separator: ", ")))", hint: "--remote NAME")
         }
         let r = try RemoteOpener.open(url, environment: ProcessInfo.processInfo.environment, base: FileIO.dirname(store.root))

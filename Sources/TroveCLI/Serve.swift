@@ -83,8 +83,7 @@ extension TroveCommand {
         /// Where this server is, once its port is known: recorded in the store and announced to
         /// its daemon remotes (unless --no-announce).
         func announcement(_ store: Store, name: String, version: Int, host: String) -> @Sendable (Int) -> ServeAnnouncer {
-            let remotes = noAnnounce ? [] : store.config.values.filter { $0.key.hasPrefix("remote.") && $0.key.hasSuffix(".url") }
-                .map { (name: String($0.key.dropFirst(7).dropLast(4)), url: $0.value) }.sorted { $0.name < $1.name }
+            let remotes = noAnnounce ? [] : Remotes.names(store).compactMap { n in Remotes.url(store, n).map { (name: n, url: $0) } }
             let machine = ProcessInfo.processInfo.hostName
             let (publicURL, workers, quiet, root) = (publicURL, workers, options.quiet, store.root)
             return { port in

@@ -84,3 +84,25 @@ public struct ByteReader {
         guard isAtEnd else { throw CoreError(.malformedObject, "\(what) has \(remaining) trailing bytes") }
     }
 }
+
+/// Hex digits, parsed and printed in one place (ids use them; so do digests and JSON escapes).
+public enum Hex {
+    static let digits: [UInt8] = Array("0123456789abcdef".utf8)
+
+    /// The value of one hex digit (either case), or nil.
+    public static func value(_ c: UInt8) -> UInt8? {
+        switch c {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): c - UInt8(ascii: "A") + 10
+        default: nil
+        }
+    }
+
+    /// Lower-case hex of `bytes`.
+    public static func string<S: Sequence>(_ bytes: S) -> String where S.Element == UInt8 {
+        var out: [UInt8] = []
+        for b in bytes { out.append(digits[Int(b >> 4)]); out.append(digits[Int(b & 0xF)]) }
+        return String(decoding: out, as: UTF8.self)
+    }
+}

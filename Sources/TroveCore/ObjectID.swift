@@ -49,15 +49,13 @@ public struct ObjectID: Hashable, Comparable, Sendable, CustomStringConvertible 
         return a.w3 < b.w3
     }
 
-    private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
-
     public var hex: String {
         var out = [UInt8](repeating: 0, count: 64)
         var i = 0
         for word in [w0, w1, w2, w3] {
             var shift: UInt64 = 60
             for _ in 0..<16 {
-                out[i] = ObjectID.hexDigits[Int((word >> shift) & 0xF)]
+                out[i] = Hex.digits[Int((word >> shift) & 0xF)]
                 i += 1
                 shift &-= 4
             }
@@ -90,14 +88,7 @@ public struct ObjectID: Hashable, Comparable, Sendable, CustomStringConvertible 
         return (l, h)
     }
 
-    private static func hexValue(_ c: UInt8) -> UInt64? {
-        switch c {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): return UInt64(c - UInt8(ascii: "0"))
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): return UInt64(c - UInt8(ascii: "a") + 10)
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): return UInt64(c - UInt8(ascii: "A") + 10)
-        default: return nil
-        }
-    }
+    private static func hexValue(_ c: UInt8) -> UInt64? { Hex.value(c).map(UInt64.init) }
 
     private static func parseHexWords(_ hex: String) -> [UInt64]? {
         let utf8 = Array(hex.utf8)
@@ -195,6 +186,6 @@ public enum MD5 {
         var out = [UInt8](repeating: 0, count: 16)
         var len: UInt32 = 0
         _ = EVP_Digest(buffer.baseAddress ?? UnsafeRawPointer(bitPattern: 1), buffer.count, &out, &len, md, nil)
-        return out.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+        return Hex.string(out)
     }
 }

@@ -280,6 +280,11 @@ public struct Registry {
         public var commit: ObjectID?
         public var detail: [String: String]
         public var depth: Int
+
+        /// `{kind, label, commit, detail, depth}`, as `lineage --json` and the API print it.
+        public var json: [String: Any] {
+            ["kind": kind, "label": label, "commit": commit?.hex as Any? ?? NSNull(), "detail": detail, "depth": depth]
+        }
     }
 
     /// The chain behind a version: the version, the run that made it (code, parameters), the
@@ -315,14 +320,18 @@ public struct Registry {
             }
         }
         try describe(commit, label: "\(kind) \(name)@v\(n)", depth: 0)
-        // Where it is served from this store (depth -1: after the version, data → run → version → endpoint).
-        if kind == .model {
-            for r in ServingRecord.live(storeRoot: store.root) where r.name == name && r.version == n {
-                out.append(Link(kind: "served", label: "served at \(r.url)", commit: nil,
-                                detail: ["host": r.host, "pid": "\(r.pid)", "workers": "\(r.workers)", "since": iso(r.started)], depth: -1))
-            }
-        }
         return out
+    }
+
+    /// Where a version is served by `trove serve` processes of this store, as links after the
+    /// version (depth -1: data → run → version → endpoint).
+    public func served(_ text: String) throws -> [Link] {
+        guard kind == .model else { return [] }
+        let (name, n, _) = try resolve(text)
+        return ServingRecord.live(storeRoot: store.root).filter { $0.name == name && $0.version == n }.map { r in
+            Link(kind: "served", label: "served at \(r.url)", commit: nil,
+                 detail: ["host": r.host, "pid": "\(r.pid)", "workers": "\(r.workers)", "since": iso(r.started)], depth: -1)
+        }
     }
 
     /// `datasets/NAME@vN` (or a model) when `commit` is a registry version.

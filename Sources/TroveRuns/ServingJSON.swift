@@ -220,7 +220,7 @@ public struct JSONScanner {
                      UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
                     at += 2
                 case UInt8(ascii: "u"):
-                    guard at + 6 <= bytes.count, (at + 2..<at + 6).allSatisfy({ Self.hexValue(bytes[$0]) != nil }) else {
+                    guard at + 6 <= bytes.count, (at + 2..<at + 6).allSatisfy({ Hex.value(bytes[$0]) != nil }) else {
                         throw fail("a bad \\u escape")
                     }
                     at += 6
@@ -253,17 +253,9 @@ public struct JSONScanner {
     }
 
     private func hex4(_ i: Int) -> UInt32 {
-        (0..<4).reduce(UInt32(0)) { $0 << 4 | UInt32(Self.hexValue(bytes[i + $1]) ?? 0) }
+        (0..<4).reduce(UInt32(0)) { $0 << 4 | UInt32(Hex.value(bytes[i + $1]) ?? 0) }
     }
 
-    private static func hexValue(_ c: UInt8) -> UInt8? {
-        switch c {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): c - UInt8(ascii: "A") + 10
-        default: nil
-        }
-    }
 }
 
 extension JSONScanner {

@@ -140,9 +140,7 @@ struct RegistryAPI: Sendable {
         let m = Dictionary(c.metadata.map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
         let files = try r.store.flatten(tree: c.tree).sorted { $0.key < $1.key }
         let card = try files.first { $0.key == "README.md" }.map { String(decoding: try Materializer.readBlob(store: r.store, blob: $0.value.id), as: UTF8.self) }
-        let lineage = try r.lineage("\(n)@v\(version)").map { l -> [String: Any] in
-            ["kind": l.kind, "label": l.label, "commit": l.commit?.hex as Any? ?? NSNull(), "detail": l.detail, "depth": l.depth]
-        }
+        let lineage = try r.lineage("\(n)@v\(version)").map(\.json)
         let versions = try r.versions(n)
         return json([
             "name": n, "kind": r.kind.rawValue, "version": version, "commit": commit.hex, "time": c.time, "author": c.author,

@@ -144,6 +144,11 @@ class UI:
     def click(self, css):
         self.d.find_element(By.CSS_SELECTOR, css).click()
 
+    def check_no_markup(self):
+        """User data shown as text: no script, img or iframe element anywhere in the app."""
+        if self.js("return document.querySelectorAll('#app script, #app img, #app iframe').length"):
+            raise Failure("data became markup: a script/img/iframe element is in the page")
+
     def check_no_alert(self, where):
         try:
             a = self.d.switch_to.alert
@@ -312,8 +317,7 @@ def step_xss(ui, a):
         got = ui.text("#run-name")
         if got != a.xss_text:
             raise Failure(f"the run named {a.xss_text!r} shows as {got!r}")
-        if ui.js("return document.querySelectorAll('#app script, #app img, #app iframe').length"):
-            raise Failure("data became markup: a script/img/iframe element is in the page")
+        ui.check_no_markup()
         ui.open(f"#/p/{q(a.project)}/runs?q={q(a.xss_run)}", "runs")
         names = ui.js("return [...document.querySelectorAll('#runs-table td.name')].map(td => td.textContent)")
         if a.xss_text not in names:
@@ -356,8 +360,7 @@ def step_xss_param(ui, a):
     imgs = ui.js("return document.querySelectorAll('#run-params img').length")
     if imgs:
         raise Failure(f"data became markup: {imgs} img element(s) in the parameters table")
-    if ui.js("return document.querySelectorAll('#app script, #app img, #app iframe').length"):
-        raise Failure("data became markup: a script/img/iframe element is in the page")
+    ui.check_no_markup()
     print(f"xss_param_rows={len(values)}")
     ui.check_no_alert("after the parameters table")
 
@@ -427,8 +430,7 @@ def step_model(ui, a):
     bad = ui.js("return document.querySelectorAll('#card script, #card img, #card iframe').length")
     if bad:
         raise Failure(f"the card became markup: {bad} script/img/iframe element(s) in #card")
-    if ui.js("return document.querySelectorAll('#app script, #app img, #app iframe').length"):
-        raise Failure("data became markup: a script/img/iframe element is in the page")
+    ui.check_no_markup()
     print(f"card_chars={len(ui.text('#card'))}")
     if not ui.d.find_elements(By.CSS_SELECTOR, "#lineage svg"):
         raise Failure(f"no lineage graph (#lineage svg): {ui.text('#lineage')[:200]!r}" if ui.d.find_elements(By.ID, "lineage")

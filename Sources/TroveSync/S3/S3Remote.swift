@@ -25,6 +25,7 @@ public final class S3Remote: Remote {
     private var metadataPacks: [String: [UInt8]] = [:]
     private var latestEntry: String?
     private var conditionalWrites: Bool?
+    private var configSeen = false
     /// Bytes of one multipart part, and parts sent at once.
     public var partSize = 8 << 20
     public var partLanes = 4
@@ -238,9 +239,11 @@ public final class S3Remote: Remote {
             throw SyncError(.integrity, "object \(objects[i].id.hex) does not match its id (\(e.message)); nothing was uploaded to \(url)",
                             hint: "run `trove fsck --full` on this store")
         }
-        if try s3.get("config") == nil {
+        // Once per process, not per upload: a prefix's config, once there, never goes.
+        if !lock.withLock({ configSeen }), try s3.get("config") == nil {
             _ = try s3.put("config", Array(StoreConfig.newStore(parameters: .default).render().utf8), ifAbsent: true)
         }
+        lock.withLock { configSeen = true }
         let fresh = try source.contains(objects.map(\.id)).enumerated().filter { !$0.element }.map { objects[$0.offset] }
         // Chunks in one pack, everything else (small, read whole by fetches) in another.
         let meta = fresh.filter { $0.type != .chunk }, data = fresh.filter { $0.type == .chunk }
@@ -314,9 +317,15 @@ public final class S3Remote: Remote {
     }
 
     public func download(_ ids: [ObjectID], receive: (PackedObject) throws -> Void) throws {
-        try refreshPacks()
         var once = Set<ObjectID>()
-        let found = try source.locateMany(ids.filter { once.insert($0).inserted }).compactMap { $0 }
+        let unique = ids.filter { once.insert($0).inserted }
+        var located = try source.locateMany(unique)
+        // The pack list is read again only when something is not known yet (a fetch asks batch by batch).
+        if located.contains(where: { $0 == nil }) {
+            try refreshPacks()
+            located = try source.locateMany(unique)
+        }
+        let found = located.compactMap { $0 }
         // Neighbouring objects of one pack in one ranged GET (gaps under 256 KiB, at most 16 MiB).
         let sorted = found.sorted { ($0.pack, $0.record.offset) < ($1.pack, $1.record.offset) }
         var spans: [(pack: String, range: Range<UInt64>, items: [ObjectLocation])] = []

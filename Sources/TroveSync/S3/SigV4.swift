@@ -42,7 +42,7 @@ public struct SigV4: Sendable {
         let toSign = ["AWS4-HMAC-SHA256", stamp, scope, SHA256.hash(Array(canonical.utf8)).hex].joined(separator: "\n")
         var key = SHA256.hmac(key: Array("AWS4\(secretKey)".utf8), Array(day.utf8))
         for part in [region, service, "aws4_request"] { key = SHA256.hmac(key: key, Array(part.utf8)) }
-        let signature = SHA256.hmac(key: key, Array(toSign.utf8)).map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+        let signature = Hex.string(SHA256.hmac(key: key, Array(toSign.utf8)))
         return added + [("Authorization", "AWS4-HMAC-SHA256 Credential=\(accessKey)/\(scope),SignedHeaders=\(signedHeaders),Signature=\(signature)")]
     }
 
