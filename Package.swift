@@ -16,6 +16,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
     ],
     targets: [
         // System-library shims: module maps only.
@@ -44,7 +45,7 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
         ]),
-        // The daemon: projects, tokens and roles, the sync protocol over HTTP(S), the JSON API, web UI and MLflow tracking, metrics.
+        // The daemon: projects, tokens and roles (files, or PostgreSQL for replicas), the sync protocol over HTTP(S), the JSON API, web UI and MLflow tracking, metrics.
         .target(name: "TroveServer", dependencies: [
             "TroveCore", "TroveProtocol", "TroveStore", "TroveSync", "TroveRuns",
             .product(name: "Hummingbird", package: "hummingbird"),
@@ -55,6 +56,7 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "PostgresNIO", package: "postgres-nio"),
         ], resources: [
             // The web UI, compiled into the binary: the daemon serves it with no files beside it.
             .embedInCode("Web/index.html"), .embedInCode("Web/app.css"), .embedInCode("Web/app.js"),

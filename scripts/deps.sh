@@ -3,8 +3,9 @@
 set -euo pipefail
 need=()
 # slurm-wlm + munge: the single-node Slurm the launcher tests start (scripts/slurm-start.sh);
-# chromium + chromium-driver: the web UI tests drive a real headless browser.
-for p in libzstd-dev libgit2-dev libssl-dev libsqlite3-dev pkg-config git git-lfs python3 openssh-client openssh-server curl openssl slurm-wlm munge chromium chromium-driver; do
+# chromium + chromium-driver: the web UI tests drive a real headless browser;
+# postgresql: the daemon replicas' metadata server (scripts/postgres.sh).
+for p in libzstd-dev libgit2-dev libssl-dev libsqlite3-dev pkg-config git git-lfs python3 openssh-client openssh-server curl openssl slurm-wlm munge chromium chromium-driver postgresql; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then

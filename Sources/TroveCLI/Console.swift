@@ -109,6 +109,15 @@ enum Format {
         return i == 0 ? "\(n) B" : String(format: "%.1f %@", v, units[i])
     }
 
+    /// "4G", "512M", "64K" (powers of 1024, an optional "iB" or "B") or a number of bytes.
+    static func parseSize(_ text: String) -> Int? {
+        var t = text.uppercased()
+        for suffix in ["IB", "B"] where t.hasSuffix(suffix) && t.count > suffix.count { t.removeLast(suffix.count); break }
+        let shifts: [Character: Int] = ["K": 10, "M": 20, "G": 30, "T": 40]
+        if let last = t.last, let shift = shifts[last], let n = Int(t.dropLast()), n > 0 { return n << shift }
+        return Int(t).flatMap { $0 > 0 ? $0 : nil }
+    }
+
     static func rate(_ bytes: UInt64, seconds: Double) -> String {
         guard seconds > 0 else { return "-" }
         return String(format: "%.0f MB/s", Double(bytes) / seconds / 1e6)

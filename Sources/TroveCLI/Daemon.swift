@@ -18,12 +18,35 @@ extension TroveCommand {
                 and metrics: Docs/protocol.md §HTTP. SIGTERM or SIGINT stops it gracefully (requests \
                 in flight finish).
                 """,
-            subcommands: [Serve.self, Project.self, Token.self],
+            subcommands: [Serve.self, Project.self, Token.self, Fsck.self],
             defaultSubcommand: Serve.self)
 
         struct RootOption: ParsableArguments {
-            @Option(help: ArgumentHelp("The daemon's folder (projects/, tokens).", valueName: "DIR")) var root: String
+            @Option(help: ArgumentHelp("The daemon's folder (projects/, tokens; with --objects s3://… only this replica's cache).", valueName: "DIR")) var root: String
+            @Option(help: ArgumentHelp("Where packs are kept: s3://BUCKET/PREFIX[?endpoint=URL&region=R] (needs --metadata; credentials from the AWS chain). Default: under --root. Also TROVE_OBJECTS.", valueName: "URL"))
+            var objects: String?
+            @Option(help: ArgumentHelp("Where projects, tokens and refs are kept: postgres://USER[:PASSWORD]@HOST[:PORT]/DB (replicas share it; PGPASSWORD also read). Default: files under --root. Also TROVE_METADATA.", valueName: "URL"))
+            var metadata: String?
+            @Option(help: ArgumentHelp("With --objects: bytes of packs each project keeps on this replica's disk (e.g. 4G).", valueName: "SIZE"))
+            var cache: String?
             var path: String { FileIO.absolute(root) }
+
+            /// The projects and tokens, in files or in PostgreSQL (whose schema is brought up to date).
+            func open() throws -> (ProjectRegistry, TokenStore) {
+                try FileIO.mkdirs(path)
+                return try backends().open()
+            }
+
+            func backends() throws -> DaemonBackends {
+                let env = ProcessInfo.processInfo.environment
+                var b = DaemonBackends(root: path, objects: objects ?? env["TROVE_OBJECTS"].flatMap { $0.isEmpty ? nil : $0 },
+                                       metadata: metadata ?? env["TROVE_METADATA"].flatMap { $0.isEmpty ? nil : $0 })
+                if let cache {
+                    guard let n = Format.parseSize(cache) else { throw StoreError(.invalidInput, "--cache takes a size like 4G or 512M, not \(cache)") }
+                    b.cacheBytes = n
+                }
+                return b
+            }
         }
 
         struct Serve: ParsableCommand {
@@ -45,6 +68,7 @@ extension TroveCommand {
                 guard (tlsCert == nil) == (tlsKey == nil) else { throw StoreError(.invalidInput, "--tls-cert and --tls-key go together") }
                 try FileIO.mkdirs(root.path + "/projects")
                 var config = DaemonConfiguration(root: root.path)
+                config.backends = try root.backends()
                 config.host = String(listen[..<colon])
                 config.port = port
                 config.tlsCertificate = tlsCert
@@ -78,10 +102,11 @@ extension TroveCommand {
 
                 func run() throws {
                     let p = ChunkerParameters(minSize: chunkAvg / 4, avgSize: chunkAvg, maxSize: chunkAvg * 4)
-                    do { try ProjectRegistry(root: root.path).create(name, parameters: p) } catch let e as ProtocolError {
-                        throw StoreError(.invalidInput, e.message, hint: e.hint)
+                    let projects = try root.open().0
+                    do { try projects.create(name, parameters: p) } catch let e as ProtocolError {
+                        throw StoreError(e.code == .conflict ? .conflict : .invalidInput, e.message, hint: e.hint)
                     }
-                    Console.out("Created project \(name) in \(root.path)/projects/\(name)")
+                    Console.out("Created project \(name) in \(projects.database?.display ?? root.path + "/projects/" + name)")
                 }
             }
 
@@ -91,7 +116,7 @@ extension TroveCommand {
                 @Flag(help: "Print JSON.") var json = false
 
                 func run() throws {
-                    let names = try ProjectRegistry(root: root.path).names()
+                    let names = try root.open().0.names()
                     if json { try Console.json(names); return }
                     for n in names { Console.out(n) }
                 }
@@ -118,8 +143,7 @@ extension TroveCommand {
                         seconds = s
                     }
                     do { try ProjectRegistry.validate(project) } catch let e as ProtocolError { throw StoreError(.invalidInput, e.message, hint: e.hint) }
-                    try FileIO.mkdirs(root.path)
-                    let (token, entry) = try TokenStore(root: root.path).create(project: project, role: r, expiresIn: seconds)
+                    let (token, entry) = try root.open().1.create(project: project, role: r, expiresIn: seconds)
                     if json {
                         try Console.json(["token": token, "id": entry.id, "project": project, "role": "\(r)", "expires": entry.expires])
                         return
@@ -135,7 +159,7 @@ extension TroveCommand {
                 @Flag(help: "Print JSON.") var json = false
 
                 func run() throws {
-                    let list = try TokenStore(root: root.path).list()
+                    let list = try root.open().1.list()
                     if json {
                         try Console.json(list.map { ["id": $0.id, "project": $0.project, "role": "\($0.role)", "expires": $0.expires, "created": $0.created] as [String: Any] })
                         return
@@ -150,9 +174,26 @@ extension TroveCommand {
                 @Argument(help: "The token's id (from `token list`) or the token itself.") var token: String
 
                 func run() throws {
-                    guard try TokenStore(root: root.path).revoke(token) else { throw StoreError(.notFound, "no token \(token)") }
+                    guard try root.open().1.revoke(token) else { throw StoreError(.notFound, "no token \(token)") }
                     Console.out("Revoked \(token.hasPrefix(TokenStore.prefix) ? "the token" : "token \(token)")")
                 }
+            }
+        }
+
+        struct Fsck: ParsableCommand {
+            static let configuration = CommandConfiguration(
+                abstract: "Check a project as the daemon holds it: every pack's index and every ref's history (with --full, every object re-read and verified).",
+                discussion: "With --objects/--metadata it checks what the replicas share (packs in S3, refs in PostgreSQL), not one replica's cache. Exit 0: clean; 4: problems, listed.")
+            @Argument(help: "The project.") var name: String
+            @OptionGroup var root: RootOption
+            @Flag(help: "Re-read every object and check it against its id.") var full = false
+            @Flag(help: "Print JSON.") var json = false
+
+            func run() throws {
+                guard let svc = try root.open().0.service(name) else {
+                    throw StoreError(.notFound, "no project \(name)", hint: "list them with `trove daemon project list`")
+                }
+                try TroveCommand.Fsck.report(try svc.check(full: full), json: json)
             }
         }
     }

@@ -59,6 +59,11 @@ extension TroveCommand {
         func checkFiles(_ path: String) throws {
             let r = path.hasPrefix("s3://") ? try S3Remote(url: path, environment: ProcessInfo.processInfo.environment).check(full: full)
                 : try SyncService(store: try SharedStore(root: PathRemote.storeRoot(path))).check(full: full)
+            try Fsck.report(r, json: json)
+        }
+
+        /// Prints a check of a store's files (or a daemon's project) and fails with exit 4 on problems.
+        static func report(_ r: (packs: Int, objects: Int, problems: [String]), json: Bool) throws {
             if json {
                 try Console.json(["clean": r.problems.isEmpty, "packs": r.packs, "objects": r.objects, "problems": r.problems.map { ["message": $0] }])
             } else {

@@ -109,6 +109,8 @@ public struct RefUpdateResult: Hashable, Sendable {
 public enum ProtocolErrorCode: UInt16, Sendable {
     case general = 1, invalidInput = 2, notFound = 3, integrity = 4, conflict = 5, io = 6
     case unauthorized = 7, forbidden = 8, tooLarge = 9, unsupportedVersion = 10
+    /// A service the server needs (its metadata database, its object store) is down: retry.
+    case unavailable = 11
 }
 
 /// An error a peer reported, or a malformed exchange.

@@ -94,6 +94,8 @@ public enum RunList {
     }
 
     static func refsKey(_ store: some RefStore) -> String? {
+        // Refs in a database have no folder times: listed each time (one query).
+        if store.refs.database != nil { return nil }
         let f = refsFolders(store)
         return f.map { "\($0.path)@\($0.mtime)" }.joined(separator: "|")
     }

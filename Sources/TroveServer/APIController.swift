@@ -33,7 +33,7 @@ struct APIController: Sendable {
         v1.get("projects") { req, _ in
             await respond("projects") {
                 let c = try state.caller(req, project: nil, role: .read)
-                let desc = try state.projects.service(c.project)?.store.setting("project.description") ?? ""
+                let desc = try state.projects.setting(c.project, "project.description") ?? ""
                 let list: [[String: Any]] = try state.projects.service(c.project) == nil ? [] : [["name": c.project, "description": desc, "role": "\(c.role)"]]
                 return json(["projects": list])
             }
@@ -181,6 +181,7 @@ struct APIController: Sendable {
             case .conflict: (status, code) = (.conflict, "conflict")
             case .tooLarge: (status, code) = (.contentTooLarge, "too_large")
             case .integrity, .io, .general: (status, code) = (.internalServerError, "internal")
+            case .unavailable: (status, code) = (.serviceUnavailable, "unavailable")
             }
         }
         var err: [String: Any] = ["code": code, "message": message]
@@ -248,7 +249,7 @@ struct APIController: Sendable {
         }
         let all = try p.rows()
         return json([
-            "name": p.name, "description": p.store.setting("project.description") ?? "", "role": "\(c.role)",
+            "name": p.name, "description": try state.projects.setting(p.name, "project.description") ?? "", "role": "\(c.role)",
             "branches": try list("heads/"), "tags": try list("tags/"),
             "runs": ["count": all.rows.count, "recent": all.rows.prefix(10).map { $0.json() }] as [String: Any],
             "sweeps": try sweeps(p, limit: 20),

@@ -27,8 +27,55 @@ public struct DaemonConfiguration: Sendable {
     public var limitRate: Int?
     /// Peers kept in sync unattended.
     public var mirrors: [MirrorSpec] = []
+    /// Where projects, tokens and refs are (`postgres://…`; nil: files under `root`) and where
+    /// packs are (`s3://…`; nil: under `root`): see `DaemonBackends`.
+    public var backends: DaemonBackends
 
-    public init(root: String) { self.root = root }
+    public init(root: String) {
+        self.root = root
+        backends = DaemonBackends(root: root)
+    }
+}
+
+/// What the daemon's replicas share (Docs/deploy.md): with `metadata` a PostgreSQL URL, the
+/// projects, tokens, settings and refs are rows there; with `objects` an S3 URL too, the packs
+/// are in the bucket and `root` holds only this replica's cache.
+public struct DaemonBackends: Sendable {
+    public var root: String
+    public var objects: String?
+    public var metadata: String?
+    /// Bytes of packs per project kept on this replica's disk when they are in S3.
+    public var cacheBytes = 4 << 30
+    public var environment = ProcessInfo.processInfo.environment
+
+    public init(root: String, objects: String? = nil, metadata: String? = nil) {
+        self.root = root
+        self.objects = objects
+        self.metadata = metadata
+    }
+
+    /// The projects and tokens; connects to PostgreSQL and brings its schema up to date first.
+    public func open() throws -> (ProjectRegistry, TokenStore) {
+        if let objects {
+            guard objects.hasPrefix("s3://") else {
+                throw ProtocolError(.invalidInput, "--objects takes s3://BUCKET/PREFIX, not \(objects)", hint: "leave it out to keep packs under --root")
+            }
+            _ = try S3Location.parse(objects)
+            guard metadata != nil else {
+                throw ProtocolError(.invalidInput, "--objects \(objects) needs --metadata postgres://…",
+                                    hint: "the list of packs and the refs live in PostgreSQL, so that replicas agree on them")
+            }
+        }
+        var database: MetadataDatabase?
+        if let metadata {
+            let db = try MetadataDatabase(url: metadata, environment: environment)
+            try db.migrate()
+            database = db
+        }
+        let projects = ProjectRegistry(root: root, database: database, objects: objects, environment: environment)
+        projects.cacheBytes = cacheBytes
+        return (projects, TokenStore(root: root, database: database))
+    }
 }
 
 /// Everything the routes share.
@@ -45,9 +92,9 @@ struct DaemonState: Sendable {
 /// Builds the daemon: router, TLS when configured, and a callback with the bound port.
 public func buildApplication(_ config: DaemonConfiguration, logger: Logger,
                              onRunning: @escaping @Sendable (Int) -> Void) throws -> some ApplicationProtocol {
-    let projects = ProjectRegistry(root: config.root)
+    let (projects, tokens) = try config.backends.open()
     projects.maxUploadBytes = config.maxUploadBytes
-    let state = DaemonState(config: config, projects: projects, tokens: TokenStore(root: config.root),
+    let state = DaemonState(config: config, projects: projects, tokens: tokens,
                             metrics: DaemonMetrics(), uploads: Limiter(limit: config.maxConcurrentUploads),
                             views: ProjectViews(projects: projects))
     // The runs of every project are read once at start, in the background, so that the first

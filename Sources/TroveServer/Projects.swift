@@ -1,3 +1,4 @@
+import Foundation
 import TroveCore
 import TroveProtocol
 import TroveStore
@@ -6,13 +7,29 @@ import TroveSync
 /// The projects under the daemon's root: `ROOT/projects/NAME`, each a bare store (packs, refs,
 /// config; no SQLite). Their services are opened on first use and kept (the pack table is
 /// the in-memory index).
+///
+/// Replicas (`--metadata postgres://…`, `--objects s3://…`): the list of projects, their
+/// settings and refs are in PostgreSQL, their packs in S3; `ROOT/projects/NAME` is then this
+/// replica's cache, which another replica never needs.
 public final class ProjectRegistry: @unchecked Sendable {
     public let root: String
     public var maxUploadBytes = SyncProtocol.defaultMaxUploadBytes
+    public let database: MetadataDatabase?
+    /// `s3://BUCKET/PREFIX` holding every project's packs (with `database` only).
+    public let objects: String?
+    /// Bytes of packs each project keeps on this replica's disk when they are in S3.
+    public var cacheBytes = 4 << 30
+    let environment: [String: String]
     private var open: [String: SyncService] = [:]
     private let lock = Mutex()
 
-    public init(root: String) { self.root = root }
+    public init(root: String, database: MetadataDatabase? = nil, objects: String? = nil,
+                environment: [String: String] = ProcessInfo.processInfo.environment) {
+        self.root = root
+        self.database = database
+        self.objects = objects
+        self.environment = environment
+    }
 
     public var directory: String { root + "/projects" }
 
@@ -35,13 +52,36 @@ public final class ProjectRegistry: @unchecked Sendable {
 
     public func create(_ name: String, parameters: ChunkerParameters = .default) throws {
         try ProjectRegistry.validate(name)
+        if let database {
+            do {
+                try database.query("INSERT INTO projects (name, chunker, created) VALUES ($1, $2, extract(epoch from now())::bigint)",
+                                   [name, StoreConfig.newStore(parameters: parameters, extra: ["core.bare": "true"]).render()])
+            } catch where MetadataDatabase.isUniqueViolation(error) {
+                throw ProtocolError(.conflict, "project \(name) exists already in \(database.display)")
+            }
+            return
+        }
         try FileIO.mkdirs(directory)
         try SharedStore.create(root: directory + "/" + name, parameters: parameters)
     }
 
     public func names() throws -> [String] {
+        if let database { return try database.query("SELECT name FROM projects ORDER BY name").map { try $0.decode(String.self) } }
         guard FileIO.exists(directory) else { return [] }
         return try FileIO.listDirectory(directory).filter { FileIO.exists(directory + "/" + $0 + "/config") }.sorted()
+    }
+
+    /// A project's free-form setting (`project.description`).
+    public func setting(_ name: String, _ key: String) throws -> String? {
+        guard let database else { return try service(name)?.store.setting(key) }
+        guard key == "project.description" else { return nil }
+        return try database.query("SELECT description FROM projects WHERE name = $1", [name]).first.map { try $0.decode(String.self) }
+    }
+
+    public func setSetting(_ name: String, _ key: String, _ value: String) throws {
+        guard let database else { try service(name)?.store.setSetting(key, value); return }
+        guard key == "project.description" else { throw ProtocolError(.invalidInput, "\(key) cannot be set") }
+        try database.query("UPDATE projects SET description = $2 WHERE name = $1", [name, value])
     }
 
     /// The service for a project (the name must be valid); nil when there is no such project.
@@ -49,8 +89,24 @@ public final class ProjectRegistry: @unchecked Sendable {
         try ProjectRegistry.validate(name)
         if let s = lock.withLock({ open[name] }) { return s }
         let path = directory + "/" + name
-        guard FileIO.exists(path + "/config") else { return nil }
-        let s = SyncService(store: try SharedStore(root: path))
+        let store: SharedStore
+        if let database {
+            // The project's row is the truth; the folder is this replica's cache of it.
+            guard let chunker = try database.query("SELECT chunker FROM projects WHERE name = $1", [name]).first.map({ try $0.decode(String.self) }) else {
+                return nil
+            }
+            if !FileIO.exists(path + "/config") {
+                try FileIO.mkdirs(path + "/packs")
+                try FileIO.mkdirs(path + "/refs")
+                try FileIO.atomicWrite(path + "/config", Array(chunker.utf8))
+            }
+            let archive = try objects.map { try S3Archive(objects: $0, project: name, db: database, environment: environment) }
+            store = try SharedStore(root: path, refDatabase: PostgresRefs(db: database, project: name), archive: archive, cacheBytes: cacheBytes)
+        } else {
+            guard FileIO.exists(path + "/config") else { return nil }
+            store = try SharedStore(root: path)
+        }
+        let s = SyncService(store: store)
         s.maxUploadBytes = maxUploadBytes
         return lock.withLock {
             if let existing = open[name] { return existing }

@@ -76,7 +76,7 @@ struct SyncController: Sendable {
             }
         }
         router.get("{project}/v1/settings") { req, ctx in
-            await handle("settings", req, ctx, role: .admin) { svc, _ in try settingsResponse(svc) }
+            await handle("settings", req, ctx, role: .admin) { svc, _ in try await blocking { try settingsResponse(svc, project(ctx)) } }
         }
         router.put("{project}/v1/settings") { req, ctx in
             await handle("settings", req, ctx, role: .admin) { svc, req in
@@ -89,9 +89,9 @@ struct SyncController: Sendable {
                           !text.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f }) else {
                         throw ProtocolError(.invalidInput, "unknown or invalid setting \(k); settable: description (one line of at most 1024 characters)")
                     }
-                    try await blocking { try svc.store.setSetting("project.description", text) }
+                    try await blocking { try state.projects.setSetting(project(ctx), "project.description", text) }
                 }
-                return try settingsResponse(svc)
+                return try await blocking { try settingsResponse(svc, project(ctx)) }
             }
         }
     }
@@ -105,7 +105,7 @@ struct SyncController: Sendable {
         let start = DispatchTime.now().uptimeNanoseconds
         var response: Response
         do {
-            let project = context.parameters.get("project") ?? ""
+            let project = self.project(context)
             try ProjectRegistry.validate(project)
             try authorize(request, project: project, role: role)
             guard let svc = try state.projects.service(project) else {
@@ -241,8 +241,10 @@ struct SyncController: Sendable {
         return Response(status: .ok, headers: [.contentType: SyncController.contentType], body: body)
     }
 
-    func settingsResponse(_ svc: SyncService) throws -> Response {
-        let obj: [String: Any] = ["description": svc.store.setting("project.description") ?? "", "chunker": "\(svc.store.parameters)"]
+    func project(_ context: BasicRequestContext) -> String { context.parameters.get("project") ?? "" }
+
+    func settingsResponse(_ svc: SyncService, _ project: String) throws -> Response {
+        let obj: [String: Any] = ["description": try state.projects.setting(project, "project.description") ?? "", "chunker": "\(svc.store.parameters)"]
         let data = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys])
         return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }
@@ -264,6 +266,7 @@ struct SyncController: Sendable {
         case .tooLarge: status = .contentTooLarge
         case .integrity: status = .unprocessableContent
         case .io: status = .internalServerError
+        case .unavailable: status = .serviceUnavailable
         case .general: status = e.message.contains("busy") ? .serviceUnavailable : .internalServerError
         }
         var headers: HTTPFields = [.contentType: SyncController.contentType]

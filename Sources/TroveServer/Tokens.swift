@@ -1,4 +1,5 @@
 import Glibc
+import PostgresNIO
 import TroveCore
 import TroveStore
 
@@ -30,6 +31,9 @@ public enum Role: Int, Comparable, Sendable, CaseIterable, CustomStringConvertib
 /// token (never the token), project, role, expiry and creation time (Unix seconds; expiry 0 =
 /// never). Written by `trove daemon token ...` with lock + rename; the daemon re-reads the
 /// file when it changes, so a revoked token stops working at once.
+///
+/// With `--metadata postgres://…` the same entries are rows of the `tokens` table, read on
+/// every request, so a token revoked through one replica stops working on all of them at once.
 public final class TokenStore: @unchecked Sendable {
     public struct Entry: Sendable, Equatable {
         public var id: String
@@ -45,7 +49,12 @@ public final class TokenStore: @unchecked Sendable {
     private var entries: [String: Entry] = [:]
     private var loadedStamp: (Int, Int)?
 
-    public init(root: String) { path = root + "/tokens" }
+    let database: MetadataDatabase?
+
+    public init(root: String, database: MetadataDatabase? = nil) {
+        path = root + "/tokens"
+        self.database = database
+    }
 
     public static let prefix = "trv_"
 
@@ -54,6 +63,10 @@ public final class TokenStore: @unchecked Sendable {
     /// The entry for a presented token, if it exists and has not expired.
     public func verify(_ token: String, now: Int64 = Int64(time(nil))) throws -> Entry? {
         let h = TokenStore.hash(token)
+        if let database {
+            return try database.query("SELECT id, hash, project, role, expires, created FROM tokens WHERE hash = $1 AND (expires = 0 OR expires > $2)",
+                                      [h, Int(now)]).first.map(TokenStore.entry)
+        }
         return try lock.withLock {
             try reloadIfChanged()
             guard let e = entries[h], e.expires == 0 || e.expires > now else { return nil }
@@ -62,7 +75,10 @@ public final class TokenStore: @unchecked Sendable {
     }
 
     public func list() throws -> [Entry] {
-        try lock.withLock {
+        if let database {
+            return try database.query("SELECT id, hash, project, role, expires, created FROM tokens ORDER BY project, id").map(TokenStore.entry)
+        }
+        return try lock.withLock {
             try reloadIfChanged()
             return entries.values.sorted { ($0.project, $0.id) < ($1.project, $1.id) }
         }
@@ -76,6 +92,11 @@ public final class TokenStore: @unchecked Sendable {
         let now = Int64(time(nil))
         let entry = Entry(id: id, hash: TokenStore.hash(token), project: project, role: role,
                           expires: seconds.map { now + $0 } ?? 0, created: now)
+        if let database {
+            try database.query("INSERT INTO tokens (id, hash, project, role, expires, created) VALUES ($1, $2, $3, $4, $5, $6)",
+                               [entry.id, entry.hash, entry.project, entry.role.description, Int(entry.expires), Int(entry.created)])
+            return (token, entry)
+        }
         try rewrite { $0.append(entry) }
         return (token, entry)
     }
@@ -84,6 +105,9 @@ public final class TokenStore: @unchecked Sendable {
     public func revoke(_ idOrToken: String) throws -> Bool {
         var found = false
         let h = TokenStore.hash(idOrToken)
+        if let database {
+            return !(try database.query("DELETE FROM tokens WHERE id = $1 OR hash = $2 RETURNING id", [idOrToken, h]).isEmpty)
+        }
         try rewrite { list in
             let before = list.count
             list.removeAll { $0.id == idOrToken || $0.hash == h }
@@ -113,6 +137,12 @@ public final class TokenStore: @unchecked Sendable {
         if let loadedStamp, loadedStamp == stamp { return }
         entries = Dictionary(try TokenStore.parse(try FileIO.readText(path)).map { ($0.hash, $0) }, uniquingKeysWith: { a, _ in a })
         loadedStamp = stamp
+    }
+
+    static func entry(_ row: PostgresRow) throws -> Entry {
+        let (id, hash, project, role, expires, created) = try row.decode((String, String, String, String, Int, Int).self)
+        guard let r = Role(name: role) else { throw StoreError(.integrity, "token \(id) has an unknown role \(role)") }
+        return Entry(id: id, hash: hash, project: project, role: r, expires: Int64(expires), created: Int64(created))
     }
 
     static func parse(_ text: String) throws -> [Entry] {

@@ -297,6 +297,10 @@ public final class Materializer: @unchecked Sendable {
             var i = range.lowerBound
             while i < range.upperBound {
                 let first = locations[i]
+                if let remote = first.files.remote {
+                    i = try readRemoteSpan(remote, locations, i, range.upperBound, use: use)
+                    continue
+                }
                 guard let fd = try first.files.directFD(first.location.pack) else {
                     try use(i, nil)
                     i += 1
@@ -304,16 +308,7 @@ public final class Materializer: @unchecked Sendable {
                 }
                 let block = UInt64(PackWriter.directBlock)
                 let lo = first.location.record.offset / block * block
-                var end = first.location.record.dataOffset + UInt64(first.location.record.storedLength)
-                var j = i + 1
-                while j < range.upperBound {
-                    let r = locations[j].location.record
-                    guard locations[j].files === first.files, locations[j].location.pack == first.location.pack,
-                          r.offset >= end, r.offset - end <= SpanReader.maxGap,
-                          r.dataOffset + UInt64(r.storedLength) - lo <= UInt64(SpanReader.maxSpan) else { break }
-                    end = r.dataOffset + UInt64(r.storedLength)
-                    j += 1
-                }
+                let (j, end) = SpanReader.span(locations, i, range.upperBound, from: lo)
                 let hi = (end + block - 1) / block * block
                 let path = first.files.path(first.location.pack)
                 let got = try FileIO.preadUpTo(fd, buffer.pointer, Int(hi - lo), offset: lo, path: path)
@@ -326,6 +321,43 @@ public final class Materializer: @unchecked Sendable {
                 }
                 i = j
             }
+        }
+
+        /// The objects from `i` on that one read starting at pack offset `lo` covers: same pack,
+        /// gaps ≤ maxGap, ≤ maxSpan in all. Returns the index after the last and the span's end.
+        static func span(_ locations: [Store.Located], _ i: Int, _ upper: Int, from lo: UInt64) -> (Int, UInt64) {
+            let first = locations[i]
+            var end = first.location.record.dataOffset + UInt64(first.location.record.storedLength)
+            var j = i + 1
+            while j < upper {
+                let r = locations[j].location.record
+                guard locations[j].files === first.files, locations[j].location.pack == first.location.pack,
+                      r.offset >= end, r.offset - end <= SpanReader.maxGap,
+                      r.dataOffset + UInt64(r.storedLength) - lo <= UInt64(SpanReader.maxSpan) else { break }
+                end = r.dataOffset + UInt64(r.storedLength)
+                j += 1
+            }
+            return (j, end)
+        }
+
+        /// Neighbouring objects of a pack in an object store, read with one ranged request; returns
+        /// the index after the last one read.
+        private func readRemoteSpan(_ remote: @Sendable (String, Range<UInt64>) throws -> [UInt8], _ locations: [Store.Located],
+                                    _ i: Int, _ upper: Int, use: (Int, UnsafeRawBufferPointer?) throws -> Void) throws -> Int {
+            let first = locations[i]
+            let lo = first.location.record.offset
+            let (j, end) = SpanReader.span(locations, i, upper, from: lo)
+            let bytes = try remote(first.location.pack, lo..<end)
+            guard UInt64(bytes.count) == end - lo else {
+                throw StoreError(.integrity, "\(first.files.directory)/\(first.location.pack): \(bytes.count) bytes came back for \(end - lo)")
+            }
+            try bytes.withUnsafeBytes { raw in
+                for k in i..<j {
+                    let r = locations[k].location.record
+                    try use(k, UnsafeRawBufferPointer(rebasing: raw[Int(r.dataOffset - lo)..<Int(r.dataOffset - lo + UInt64(r.storedLength))]))
+                }
+            }
+            return j
         }
     }
 

@@ -4,10 +4,18 @@ import TroveCore
 /// Refs are small files under `refs/` holding a commit id; HEAD is `ref: refs/heads/NAME` or an
 /// id. Every move takes `NAME.lock` (O_EXCL), compares the current value with the expected
 /// one, writes, fsyncs, renames and appends a reflog line (`logs/NAME`).
+///
+/// A daemon whose replicas share PostgreSQL keeps its projects' refs there instead
+/// (`database`): the same calls, each move one transaction.
 public struct Refs: Sendable {
     public let root: String
+    /// Where the refs are when they are not files under `root`.
+    public let database: (any RefDatabase)?
 
-    public init(root: String) { self.root = root }
+    public init(root: String, database: (any RefDatabase)? = nil) {
+        self.root = root
+        self.database = database
+    }
 
     public enum Head: Equatable, Sendable {
         case branch(String)
@@ -31,6 +39,7 @@ public struct Refs: Sendable {
     func path(_ ref: String) -> String { "\(root)/refs/\(ref)" }
 
     public func head() throws -> Head {
+        if let database { return .branch(database.head) }
         let text = try FileIO.readText(root + "/HEAD").trimmingCharacters(in: " \n\r\t")
         if text.hasPrefix("ref: refs/") { return .branch(String(text.dropFirst("ref: refs/".count))) }
         guard let id = ObjectID(hex: text) else { throw StoreError(.integrity, "\(root)/HEAD is malformed: \(text.debugDescription)") }
@@ -46,6 +55,7 @@ public struct Refs: Sendable {
     }
 
     public func read(_ ref: String) throws -> ObjectID? {
+        if let database { return try database.read(ref) }
         let p = path(ref)
         // One open and one read: a ref file is a hex id and a newline.
         let fd = Glibc.open(p, O_RDONLY | O_CLOEXEC)
@@ -63,6 +73,7 @@ public struct Refs: Sendable {
 
     /// All refs under `prefix` (e.g. "heads/"), sorted.
     public func list(prefix: String = "") throws -> [(name: String, id: ObjectID)] {
+        if let database { return try database.list(prefix: prefix) }
         var out: [(String, ObjectID)] = []
         func walk(_ rel: String) throws {
             let dir = rel.isEmpty ? "\(root)/refs" : "\(root)/refs/\(rel)"
@@ -103,10 +114,11 @@ public struct Refs: Sendable {
     /// runs under the locks with the current values (to refuse, e.g., a non-fast-forward).
     public func updateAll(_ updates: [Update], message: String,
                           check: (_ ref: String, _ current: ObjectID?) throws -> Void = { _, _ in }) throws {
+        for u in updates { try Refs.validate(u.ref) }
+        if let database { return try database.updateAll(updates, message: message.replacingNewlines(), check: check) }
         var locked: [(Update, String, Int32)] = []
         defer { for (_, lockPath, fd) in locked where fd >= 0 { close(fd); unlink(lockPath) } }
         for u in updates.sorted(by: { $0.ref < $1.ref }) {
-            try Refs.validate(u.ref)
             let p = path(u.ref)
             try FileIO.mkdirs(FileIO.dirname(p))
             let lockPath = p + ".lock"
@@ -163,6 +175,7 @@ public struct Refs: Sendable {
 
     /// Points HEAD at a branch or a commit; with `expected`, only if HEAD is still that.
     public func setHead(_ head: Head, expected: Head? = nil, message: String) throws {
+        if database != nil { throw StoreError(.invalidInput, "a daemon's project has no HEAD to move") }
         let text: String
         switch head {
         case .branch(let b): try Refs.validate(b); text = "ref: refs/\(b)\n"
@@ -219,6 +232,13 @@ public struct Refs: Sendable {
         public var new: ObjectID?
         public var time: Int64
         public var message: String
+
+        public init(old: ObjectID?, new: ObjectID?, time: Int64, message: String) {
+            self.old = old
+            self.new = new
+            self.time = time
+            self.message = message
+        }
     }
 
     func reflogPath(_ ref: String) -> String { ref == "HEAD" ? "\(root)/logs/HEAD" : "\(root)/logs/refs/\(ref)" }
@@ -242,6 +262,7 @@ public struct Refs: Sendable {
     }
 
     public func reflog(_ ref: String) throws -> [ReflogEntry] {
+        if let database { return try database.reflog(ref) }
         let p = reflogPath(ref)
         guard FileIO.exists(p) else { return [] }
         return try FileIO.readText(p).split(separator: "\n").compactMap { line in
@@ -256,6 +277,7 @@ public struct Refs: Sendable {
 
     /// Every reflog file (HEAD and refs), for gc.
     public func allReflogs() throws -> [[ReflogEntry]] {
+        if let database { return try database.allReflogs() }
         var out: [[ReflogEntry]] = [try reflog("HEAD")]
         func walk(_ rel: String) throws {
             let dir = "\(root)/logs/refs" + (rel.isEmpty ? "" : "/\(rel)")
@@ -267,6 +289,21 @@ public struct Refs: Sendable {
         try walk("")
         return out
     }
+}
+
+/// Refs kept in a database (the daemon's PostgreSQL) rather than files: what `Refs` delegates to.
+public protocol RefDatabase: Sendable {
+    /// The branch the project's HEAD names (`heads/main`).
+    var head: String { get }
+    func read(_ ref: String) throws -> ObjectID?
+    /// Sorted by name.
+    func list(prefix: String) throws -> [(name: String, id: ObjectID)]
+    /// All or nothing, as `Refs.updateAll`: every expected value checked (and `check` run with
+    /// the current value) while the rows are locked, then every move and its reflog entry
+    /// committed at once. A moved ref is a `StoreError(.conflict)`.
+    func updateAll(_ updates: [Refs.Update], message: String, check: (_ ref: String, _ current: ObjectID?) throws -> Void) throws
+    func reflog(_ ref: String) throws -> [Refs.ReflogEntry]
+    func allReflogs() throws -> [[Refs.ReflogEntry]]
 }
 
 extension String {

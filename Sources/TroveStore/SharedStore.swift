@@ -9,6 +9,9 @@ import TroveCore
 ///
 /// A working store's folder (`.trove`) can be opened this way too: its SQLite index is
 /// ignored here and catches up with new packs the next time the store is opened.
+///
+/// A daemon's replicas share a project through `archived` (packs in S3) and `refs.database`
+/// (PostgreSQL): the folder then holds the config and a bounded cache of packs.
 public final class SharedStore: ObjectSource, @unchecked Sendable {
     public let root: String
     public private(set) var config: StoreConfig
@@ -17,10 +20,15 @@ public final class SharedStore: ObjectSource, @unchecked Sendable {
     public let table: PackTable
     /// True for a store made by `init --bare` / `clone --bare`: no working tree anywhere.
     public let isBare: Bool
+    /// The packs every replica shares (nil: the packs folder is the whole store).
+    public let archived: ArchivedPacks?
+    /// Bytes of packs kept in the packs folder when they are archived (the local cache).
+    public let cacheBytes: Int
 
     public var packsDirectory: String { root + "/packs" }
 
-    public init(root: String) throws {
+    public init(root: String, refDatabase: (any RefDatabase)? = nil, archive: (any PackArchive)? = nil,
+                cacheBytes: Int = 4 << 30) throws {
         self.root = root
         guard FileIO.exists(root + "/config") else {
             throw StoreError(.notAStore, "\(root) is not a trove store (no config file)",
@@ -32,9 +40,36 @@ public final class SharedStore: ObjectSource, @unchecked Sendable {
                              hint: "upgrade trove")
         }
         parameters = try config.chunkerParameters()
-        refs = Refs(root: root)
+        refs = Refs(root: root, database: refDatabase)
         table = PackTable(directory: root + "/packs")
         isBare = config.values["core.bare"] == "true"
+        self.cacheBytes = cacheBytes
+        archived = archive.map { ArchivedPacks(archive: $0, cacheBytes: min(256 << 20, max(16 << 20, cacheBytes / 16))) }
+    }
+
+    /// Catches up with packs written since by other processes (and, archived, other replicas).
+    public func refresh() throws {
+        try table.refresh()
+        try archived?.refresh()
+    }
+
+    /// Keeps the packs folder of an archived store under `cacheBytes`: the oldest packs go
+    /// first (they are in the archive; reads of them go there).
+    func trimCache() {
+        guard archived != nil, let names = try? FileIO.listDirectory(packsDirectory) else { return }
+        var packs: [(name: String, size: Int, time: Int)] = []
+        for n in names where n.hasSuffix(".pack") && !n.hasPrefix("tmp-") {
+            var st = stat()
+            guard stat(packsDirectory + "/" + n, &st) == 0 else { continue }
+            packs.append((n, Int(st.st_size), Int(st.st_mtim.tv_sec)))
+        }
+        var total = packs.reduce(0) { $0 + $1.size }
+        guard total > cacheBytes else { return }
+        for p in packs.sorted(by: { $0.time < $1.time }) where total > cacheBytes {
+            unlink(packsDirectory + "/" + p.name)
+            total -= p.size
+        }
+        try? table.refresh()
     }
 
     /// Creates a bare store (no working tree, no SQLite) at `root`.
@@ -58,8 +93,19 @@ public final class SharedStore: ObjectSource, @unchecked Sendable {
         config = c
     }
 
-    public func locate(_ id: ObjectID) throws -> ObjectLocation? { try table.locate(id) }
-    public func locateMany(_ ids: [ObjectID]) throws -> [ObjectLocation?] { try table.locateMany(ids) }
+    public func locate(_ id: ObjectID) throws -> ObjectLocation? {
+        if let l = try table.locate(id) { return l }
+        return try archived?.locate(id)
+    }
+
+    public func locateMany(_ ids: [ObjectID]) throws -> [ObjectLocation?] {
+        var out = try table.locateMany(ids)
+        guard let archived else { return out }
+        let absent = out.indices.filter { out[$0] == nil }
+        guard !absent.isEmpty else { return out }
+        for (k, l) in try archived.locateMany(absent.map { ids[$0] }).enumerated() { out[absent[k]] = l }
+        return out
+    }
 
     /// What one upload stored.
     public struct Received: Sendable {
@@ -83,7 +129,9 @@ public final class SharedStore: ObjectSource, @unchecked Sendable {
     }
 
     /// One upload fed object by object (by a stream parser): `finish` makes it durable;
-    /// dropping it unfinished discards everything it received.
+    /// dropping it unfinished discards everything it received. An archived store writes the
+    /// pack to `incoming/`, archives it, and only then moves it into the packs folder: no
+    /// reader here sees an object another replica could not find.
     public final class Upload {
         let store: SharedStore
         let maxBytes: Int
@@ -96,8 +144,10 @@ public final class SharedStore: ObjectSource, @unchecked Sendable {
         public init(store: SharedStore, maxBytes: Int) throws {
             self.store = store
             self.maxBytes = maxBytes
-            try store.table.refresh()
-            writer = PackWriter(directory: store.packsDirectory, targetSize: Int.max) { [unowned self] name, _, records in
+            try store.refresh()
+            let directory = store.archived == nil ? store.packsDirectory : store.root + "/incoming"
+            if store.archived != nil { try FileIO.mkdirs(directory) }
+            writer = PackWriter(directory: directory, targetSize: Int.max) { [unowned self] name, _, records in
                 self.finished = (name, records)
             }
         }
@@ -123,7 +173,7 @@ public final class SharedStore: ObjectSource, @unchecked Sendable {
 
         private func append(_ o: PackedObject) throws {
             result.objects += 1
-            guard seen.insert(o.id).inserted, try store.table.locate(o.id) == nil else { return }
+            guard seen.insert(o.id).inserted, try store.locate(o.id) == nil else { return }
             try o.stored.withUnsafeBytes {
                 try writer.append(type: o.type, id: o.id, codec: o.codec, rawLength: o.rawLength, stored: $0)
             }
@@ -134,8 +184,21 @@ public final class SharedStore: ObjectSource, @unchecked Sendable {
         public func finish() throws -> Received {
             try writer.finish()
             if let (name, records) = finished {
+                if let archived = store.archived {
+                    let incoming = writer.directory + "/" + name + ".pack"
+                    do {
+                        try archived.archive.store(pack: name, path: incoming, records: records)
+                        try FileIO.rename(incoming, store.packsDirectory + "/" + name + ".pack")
+                        try FileIO.fsyncDirectory(store.packsDirectory)
+                    } catch {
+                        unlink(incoming)
+                        throw error
+                    }
+                    archived.add(pack: name, records: records)
+                }
                 store.table.add(name: name, records: records)
                 result.pack = name
+                store.trimCache()
             }
             return result
         }

@@ -109,7 +109,8 @@ public final class HTTPRemote: Remote {
 
     public func updateRefs(_ updates: [RefUpdate]) throws -> [RefUpdateResult] {
         // Not retried once sent: a repeated compare-and-swap would report its own success as stale.
-        let r = try call(.POST, "refs", body: Request.updateRefs(updates).framed(), idempotent: false)
+        // Safe to repeat: the daemon reports a ref already at its new value as updated.
+        let r = try call(.POST, "refs", body: Request.updateRefs(updates).framed(), idempotent: true)
         guard case let .refsUpdated(results) = r else { throw unexpected(r) }
         return results
     }

@@ -43,7 +43,7 @@ public final class PeerMirror {
         var out = Outcome()
         let store = local.store
         let (_, theirs) = try remote.hello()
-        try store.table.refresh()
+        try store.refresh()
         let wants = try Array(Set(theirs.map(\.id))).filter { try store.type(of: $0) == nil }
         if !wants.isEmpty {
             let haves = try Array(Set(try store.refs.list().map(\.id))).filter { try store.has($0) }
@@ -54,7 +54,7 @@ public final class PeerMirror {
                                     haves: Array(haves.prefix(SyncProtocol.maxBatchIDs))) { try upload.add($0) }
             }
             try upload.finish()
-            try store.table.refresh()
+            try store.refresh()
             let known = try Graph.ancestry(of: haves, in: store)
             var collector = ObjectCollector(source: store)
             for (id, commit) in try Graph.newCommits(from: wants, notIn: known, in: store) {

@@ -60,6 +60,7 @@ public struct SyncError: Error, CustomStringConvertible, Sendable {
         case .io, .general: code = .io
         case .unauthorized: code = .unauthorized
         case .forbidden: code = .forbidden
+        case .unavailable: code = .transport
         }
         return SyncError(code, "\(remote): \(e.message)", hint: e.hint)
     }

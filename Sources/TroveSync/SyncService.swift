@@ -33,7 +33,7 @@ public final class SyncService: @unchecked Sendable {
     /// One flag per id: true when this store lacks it.
     public func missing(_ ids: [ObjectID]) throws -> [Bool] {
         try checkBatch(ids.count)
-        try store.table.refresh()
+        try store.refresh()
         return try store.contains(ids).map { !$0 }
     }
 
@@ -50,7 +50,7 @@ public final class SyncService: @unchecked Sendable {
     /// lacks are left out, and the receiver sees them missing.
     public func download(_ ids: [ObjectID], emit: (PackedObject) throws -> Void) throws {
         try checkBatch(ids.count)
-        try store.table.refresh()
+        try store.refresh()
         // Large direct reads in pack order: no page-cache fill on the server. Each id once:
         // repeating an id must not multiply what is read and held.
         var once = Set<ObjectID>()
@@ -66,7 +66,7 @@ public final class SyncService: @unchecked Sendable {
     public func metadata(wants: [ObjectID], haves: [ObjectID], emit: (PackedObject) throws -> Void) throws {
         try checkBatch(wants.count)
         try checkBatch(haves.count)
-        try store.table.refresh()
+        try store.refresh()
         try store.emitMetadata(wants: wants, haves: haves, emit: emit)
     }
 
@@ -74,7 +74,7 @@ public final class SyncService: @unchecked Sendable {
     /// fast-forward unless forced, and reach only objects this store has.
     public func updateRefs(_ updates: [RefUpdate]) throws -> [RefUpdateResult] {
         guard updates.count <= SyncProtocol.maxRefs else { throw ProtocolError(.tooLarge, "\(updates.count) ref updates; the limit is \(SyncProtocol.maxRefs)") }
-        try store.table.refresh()
+        try store.refresh()
         var results: [RefUpdateResult] = []
         var refused = false
         for u in updates {
@@ -85,14 +85,19 @@ public final class SyncService: @unchecked Sendable {
         if refused {
             return results.map { $0.status == .ok ? RefUpdateResult(name: $0.name, status: .notApplied, message: "not applied: another ref of this update was refused") : $0 }
         }
+        // A ref already at its new value is done: a client that lost the answer to an update
+        // (a replica killed after committing it) repeats it and is told it worked.
+        let moves = updates.enumerated().filter { results[$0.offset].message != SyncService.alreadyThere }.map(\.element)
         do {
-            try store.refs.updateAll(updates.map { Refs.Update(ref: $0.name, expected: $0.old, new: $0.new, force: false) }, message: "push")
+            try store.refs.updateAll(moves.map { Refs.Update(ref: $0.name, expected: $0.old, new: $0.new, force: false) }, message: "push")
         } catch let e as StoreError where e.code == .conflict {
             let status: RefUpdateResult.Status = e.message.contains("being updated") ? .locked : .stale
             return updates.map { RefUpdateResult(name: $0.name, status: status, message: e.message) }
         }
         return updates.map { RefUpdateResult(name: $0.name, status: .ok) }
     }
+
+    static let alreadyThere = "the ref is at this value already"
 
     private func check(_ u: RefUpdate) throws -> RefUpdateResult {
         do { try Refs.validate(u.name) } catch let e as StoreError {
@@ -102,6 +107,9 @@ public final class SyncService: @unchecked Sendable {
             return RefUpdateResult(name: u.name, status: .invalidName, message: "remotes/ refs belong to the store that fetched them; push to another namespace")
         }
         let current = try store.refs.read(u.name)
+        if let new = u.new, current == new, u.old != new {
+            return RefUpdateResult(name: u.name, status: .ok, message: SyncService.alreadyThere)
+        }
         guard current == u.old else {
             return RefUpdateResult(name: u.name, status: .stale,
                                    message: "ref \(u.name) is at \(current?.short() ?? "nothing"), not \(u.old?.short() ?? "nothing"): fetch first")
@@ -135,13 +143,16 @@ public final class SyncService: @unchecked Sendable {
     /// and with `full` every object re-read and checked against its id. Problems as text.
     public func check(full: Bool) throws -> (packs: Int, objects: Int, problems: [String]) {
         var problems: [String] = []
-        try store.table.refresh()
-        let names = store.table.packNames
+        try store.refresh()
+        // An archived store is checked in its archive (the packs folder is only a cache of it).
+        let names = store.archived?.packNames ?? store.table.packNames
         var objects = 0
         let decompressor = Decompressor()
         for name in names {
             let records: [PackFormat.IndexRecord]
-            do { records = try Store.packIndex(root: store.root, name: name) } catch {
+            do {
+                records = try store.archived.map { try $0.records(of: name) } ?? Store.packIndex(root: store.root, name: name)
+            } catch {
                 problems.append("pack \(name): \(error)")
                 continue
             }

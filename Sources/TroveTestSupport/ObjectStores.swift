@@ -61,3 +61,76 @@ public final class RadosGateway: @unchecked Sendable {
         "s3://\(bucket)/\(prefix)?endpoint=" + (endpoint.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? endpoint)
     }
 }
+
+/// A real PostgreSQL server (`scripts/postgres.sh`, recipe §6) on 127.0.0.1: one shared per
+/// test process (stopped at exit), or one of a test's own that it may kill and restart. Each
+/// test takes a database of its own with `newDatabase()`.
+public final class PostgresServer: @unchecked Sendable {
+    public let directory: String
+    public let port: Int
+    nonisolated(unsafe) static var started: Result<PostgresServer, BatchSystemError>?
+    nonisolated(unsafe) static var stopDirectories: [String] = []
+
+    public static func shared() throws -> PostgresServer {
+        if let started { return try started.get() }
+        let r: Result<PostgresServer, BatchSystemError>
+        do {
+            r = .success(try PostgresServer(directory: (ProcessInfo.processInfo.environment["TMPDIR"] ?? "/tmp") + "/trove-test-pg",
+                                            port: 16432 + Int(getpid() % 500)))
+        } catch { r = .failure(error as? BatchSystemError ?? BatchSystemError("\(error)")) }
+        started = r
+        return try r.get()
+    }
+
+    /// Starts a server of its own in `directory` (removed first).
+    public init(directory: String, port: Int) throws {
+        guard FileManager.default.fileExists(atPath: "/usr/lib/postgresql") else {
+            throw BatchSystemError("PostgreSQL is not installed: run `bash scripts/deps.sh` (postgresql)")
+        }
+        self.directory = directory
+        self.port = port
+        try script("start", port: "\(port)")
+        if PostgresServer.stopDirectories.isEmpty {
+            atexit {
+                for d in PostgresServer.stopDirectories {
+                    _ = Runner.run("/bin/bash", ["-c", "exec bash \"$0\" stop \"$1\" >/dev/null 2>&1 </dev/null", projectRoot + "/scripts/postgres.sh", d],
+                                   cwd: "/", environment: ProcessInfo.processInfo.environment)
+                }
+            }
+        }
+        PostgresServer.stopDirectories.append(directory)
+    }
+
+    @discardableResult
+    func script(_ command: String, port: String = "") throws -> String {
+        let output = directory + ".\(command).log"
+        let r = Runner.run("/bin/bash", ["-c", "exec bash \"$0\" \"$1\" \"$2\" \"$3\" >\"$4\" 2>&1 </dev/null", projectRoot + "/scripts/postgres.sh",
+                                         command, directory, port, output],
+                           cwd: "/", environment: ProcessInfo.processInfo.environment)
+        let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
+        guard r.status == 0 else { throw BatchSystemError("scripts/postgres.sh \(command) failed (\(r.status)): \(text.suffix(2000))") }
+        return text
+    }
+
+    /// SIGKILL to the server and its backends, as a crash or a node lost.
+    public func kill() throws { try script("kill") }
+    /// Starts it again on the same data and port.
+    public func restart() throws { try script("restart") }
+
+    public func url(_ database: String) -> String { "postgres://postgres@127.0.0.1:\(port)/\(database)" }
+
+    /// A new, empty database; its URL.
+    public func newDatabase(_ label: String = "t") throws -> String {
+        let name = label.lowercased().filter { $0.isLetter || $0.isNumber } + "_" + String(UInt64.random(in: 0...UInt64.max), radix: 36)
+        try psql(url("trove"), "CREATE DATABASE \(name)")
+        return url(name)
+    }
+
+    /// Runs SQL with the real `psql`; its output (unaligned, tuples only).
+    @discardableResult
+    public func psql(_ url: String, _ sql: String) throws -> String {
+        let r = Runner.run("/usr/bin/psql", [url, "-qAtc", sql], cwd: "/", environment: ProcessInfo.processInfo.environment)
+        guard r.status == 0 else { throw BatchSystemError("psql \(sql): \(r.stderr)") }
+        return r.stdout
+    }
+}

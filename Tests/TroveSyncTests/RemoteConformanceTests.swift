@@ -230,11 +230,16 @@ class RemoteConformance: XCTestCase {
         _ = try push(a, to: remote)
         let c2 = try commit(a, ["f": Array("2".utf8)])
         _ = try push(a, to: remote)
+        // The same update again, as a client whose answer was lost (a connection cut, a replica
+        // killed after committing) sends it: reported done, and not applied twice.
+        XCTAssertEqual(try remote.updateRefs([RefUpdate(name: "heads/main", old: c1, new: c2)]).map(\.status), [.ok])
+        XCTAssertEqual(try remote.listRefs().map(\.id), [c2])
         // Back to c1 is not a fast-forward.
         let back = try remote.updateRefs([RefUpdate(name: "heads/main", old: c2, new: c1)])
         XCTAssertEqual(back.map(\.status), [.nonFastForward])
         // One stale update in a request refuses the whole request.
-        let mixed = try remote.updateRefs([RefUpdate(name: "tags/v1", old: nil, new: c1), RefUpdate(name: "heads/main", old: c1, new: c2)])
+        let c3 = try commit(a, ["f": Array("3".utf8)])
+        let mixed = try remote.updateRefs([RefUpdate(name: "tags/v1", old: nil, new: c1), RefUpdate(name: "heads/main", old: c1, new: c3)])
         XCTAssertEqual(mixed.map(\.status), [.notApplied, .stale])
         XCTAssertEqual(try remote.listRefs().map(\.name), ["heads/main"])
         // Forced, it moves; names are validated.

@@ -184,6 +184,9 @@ public final class S3Remote: Remote {
             return RefUpdateResult(name: u.name, status: .invalidName, message: "remotes/ refs belong to the store that fetched them; push to another namespace")
         }
         let current = state.id(u.name)
+        if let new = u.new, current == new, u.old != new {
+            return RefUpdateResult(name: u.name, status: .ok, message: SyncService.alreadyThere)
+        }
         guard current == u.old else {
             return RefUpdateResult(name: u.name, status: .stale, message: "ref \(u.name) is at \(current?.short() ?? "nothing"), not \(u.old?.short() ?? "nothing"): fetch first")
         }
@@ -215,7 +218,7 @@ public final class S3Remote: Remote {
 
     /// The records of a pack's `.idx` object: its footer, size and checksum checked, and the
     /// checksum the pack's name.
-    func indexRecords(_ trailer: [UInt8], pack: String) throws -> [PackFormat.IndexRecord] {
+    public func indexRecords(_ trailer: [UInt8], pack: String) throws -> [PackFormat.IndexRecord] {
         do {
             guard trailer.count >= PackFormat.footerSize + 8 else { throw CoreError(.malformedObject, "the index of pack \(pack) is too short") }
             let tail = Array(trailer.suffix(PackFormat.footerSize))
