@@ -40,7 +40,7 @@ public final class MetadataDatabase: @unchecked Sendable {
     }
 
     deinit {
-        for c in idle { _ = c.close() as EventLoopFuture<Void> }
+        for c in idle { try? (c.close() as EventLoopFuture<Void>).wait() }
         try? group.syncShutdownGracefully()
     }
 
@@ -56,14 +56,21 @@ public final class MetadataDatabase: @unchecked Sendable {
             let result = try body(c)
             lock.withLock { idle.append(c) }
             return result
-        } catch let e as PSQLError where e.code == .server {
-            // An SQL error (a constraint, a lock timeout): the connection itself is fine.
+        } catch where !MetadataDatabase.brokeConnection(error) {
+            // An SQL error (a constraint) or one of ours (a ref that moved): the connection is fine.
             lock.withLock { idle.append(c) }
-            throw e
+            throw error
         } catch {
-            _ = c.close() as EventLoopFuture<Void>
+            // Closed before it is released: PostgresNIO insists.
+            try? (c.close() as EventLoopFuture<Void>).wait()
             throw unavailable(error)
         }
+    }
+
+    /// Whether an error left the connection unusable (the server went away, the socket broke).
+    static func brokeConnection(_ error: Error) -> Bool {
+        guard let e = error as? PSQLError else { return !(error is StoreError || error is ProtocolError || error is CoreError) }
+        return e.code != .server
     }
 
     private func connect() throws -> PostgresConnection {
