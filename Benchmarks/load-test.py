@@ -10,34 +10,15 @@ import http.client
 import os
 import sys
 import random
-import shutil
 import signal
 import subprocess
 import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import free_port  # noqa: E402
+from benchlib import free_port, load_test_setup, prepare_client, push_fetch_loop  # noqa: E402
 
-ap = argparse.ArgumentParser()
-ap.add_argument("--clients", type=int, default=16)
-ap.add_argument("--seconds", type=float, default=60)
-ap.add_argument("--trove", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".build", "release", "trove"))
-ap.add_argument("--scratch", default=os.path.join(os.environ.get("TMPDIR", "/tmp"), "trove-load"))
-args = ap.parse_args()
-T = os.path.abspath(args.trove)
-S = args.scratch
-shutil.rmtree(S, ignore_errors=True)
-os.makedirs(S)
-env = dict(os.environ, TROVE_PROGRESS="0", TROVE_AUTHOR_NAME="load", HOME=S)
-
-
-def run(cmd, cwd, extra=None, check=True):
-    e = dict(env, **(extra or {}))
-    r = subprocess.run(cmd, cwd=cwd, env=e, capture_output=True, text=True)
-    if check and r.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr}")
-    return r
+args, T, S, run, env = load_test_setup(argparse.ArgumentParser(), "trove-load", "load")
 
 
 root = os.path.join(S, "daemon")
@@ -54,47 +35,15 @@ url = lambda i: f"http://127.0.0.1:{port}/p{i}"
 # Each client: a working store with a few files, pushed once before the clock starts.
 rng = random.Random(20261127)
 for i in range(args.clients):
-    w = os.path.join(S, f"c{i}")
-    os.makedirs(os.path.join(w, "data"))
-    run([T, "init", "-q"], w)
-    with open(os.path.join(w, "model.bin"), "wb") as f:
-        f.write(rng.randbytes(4 << 20))
-    for k in range(50):
-        with open(os.path.join(w, "data", f"f{k}.txt"), "w") as f:
-            f.write(f"client {i} file {k}\n" * 100)
-    run([T, "add", "-q", "."], w)
-    run([T, "commit", "-q", "-m", "start"], w)
-    run([T, "remote", "add", "origin", url(i)], w)
-    run([T, "push", "-q"], w, {"TROVE_TOKEN": tokens[i]})
-    r = os.path.join(S, f"r{i}")
-    os.makedirs(r)
-    run([T, "init", "-q"], r)
-    run([T, "remote", "add", "origin", url(i)], r)
+    prepare_client(run, T, i, S, url(i), tokens[i], rng, 4 << 20, 50)
 
 stop = time.time() + args.seconds
-failures, ops = [], {"push": 0, "pull": 0}
+failures, ops = [], {"push": 0, "fetch": 0}
 lock = threading.Lock()
 
 
 def client(i):
-    w, r = os.path.join(S, f"c{i}"), os.path.join(S, f"r{i}")
-    local = random.Random(i)
-    n = 0
-    while time.time() < stop:
-        n += 1
-        with open(os.path.join(w, "model.bin"), "r+b") as f:
-            f.seek(local.randrange(0, 4 << 20))
-            f.write(local.randbytes(64 << 10))
-        with open(os.path.join(w, "data", f"new{n}.txt"), "w") as f:
-            f.write(f"round {n}\n")
-        for cmd, cwd, kind in (([T, "add", "-q", "."], w, None), ([T, "commit", "-q", "-m", f"r{n}"], w, None),
-                               ([T, "push", "-q"], w, "push"), ([T, "fetch", "-q"], r, "pull")):
-            res = run(cmd, cwd, {"TROVE_TOKEN": tokens[i]}, check=False)
-            with lock:
-                if res.returncode != 0:
-                    failures.append((i, " ".join(cmd[1:3]), res.returncode, res.stderr.strip()[:300]))
-                elif kind:
-                    ops[kind] += 1
+    push_fetch_loop(run, T, i, os.path.join(S, f"c{i}"), os.path.join(S, f"r{i}"), tokens[i], 4 << 20, 64 << 10, stop, lock, failures, ops)
 
 
 latencies = []
@@ -134,7 +83,7 @@ for i in range(args.clients):
         bad.append((i, res.stdout[-300:]))
 latencies.sort()
 q = lambda p: latencies[min(len(latencies) - 1, int(len(latencies) * p))] * 1000
-print(f"clients {args.clients}, {args.seconds:.0f} s: {ops['push']} pushes, {ops['pull']} fetches, {len(failures)} failed commands/requests")
+print(f"clients {args.clients}, {args.seconds:.0f} s: {ops['push']} pushes, {ops['fetch']} fetches, {len(failures)} failed commands/requests")
 print(f"refs listing: {len(latencies)} requests, p50 {q(0.5):.1f} ms, p99 {q(0.99):.1f} ms, max {latencies[-1] * 1000:.1f} ms")
 print(f"daemon peak RSS {int(hwm) / 1024:.0f} MiB; daemon exit status after SIGTERM {daemon.returncode}")
 print(f"fsck --full of {args.clients} projects: {'all clean' if not bad else bad}")

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # A throw-away PostgreSQL server on 127.0.0.1 for the daemon's metadata tests and benchmarks
 # (../shared/reference/recipes.md §6): its own data folder, trust authentication on loopback,
-# durability switched off (tests only), database "trove".
+# database "trove". fsync is off (tests only: the machine itself never crashes here), but
+# synchronous_commit stays on, so that a server killed with SIGKILL loses no acknowledged
+# commit — the restart test checks exactly that.
 #   scripts/postgres.sh start DIR [PORT]   # ~1.5 s; prints postgres://postgres@127.0.0.1:PORT/trove
 #   scripts/postgres.sh stop DIR           # fast shutdown
 #   scripts/postgres.sh kill DIR           # SIGKILL the postmaster and its backends (restart tests)
@@ -32,7 +34,7 @@ case "$cmd" in
     PORT="$(cat "$D/port")"
     rm -f "$D/data/postmaster.pid"
     as_postgres "$BIN/pg_ctl" -D "$D/data" -l "$D/pg.log" -w \
-      -o "-p $PORT -k $D -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" start >/dev/null
+      -o "-p $PORT -k $D -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c max_connections=200" start >/dev/null
     echo "postgres://postgres@127.0.0.1:$PORT/trove"; exit 0 ;;
   start) ;;
   *) echo "usage: $0 start|stop|kill|restart DIR [PORT]" >&2; exit 2 ;;
@@ -43,6 +45,6 @@ rm -rf "$D"; mkdir -p "$D"; chmod 700 "$D"
 as_postgres "$BIN/initdb" -D "$D/data" -U postgres -A trust -E UTF8 --no-locale >/dev/null
 echo "$PORT" > "$D/port"; [ "$(id -u)" -eq 0 ] && chown postgres: "$D/port"
 as_postgres "$BIN/pg_ctl" -D "$D/data" -l "$D/pg.log" -w \
-  -o "-p $PORT -k $D -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" start >/dev/null
+  -o "-p $PORT -k $D -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c max_connections=200" start >/dev/null
 psql -h 127.0.0.1 -p "$PORT" -U postgres -qAtc 'create database trove' >/dev/null
 echo "postgres://postgres@127.0.0.1:$PORT/trove"

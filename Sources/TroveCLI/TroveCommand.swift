@@ -3,6 +3,7 @@ import Foundation
 import Glibc
 import TroveCore
 import TroveGit
+import TroveProtocol
 import TroveStore
 import TroveSync
 
@@ -128,6 +129,11 @@ public enum TroveCLI {
         } catch let e as SyncError {
             report(code: e.code.rawValue, message: e.message, hint: e.hint, json: json)
             return status(for: e.code)
+        } catch let e as ProtocolError {
+            // The daemon's own set-up (its PostgreSQL, its bucket) failing in this process.
+            let sync = SyncError.from(e, remote: "trove daemon")
+            report(code: sync.code.rawValue, message: e.message, hint: e.hint, json: json)
+            return e.code == .general ? ExitStatus.failure : status(for: sync.code)
         } catch let e as CoreError {
             report(code: e.code.rawValue, message: e.message, hint: nil, json: json)
             return e.code == .invalidArgument || e.code == .invalidName ? ExitStatus.invalidInput : ExitStatus.integrity

@@ -92,6 +92,7 @@ struct DaemonState: Sendable {
 /// Builds the daemon: router, TLS when configured, and a callback with the bound port.
 public func buildApplication(_ config: DaemonConfiguration, logger: Logger,
                              onRunning: @escaping @Sendable (Int) -> Void) throws -> some ApplicationProtocol {
+    if let objects = config.backends.objects { try S3Archive.probe(objects: objects, environment: config.backends.environment) }
     let (projects, tokens) = try config.backends.open()
     projects.maxUploadBytes = config.maxUploadBytes
     let state = DaemonState(config: config, projects: projects, tokens: tokens,

@@ -25,6 +25,21 @@ final class S3Archive: PackArchive, @unchecked Sendable {
         name = "s3://\(remote.s3.location.bucket)/\(remote.s3.location.key("packs"))"
     }
 
+    /// Checks, before a replica serves anything, that its credentials may write and delete in
+    /// the bucket under the prefix (a probe object, removed at once): a wrong bucket, another
+    /// project's bucket or a wrong key stops the daemon with S3's reason, not a push later.
+    static func probe(objects: String, environment: [String: String]) throws {
+        let s3 = try S3Client(location: try S3Location.parse(objects), environment: environment)
+        let key = ".trove-probe-\(ProcessInfo.processInfo.hostName)-\(getpid())"
+        do {
+            _ = try s3.put(key, Array("probe\n".utf8))
+            try s3.delete(key)
+        } catch let e as SyncError {
+            throw ProtocolError(.invalidInput, "the daemon cannot use its object store: \(e.message)",
+                                hint: (e.hint.map { $0 + "; " } ?? "") + "check --objects and the AWS credentials the daemon runs with")
+        }
+    }
+
     /// Packs listed after `cursor` (a `packs.seq`). Sequence numbers are taken before their
     /// transaction commits, so a lower one can appear after a higher one: the cursor stays
     /// behind every row younger than 30 s, which are read again (and skipped when known).

@@ -50,7 +50,7 @@ public struct SyncError: Error, CustomStringConvertible, Sendable {
     public var description: String { message }
 
     /// Turns a peer's error into one for the user, naming the remote.
-    static func from(_ e: ProtocolError, remote: String) -> SyncError {
+    public static func from(_ e: ProtocolError, remote: String) -> SyncError {
         let code: Code
         switch e.code {
         case .invalidInput, .tooLarge, .unsupportedVersion: code = .invalidInput

@@ -48,12 +48,20 @@ public final class RadosGateway: @unchecked Sendable {
         ["AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "testsecret", "AWS_DEFAULT_REGION": "us-east-1"]
     }
 
-    /// Creates a bucket (with curl's own SigV4 signer: independent of Trove's).
-    public func createBucket(_ name: String) throws {
-        let r = Runner.run("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "--aws-sigv4", "aws:amz:us-east-1:s3", "--user", "test:testsecret",
+    /// Creates a bucket (with curl's own SigV4 signer: independent of Trove's), owned by `user`.
+    public func createBucket(_ name: String, user: (String, String) = ("test", "testsecret")) throws {
+        let r = Runner.run("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "--aws-sigv4", "aws:amz:us-east-1:s3", "--user", "\(user.0):\(user.1)",
                                               "-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD", "-X", "PUT", "\(endpoint)/\(name)"],
                            cwd: "/", environment: ProcessInfo.processInfo.environment)
         guard r.stdout == "200" else { throw BatchSystemError("creating bucket \(name) on \(endpoint): HTTP \(r.stdout) \(r.stderr)") }
+    }
+
+    /// Another S3 user of this gateway (its own keys, its own buckets).
+    public func createUser(_ name: String, secret: String) throws {
+        let r = Runner.run("/usr/bin/radosgw-admin", ["-c", directory + "/ceph.conf", "user", "create", "--uid=\(name)", "--display-name=\(name)",
+                                                      "--access-key=\(name)", "--secret-key=\(secret)"],
+                           cwd: "/", environment: ProcessInfo.processInfo.environment)
+        guard r.status == 0 || r.stderr.contains("exists") else { throw BatchSystemError("radosgw-admin user create \(name): \(r.stderr)") }
     }
 
     /// `s3://BUCKET/PREFIX?endpoint=...` of this gateway.
@@ -116,6 +124,8 @@ public final class PostgresServer: @unchecked Sendable {
     public func kill() throws { try script("kill") }
     /// Starts it again on the same data and port.
     public func restart() throws { try script("restart") }
+    /// A fast shutdown.
+    public func stop() throws { try script("stop") }
 
     public func url(_ database: String) -> String { "postgres://postgres@127.0.0.1:\(port)/\(database)" }
 

@@ -1,0 +1,164 @@
+import Foundation
+import TroveCore
+import TroveStore
+import TroveTestSupport
+import XCTest
+
+/// Daemon replicas over one bucket of a real radosgw and one real PostgreSQL, driven as an HPC
+/// centre runs them: behind one address, one replica killed mid-run, the database restarted
+/// under load, and the credentials people get wrong.
+final class ReplicaTests: XCTestCase {
+    func ok(_ r: ProcessResult, _ what: String, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(r.status, 0, "\(what): \(r.stdout)\n\(r.stderr)", file: file, line: line)
+    }
+
+    /// A sandbox whose `trove daemon …` commands use a fresh bucket and a fresh database.
+    func sandbox(_ label: String, postgres: PostgresServer? = nil) throws -> (s: TroveSandbox, gw: RadosGateway, objects: String, metadata: String) {
+        let gw = try RadosGateway.shared()
+        let pg = try postgres ?? PostgresServer.shared()
+        let bucket = label + "-" + String(UInt32.random(in: 0...UInt32.max), radix: 36)
+        try gw.createBucket(bucket)
+        let objects = gw.url(bucket: bucket, prefix: "daemon"), metadata = try pg.newDatabase(label)
+        let s = TroveSandbox(label)
+        s.extraEnvironment = gw.environment.merging(["TROVE_PROGRESS": "0", "TROVE_OBJECTS": objects, "TROVE_METADATA": metadata]) { _, b in b }
+        return (s, gw, objects, metadata)
+    }
+
+    func curlStatus(_ url: String, token: String) -> (code: String, body: String) {
+        let r = Runner.run("/usr/bin/curl", ["-s", "-w", "\n%{http_code}", "-H", "Authorization: Bearer \(token)", url],
+                           cwd: "/", environment: ProcessInfo.processInfo.environment)
+        let lines = r.stdout.split(separator: "\n", omittingEmptySubsequences: false)
+        return (String(lines.last ?? ""), lines.dropLast().joined(separator: "\n"))
+    }
+
+    /// Benchmarks/replica-test.py, shortened: clients push and fetch through one address in
+    /// front of two replicas, race to move one ref, and one replica is SIGKILLed halfway.
+    func testTwoReplicasBehindOneAddressLoseNothingWhenOneIsKilled() throws {
+        let (s, _, objects, metadata) = try sandbox("trove-replicas")
+        let r = Runner.run("/usr/bin/python3", [projectRoot + "/Benchmarks/replica-test.py", "--s3", objects, "--metadata", metadata,
+                                                "--clients", "6", "--seconds", "16", "--races", "3", "--trove", Runner.trovePath,
+                                                "--scratch", s.temp.sub("load")],
+                           cwd: s.temp.path, environment: s.environment)
+        ok(r, "replica-test.py")
+        let summary = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data((r.stdout.split(separator: "\n").last ?? "").utf8)) as? [String: Any], r.stdout)
+        XCTAssertEqual(summary["failed"] as? Int, 0, "no client command failed, the killed replica's clients included: \(r.stdout)")
+        XCTAssertEqual((summary["killed"] as? [String: Any])?["replica"] as? String, "a", "a replica was killed mid-run")
+        XCTAssertGreaterThan(summary["pushes"] as? Int ?? 0, 12, r.stdout)
+        let races = try XCTUnwrap(summary["races"] as? [[String: Any]])
+        XCTAssertEqual(races.count, 3)
+        for race in races {
+            XCTAssertEqual(race["winners"] as? Int, 1, "each concurrent update of one ref has exactly one winner: \(race)")
+            XCTAssertEqual(race["losers_told_to_fetch"] as? Bool, true, "\(race)")
+        }
+        XCTAssertEqual(summary["fsck_clean"] as? Bool, true, "\(summary["fsck_problems"] ?? "")")
+        XCTAssertEqual((summary["lost_heads"] as? [Int]) ?? [-1], [], "every client's last push is its project's main")
+    }
+
+    /// PostgreSQL killed while pushes run: requests fail with 503 and the reason while it is
+    /// down, work again once it is back, and no ref is lost or moved twice.
+    func testPostgresRestartedUnderLoadFailsCleanlyAndLosesNoRef() throws {
+        let pg = try PostgresServer(directory: (ProcessInfo.processInfo.environment["TMPDIR"] ?? "/tmp") + "/trove-test-pg-restart-\(getpid())",
+                                    port: SSHServer.freePort())
+        let (s, _, _, metadata) = try sandbox("trove-pg-restart", postgres: pg)
+        let root = s.temp.sub("replica")
+        ok(s.trove(["daemon", "project", "create", "p", "--root", root]), "project")
+        let token = s.trove(["daemon", "token", "create", "--root", root, "--project", "p", "--role", "write"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let daemon = try DaemonProcess(root: root, environment: s.environment)
+        s.extraEnvironment["TROVE_TOKEN"] = token
+        ok(s.trove("init", "-q"), "init")
+        ok(s.trove("remote", "add", "origin", daemon.url("p")), "remote add")
+
+        // A pusher: a commit and a push at a time, each outcome recorded.
+        let outcomes = Locked<[(commit: String, status: Int32, stderr: String)]>([])
+        let stop = Locked(false)
+        let pusher = Thread {
+            var n = 0
+            while !stop.get() {
+                n += 1
+                s.write("f\(n).txt", Array("push \(n)\n".utf8))
+                _ = s.trove("add", "-q", "f\(n).txt")
+                _ = s.trove("commit", "-qm", "c\(n)")
+                let head = (try? String(contentsOfFile: s.path(".trove/refs/heads/main"), encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+                let r = s.trove("push", "-q")
+                outcomes.update { $0.append((head, r.status, r.stderr)) }
+            }
+        }
+        pusher.start()
+        XCTAssertTrue(waitFor(seconds: 30) { outcomes.get().filter { $0.status == 0 }.count >= 3 }, "pushes land before the crash: \(outcomes.get())")
+        try pg.kill()
+        let down = curlStatus(daemon.url("p") + "/v1/refs", token: token)
+        XCTAssertEqual(down.code, "503", "the database is down: retry later, not a crash or a wrong answer")
+        XCTAssertTrue(down.body.contains("metadata database") && down.body.contains("unreachable"), down.body)
+        sleep(3)
+        try pg.restart()
+        let afterRestart = outcomes.get().count
+        XCTAssertTrue(waitFor(seconds: 40) { outcomes.get().dropFirst(afterRestart).filter { $0.status == 0 }.count >= 3 }, "pushes work again: \(outcomes.get().suffix(3))")
+        stop.set(true)
+        while pusher.isExecuting { usleep(50_000) }
+        XCTAssertEqual(curlStatus(daemon.url("p") + "/v1/refs", token: token).code, "200")
+
+        let all = outcomes.get()
+        for o in all where o.status != 0 {
+            // A push that met the outage ends with the transport code and the reason.
+            XCTAssertEqual(o.status, 7, o.stderr)
+            XCTAssertTrue(o.stderr.contains("metadata database") || o.stderr.contains("503"), o.stderr)
+        }
+        // The ref's history in PostgreSQL is one unbroken chain: each move starts where the last
+        // ended, no commit appears twice, and the last successful push is where main is.
+        let log = try pg.psql(metadata, "SELECT old || ' ' || new FROM reflog WHERE project = 'p' AND name = 'heads/main' ORDER BY seq")
+            .split(separator: "\n").map { $0.split(separator: " ", omittingEmptySubsequences: false).map(String.init) }
+        XCTAssertFalse(log.isEmpty)
+        for k in log.indices.dropFirst() { XCTAssertEqual(log[k][0], log[k - 1][1], "move \(k) starts where move \(k - 1) ended") }
+        XCTAssertEqual(Set(log.map { $0[1] }).count, log.count, "no ref moved twice to the same commit")
+        let landed = all.filter { $0.status == 0 }.map(\.commit)
+        XCTAssertEqual(log.last?[1], landed.last, "main is the last push that was acknowledged")
+        for c in landed { XCTAssertTrue(log.contains { $0[1] == c }, "acknowledged push \(c) is in the ref's history") }
+        ok(s.trove(["daemon", "fsck", "p", "--full", "--root", s.temp.sub("check")]), "fsck of the shared project")
+        _ = daemon.stop()
+        try? pg.stop()
+    }
+
+    /// An expired or revoked token, and a bucket that belongs to another project's keys: each
+    /// refused with a clear error, and nothing written.
+    func testAnExpiredTokenAndAnotherProjectsBucketAreRefusedAndNothingIsWritten() throws {
+        let (s, gw, _, metadata) = try sandbox("trove-refusals")
+        let rootA = s.temp.sub("a"), rootB = s.temp.sub("b")
+        ok(s.trove(["daemon", "project", "create", "p", "--root", rootA]), "project")
+        let a = try DaemonProcess(root: rootA, environment: s.environment)
+        let b = try DaemonProcess(root: rootB, environment: s.environment)
+        let short = s.trove(["daemon", "token", "create", "--root", rootA, "--project", "p", "--role", "read", "--expires", "1s"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let kept = s.trove(["daemon", "token", "create", "--root", rootB, "--project", "p", "--role", "read"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        XCTAssertEqual(curlStatus(a.url("p") + "/v1/refs", token: kept).code, "200", "a token made through one replica works on the other")
+        sleep(2)
+        let expired = curlStatus(b.url("p") + "/v1/refs", token: short)
+        XCTAssertEqual(expired.code, "401", "expired, on every replica")
+        XCTAssertTrue(expired.body.contains("expired"), expired.body)
+        ok(s.trove(["daemon", "token", "revoke", "--root", rootB, kept]), "revoke through replica b")
+        XCTAssertEqual(curlStatus(a.url("p") + "/v1/refs", token: kept).code, "401", "revoked through b: refused by a at once")
+        XCTAssertEqual(try PostgresServer.shared().psql(metadata, "SELECT count(*) FROM tokens WHERE hash = '\(SHA256.hash(Array(kept.utf8)).hex)'"), "0\n")
+
+        // Another project's bucket: its owner's keys are not ours.
+        try gw.createUser("other", secret: "othersecret")
+        let theirs = "trove-theirs-" + String(UInt32.random(in: 0...UInt32.max), radix: 36)
+        try gw.createBucket(theirs, user: ("other", "othersecret"))
+        ok(s.trove("init", "-q"), "init")
+        s.write("w.bin", SeededBytes.bytes(seed: 5, count: 100_000))
+        ok(s.trove("add", "-q", "w.bin"), "add")
+        ok(s.trove("commit", "-qm", "one"), "commit")
+        let push = s.trove("push", gw.url(bucket: theirs, prefix: "x"))
+        XCTAssertEqual(push.status, 8, "denied: \(push.stderr)")
+        XCTAssertTrue(push.stderr.contains("AccessDenied") && push.stderr.contains(theirs), push.stderr)
+        // A replica pointed at it refuses to start, naming the bucket and S3's reason.
+        var env = s.environment
+        env["TROVE_OBJECTS"] = gw.url(bucket: theirs, prefix: "daemon")
+        let start = Runner.run(Runner.trovePath, ["daemon", "--root", s.temp.sub("c"), "--listen", "127.0.0.1:0"], cwd: s.temp.path, environment: env)
+        XCTAssertEqual(start.status, 2, start.stderr)
+        XCTAssertTrue(start.stderr.contains("cannot use its object store") && start.stderr.contains("AccessDenied"), start.stderr)
+        // Nothing was written there: the owner lists an empty bucket.
+        let listing = Runner.run("/usr/bin/curl", ["-s", "--aws-sigv4", "aws:amz:us-east-1:s3", "--user", "other:othersecret",
+                                                   "-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD", "\(gw.endpoint)/\(theirs)?list-type=2"],
+                                 cwd: "/", environment: ProcessInfo.processInfo.environment)
+        XCTAssertTrue(listing.stdout.contains("<KeyCount>0</KeyCount>"), listing.stdout)
+        _ = (a.stop(), b.stop())
+    }
+}
