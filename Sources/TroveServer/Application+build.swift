@@ -122,9 +122,18 @@ public func buildApplication(_ config: DaemonConfiguration, logger: Logger,
 
 func buildRouter(_ state: DaemonState) -> Router<BasicRequestContext> {
     let router = Router(context: BasicRequestContext.self)
+    // Readiness: a replica whose PostgreSQL is unreachable cannot answer, so it says so (503)
+    // and a load balancer or Kubernetes Service sends its clients to another replica.
     router.get("healthz") { _, _ -> Response in
-        state.metrics.request(route: "healthz", status: 200, seconds: 0)
-        return Response(status: .ok, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: "ok\n")))
+        var status = HTTPResponse.Status.ok, text = "ok\n"
+        if let db = state.projects.database {
+            do { try await blocking { try db.query("SELECT 1") } } catch {
+                status = .serviceUnavailable
+                text = "unavailable: \(ProtocolError.from(error).message)\n"
+            }
+        }
+        state.metrics.request(route: "healthz", status: Int(status.code), seconds: 0)
+        return Response(status: status, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: text)))
     }
     router.get("metrics") { _, _ -> Response in
         let text = state.metrics.render(projects: (try? state.projects.names().count) ?? 0)

@@ -1,5 +1,6 @@
 import Foundation
 import TroveCore
+import TroveRuns
 import TroveStore
 import TroveTestSupport
 import XCTest
@@ -89,6 +90,7 @@ final class ReplicaTests: XCTestCase {
         let down = curlStatus(daemon.url("p") + "/v1/refs", token: token)
         XCTAssertEqual(down.code, "503", "the database is down: retry later, not a crash or a wrong answer")
         XCTAssertTrue(down.body.contains("metadata database") && down.body.contains("unreachable"), down.body)
+        XCTAssertEqual(curlStatus(daemon.base + "/healthz", token: "").code, "503", "not ready: a load balancer sends clients elsewhere")
         sleep(3)
         try pg.restart()
         let afterRestart = outcomes.get().count
@@ -96,6 +98,7 @@ final class ReplicaTests: XCTestCase {
         stop.set(true)
         while pusher.isExecuting { usleep(50_000) }
         XCTAssertEqual(curlStatus(daemon.url("p") + "/v1/refs", token: token).code, "200")
+        XCTAssertEqual(curlStatus(daemon.base + "/healthz", token: "").code, "200", "ready again")
 
         let all = outcomes.get()
         for o in all where o.status != 0 {
@@ -160,5 +163,33 @@ final class ReplicaTests: XCTestCase {
                                  cwd: "/", environment: ProcessInfo.processInfo.environment)
         XCTAssertTrue(listing.stdout.contains("<KeyCount>0</KeyCount>"), listing.stdout)
         _ = (a.stop(), b.stop())
+    }
+}
+
+extension ReplicaTests {
+    /// deploy/kubernetes: strict schema validation, and the Deployment's command line is one
+    /// this trove accepts, with the settings it reads from the ConfigMap and Secret.
+    func testTheKubernetesManifestsPassStrictValidationAndMatchTheDaemonsFlags() throws {
+        guard Tool.onPath("kubernetes-validate") else { throw XCTSkip("kubernetes-validate is not installed: bash scripts/deps.sh") }
+        let file = projectRoot + "/deploy/kubernetes/trove-daemon.yaml"
+        let v = Runner.run("/usr/bin/env", ["kubernetes-validate", "--strict", file], cwd: projectRoot, environment: ProcessInfo.processInfo.environment)
+        XCTAssertEqual(v.status, 0, v.stdout + v.stderr)
+        for kind in ["configmap", "secret", "deployment", "service"] { XCTAssertTrue(v.stdout.contains("passed for resource \(kind)/"), v.stdout) }
+        let dump = Runner.run("/usr/bin/python3", ["-c", """
+            import json, sys, yaml
+            docs = {d["kind"]: d for d in yaml.safe_load_all(open(sys.argv[1]))}
+            c = docs["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+            print(json.dumps({"args": c["args"], "env": sorted(list(docs["ConfigMap"]["data"]) + list(docs["Secret"]["stringData"])),
+                              "ready": c["readinessProbe"]["httpGet"]["path"], "replicas": docs["Deployment"]["spec"]["replicas"]}))
+            """, file], cwd: projectRoot, environment: ProcessInfo.processInfo.environment)
+        let m = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(dump.stdout.utf8)) as? [String: Any], dump.stderr)
+        let args = try XCTUnwrap(m["args"] as? [String])
+        XCTAssertEqual(m["ready"] as? String, "/healthz")
+        XCTAssertGreaterThanOrEqual(m["replicas"] as? Int ?? 0, 2)
+        XCTAssertEqual(Set(try XCTUnwrap(m["env"] as? [String])).intersection(["TROVE_OBJECTS", "TROVE_METADATA", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]).count, 4)
+        // Every flag the container passes is one `trove daemon` documents.
+        let help = Runner.run(Runner.trovePath, ["help", "daemon", "serve"], cwd: projectRoot, environment: ProcessInfo.processInfo.environment).stdout
+        XCTAssertEqual(args.first, "daemon")
+        for flag in args where flag.hasPrefix("--") { XCTAssertTrue(help.contains(flag), "\(flag) is not a flag of trove daemon serve:\n\(help)") }
     }
 }
