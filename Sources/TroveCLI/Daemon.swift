@@ -32,7 +32,7 @@ extension TroveCommand {
             var path: String { FileIO.absolute(root) }
 
             /// The projects and tokens, in files or in PostgreSQL (whose schema is brought up to date).
-            func open() throws -> (ProjectRegistry, TokenStore) {
+            func open() throws -> DaemonBackends.Opened {
                 try FileIO.mkdirs(path)
                 return try backends().open()
             }
@@ -102,7 +102,7 @@ extension TroveCommand {
 
                 func run() throws {
                     let p = ChunkerParameters(minSize: chunkAvg / 4, avgSize: chunkAvg, maxSize: chunkAvg * 4)
-                    let projects = try root.open().0
+                    let projects = try root.open().projects
                     do { try projects.create(name, parameters: p) } catch let e as ProtocolError {
                         throw StoreError(e.code == .conflict ? .conflict : .invalidInput, e.message, hint: e.hint)
                     }
@@ -116,7 +116,7 @@ extension TroveCommand {
                 @Flag(help: "Print JSON.") var json = false
 
                 func run() throws {
-                    let names = try root.open().0.names()
+                    let names = try root.open().projects.names()
                     if json { try Console.json(names); return }
                     for n in names { Console.out(n) }
                 }
@@ -143,7 +143,7 @@ extension TroveCommand {
                         seconds = s
                     }
                     do { try ProjectRegistry.validate(project) } catch let e as ProtocolError { throw StoreError(.invalidInput, e.message, hint: e.hint) }
-                    let (token, entry) = try root.open().1.create(project: project, role: r, expiresIn: seconds)
+                    let (token, entry) = try root.open().tokens.create(project: project, role: r, expiresIn: seconds)
                     if json {
                         try Console.json(["token": token, "id": entry.id, "project": project, "role": "\(r)", "expires": entry.expires])
                         return
@@ -159,7 +159,7 @@ extension TroveCommand {
                 @Flag(help: "Print JSON.") var json = false
 
                 func run() throws {
-                    let list = try root.open().1.list()
+                    let list = try root.open().tokens.list()
                     if json {
                         try Console.json(list.map { ["id": $0.id, "project": $0.project, "role": "\($0.role)", "expires": $0.expires, "created": $0.created] as [String: Any] })
                         return
@@ -174,7 +174,7 @@ extension TroveCommand {
                 @Argument(help: "The token's id (from `token list`) or the token itself.") var token: String
 
                 func run() throws {
-                    guard try root.open().1.revoke(token) else { throw StoreError(.notFound, "no token \(token)") }
+                    guard try root.open().tokens.revoke(token) else { throw StoreError(.notFound, "no token \(token)") }
                     Console.out("Revoked \(token.hasPrefix(TokenStore.prefix) ? "the token" : "token \(token)")")
                 }
             }
@@ -190,7 +190,7 @@ extension TroveCommand {
             @Flag(help: "Print JSON.") var json = false
 
             func run() throws {
-                guard let svc = try root.open().0.service(name) else {
+                guard let svc = try root.open().projects.service(name) else {
                     throw StoreError(.notFound, "no project \(name)", hint: "list them with `trove daemon project list`")
                 }
                 try TroveCommand.Fsck.report(try svc.check(full: full), json: json)

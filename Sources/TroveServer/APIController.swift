@@ -229,7 +229,7 @@ struct APIController: Sendable {
         guard let entry = try state.tokens.verify(token) else {
             throw ProtocolError(.unauthorized, "the token is unknown, expired or revoked", hint: "ask the daemon's admin for a new one")
         }
-        let s = state.sessions.create(token: token)
+        let s = try state.sessions.create(token: token)
         var r = json(sessionJSON(Caller(project: entry.project, role: entry.role, session: s)))
         let secure = state.config.tlsCertificate != nil ? "; Secure" : ""
         r.headers[.setCookie] = "\(SessionStore.cookie)=\(s.id); Path=/; HttpOnly; SameSite=Strict; Max-Age=\(Int(SessionStore.lifetime))\(secure)"

@@ -54,8 +54,17 @@ public struct DaemonBackends: Sendable {
         self.metadata = metadata
     }
 
-    /// The projects and tokens; connects to PostgreSQL and brings its schema up to date first.
-    public func open() throws -> (ProjectRegistry, TokenStore) {
+    /// What `open()` makes: the projects, the tokens, and the daemon's small state (durable:
+    /// MLflow's experiments; ephemeral: UI sessions, served endpoints).
+    public struct Opened {
+        public let projects: ProjectRegistry
+        public let tokens: TokenStore
+        let documents: Documents
+        let ephemeral: Documents
+    }
+
+    /// Connects to PostgreSQL (bringing its schema up to date first) when there is one.
+    public func open() throws -> Opened {
         if let objects {
             guard objects.hasPrefix("s3://") else {
                 throw ProtocolError(.invalidInput, "--objects takes s3://BUCKET/PREFIX, not \(objects)", hint: "leave it out to keep packs under --root")
@@ -74,7 +83,9 @@ public struct DaemonBackends: Sendable {
         }
         let projects = ProjectRegistry(root: root, database: database, objects: objects, environment: environment)
         projects.cacheBytes = cacheBytes
-        return (projects, TokenStore(root: root, database: database))
+        return Opened(projects: projects, tokens: TokenStore(root: root, database: database),
+                      documents: Documents(database.map { .postgres($0) } ?? .files(root)),
+                      ephemeral: Documents(database.map { .postgres($0) } ?? .memory))
     }
 }
 
@@ -83,9 +94,11 @@ struct DaemonState: Sendable {
     let config: DaemonConfiguration
     let projects: ProjectRegistry
     let tokens: TokenStore
+    /// MLflow's experiment lists (files under the root, or PostgreSQL).
+    let documents: Documents
+    let sessions: SessionStore
     let metrics: DaemonMetrics
     let uploads: Limiter
-    let sessions = SessionStore()
     let views: ProjectViews
 }
 
@@ -93,11 +106,13 @@ struct DaemonState: Sendable {
 public func buildApplication(_ config: DaemonConfiguration, logger: Logger,
                              onRunning: @escaping @Sendable (Int) -> Void) throws -> some ApplicationProtocol {
     if let objects = config.backends.objects { try S3Archive.probe(objects: objects, environment: config.backends.environment) }
-    let (projects, tokens) = try config.backends.open()
+    let opened = try config.backends.open()
+    let projects = opened.projects
     projects.maxUploadBytes = config.maxUploadBytes
-    let state = DaemonState(config: config, projects: projects, tokens: tokens,
+    let state = DaemonState(config: config, projects: projects, tokens: opened.tokens, documents: opened.documents,
+                            sessions: SessionStore(opened.ephemeral),
                             metrics: DaemonMetrics(), uploads: Limiter(limit: config.maxConcurrentUploads),
-                            views: ProjectViews(projects: projects))
+                            views: ProjectViews(projects: projects, ephemeral: opened.ephemeral))
     // The runs of every project are read once at start, in the background, so that the first
     // person to open a runs page does not wait for 10,000 commits to be read.
     let views = state.views

@@ -37,16 +37,15 @@ struct MLflowController: Sendable {
             await call(req, ctx, .write) { p, a in
                 let name = try a.string("name")
                 guard !name.isEmpty, name.count <= 500 else { throw MLError.invalid("experiment name must be 1-500 characters") }
-                let id: String = try p.experimentLock.withLock {
-                    var list = try experiments(p)
+                let id: String = try state.documents.update(p.name, Self.experimentsKey) { old in
+                    var list = Self.experiments(old)
                     guard !list.contains(where: { $0.name == name }) else { throw MLError.exists("Experiment '\(name)' already exists.") }
                     let id = "\((list.compactMap { Int($0.id) }.max() ?? 0) + 1)"
                     let now = Int64(Date().timeIntervalSince1970 * 1000)
                     var tags: [String: String] = [:]
                     for t in a.list("tags") { if let k = t["key"] as? String { tags[k] = t["value"] as? String ?? "" } }
                     list.append(Experiment(id: id, name: name, stage: "active", created: now, tags: tags))
-                    try saveExperiments(p, list)
-                    return id
+                    return (Array(try JSONEncoder().encode(list)), id)
                 }
                 return ["experiment_id": id]
             }
@@ -96,10 +95,10 @@ struct MLflowController: Sendable {
                 let id = try a.runID()
                 _ = try mlRun(p, id)
                 if try p.live.update(id, { $0.deleted = true }) == nil {
-                    try p.experimentLock.withLock {
-                        var d = deletedRuns(p)
+                    try state.documents.update(p.name, Self.deletedKey) { old in
+                        var d = Self.deletedRuns(old)
                         d.insert(id)
-                        try FileIO.atomicWrite(mlflowDir(p) + "/deleted.json", Array(try JSONSerialization.data(withJSONObject: d.sorted())))
+                        return (Array(try JSONSerialization.data(withJSONObject: d.sorted())), ())
                     }
                 }
                 return [:]
@@ -235,22 +234,22 @@ struct MLflowController: Sendable {
         }
     }
 
-    func mlflowDir(_ p: ProjectView) -> String { p.store.root + "/mlflow" }
+    /// Under the project (files: `PROJECT/mlflow/…`; replicas: PostgreSQL's `documents`).
+    static let experimentsKey = "mlflow/experiments.json", deletedKey = "mlflow/deleted.json"
 
-    /// `PROJECT/mlflow/experiments.json`; experiment 0 ("Default") always exists.
-    func experiments(_ p: ProjectView) throws -> [Experiment] {
-        var list = (try? FileIO.readFile(mlflowDir(p) + "/experiments.json")).flatMap { try? JSONDecoder().decode([Experiment].self, from: Data($0)) } ?? []
+    /// The experiment list; experiment 0 ("Default") always exists.
+    func experiments(_ p: ProjectView) throws -> [Experiment] { Self.experiments(try state.documents.get(p.name, Self.experimentsKey)) }
+
+    static func experiments(_ stored: [UInt8]?) -> [Experiment] {
+        var list = stored.flatMap { try? JSONDecoder().decode([Experiment].self, from: Data($0)) } ?? []
         if !list.contains(where: { $0.id == "0" }) { list.insert(Experiment(id: "0", name: "Default", stage: "active", created: 0, tags: [:]), at: 0) }
         return list
     }
 
-    func saveExperiments(_ p: ProjectView, _ list: [Experiment]) throws {
-        try FileIO.mkdirs(mlflowDir(p))
-        try FileIO.atomicWrite(mlflowDir(p) + "/experiments.json", Array(try JSONEncoder().encode(list)))
-    }
+    func deletedRuns(_ p: ProjectView) throws -> Set<String> { Self.deletedRuns(try state.documents.get(p.name, Self.deletedKey)) }
 
-    func deletedRuns(_ p: ProjectView) -> Set<String> {
-        Set((try? FileIO.readFile(mlflowDir(p) + "/deleted.json")).flatMap { try? JSONSerialization.jsonObject(with: Data($0)) as? [String] } ?? [])
+    static func deletedRuns(_ stored: [UInt8]?) -> Set<String> {
+        Set(stored.flatMap { try? JSONSerialization.jsonObject(with: Data($0)) as? [String] } ?? [])
     }
 
     // MARK: runs
@@ -321,7 +320,7 @@ struct MLflowController: Sendable {
                          deleted: s.deleted ?? false)
         }
         guard let r = try p.catalog.run(id) else { throw MLError.notFound("Run '\(id)' not found") }
-        return MLflowController.mlRun(r, deleted: deletedRuns(p).contains(id))
+        return MLflowController.mlRun(r, deleted: try deletedRuns(p).contains(id))
     }
 
     static func mlRun(_ r: RunInfo, deleted: Bool) -> MLRun {
@@ -473,7 +472,8 @@ struct MLflowController: Sendable {
         let start = s.startMillis.map { Date(timeIntervalSince1970: Double($0) / 1000) } ?? Date()
         let end = s.endMillis.map { Date(timeIntervalSince1970: Double($0) / 1000) } ?? Date()
         _ = try recorder.recordEnded(status: RunStatus(rawValue: s.status) ?? .succeeded, start: start, end: end)
-        let remote = try PathRemote(url: p.store.root, path: p.store.root)
+        // Through the project's own service: with replicas, its refs and packs are shared.
+        let remote = PathRemote(url: "project \(p.name)", service: p.service)
         _ = try Pusher(store: store, remote: remote, remoteName: nil).push([RefSpec(source: "runs/" + id, destination: "runs/" + id)])
         p.live.remove(id)
     }
@@ -484,7 +484,7 @@ struct MLflowController: Sendable {
         let viewType = a.values["run_view_type"] as? String ?? "ACTIVE_ONLY"
         let max = Swift.min(Swift.max((a.values["max_results"] as? NSNumber)?.intValue ?? 1000, 1), 50000)
         let offset = Int((a.values["page_token"] as? String) ?? "") ?? 0
-        let deleted = deletedRuns(p)
+        let deleted = try deletedRuns(p)
         var runs: [MLRun] = []
         for row in try p.rows().rows {
             let exp = row.experiment ?? "0"

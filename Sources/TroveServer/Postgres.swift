@@ -69,8 +69,8 @@ public final class MetadataDatabase: @unchecked Sendable {
 
     /// Whether an error left the connection unusable (the server went away, the socket broke).
     static func brokeConnection(_ error: Error) -> Bool {
-        guard let e = error as? PSQLError else { return !(error is StoreError || error is ProtocolError || error is CoreError) }
-        return e.code != .server
+        if let e = error as? PSQLError { return e.code != .server }
+        return error is ChannelError || error is IOError
     }
 
     private func connect() throws -> PostgresConnection {
@@ -139,6 +139,10 @@ public final class MetadataDatabase: @unchecked Sendable {
         CREATE TABLE tokens (id text PRIMARY KEY, hash text NOT NULL UNIQUE, project text NOT NULL, role text NOT NULL,
                              expires bigint NOT NULL, created bigint NOT NULL);
         """,
+        """
+        CREATE TABLE documents (project text NOT NULL, key text NOT NULL, value bytea NOT NULL, expires bigint NOT NULL DEFAULT 0,
+                                PRIMARY KEY (project, key));
+        """,
     ]
 
     /// Brings the schema up to date. Replicas starting together serialise on an advisory lock;
@@ -199,13 +203,15 @@ final class PostgresRefs: RefDatabase {
     }
 
     func list(prefix: String) throws -> [(name: String, id: ObjectID)] {
-        // A prefix match on the name with LIKE's wildcards escaped.
-        let pattern = prefix.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "%", with: "\\%")
-            .replacingOccurrences(of: "_", with: "\\_") + "%"
-        return try db.query("SELECT name, id FROM refs WHERE project = $1 AND name LIKE $2 ORDER BY name COLLATE \"C\"", [project, pattern]).map { row in
+        try db.query("SELECT name, id FROM refs WHERE project = $1 AND name LIKE $2 ORDER BY name COLLATE \"C\"", [project, Self.likePrefix(prefix)]).map { row in
             let (name, hex) = try row.decode((String, String).self)
             return (name, try id(hex, name))
         }
+    }
+
+    /// A LIKE pattern matching names that start with `prefix` (its wildcards escaped).
+    static func likePrefix(_ prefix: String) -> String {
+        prefix.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "%", with: "\\%").replacingOccurrences(of: "_", with: "\\_") + "%"
     }
 
     private func id(_ hex: String, _ ref: String) throws -> ObjectID {

@@ -28,7 +28,7 @@ struct RegistryAPI: Sendable {
         }
         v1.delete("projects/{project}/registry/{name}/served/{instance}") { req, ctx in
             await api.project("served", req, ctx, .write) { _, p in
-                p.served.withdraw(try instance(ctx, try name(ctx)))
+                try p.served.withdraw(try instance(ctx, try name(ctx)))
                 return json(["withdrawn": true])
             }
         }
@@ -119,7 +119,7 @@ struct RegistryAPI: Sendable {
             let c = try r.store.commit(v.commit)
             let m = Dictionary(c.metadata.map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
             return ["version": v.version, "commit": v.commit.hex, "time": c.time, "author": c.author,
-                    "served": r.kind == .model ? Self.served(p.served.list(n, version: v.version)) : [],
+                    "served": r.kind == .model ? Self.served(try p.served.list(n, version: v.version)) : [],
                     "message": c.message.split(separator: "\n").first.map(String.init) ?? "",
                     "aliases": al.filter { $0.value == v.version }.map(\.key).sorted(), "deprecated": deprecated[v.version] as Any? ?? NSNull(),
                     "run": m["registry.run"] as Any? ?? NSNull(), "files": Int(m["registry.files"] ?? "") ?? 0, "bytes": Int(m["registry.bytes"] ?? "") ?? 0]
@@ -149,7 +149,7 @@ struct RegistryAPI: Sendable {
             "aliases": aliases(r, n, versions).filter { $0.value == version }.map(\.key).sorted(),
             "deprecated": try r.deprecations(n)[version] as Any? ?? NSNull(), "run": m["registry.run"] as Any? ?? NSNull(),
             "files": files.map { ["path": $0.key, "size": $0.value.size] }, "card": card as Any? ?? NSNull(),
-            "lineage": lineage, "served": r.kind == .model ? Self.served(p.served.list(n, version: version)) : [],
+            "lineage": lineage, "served": r.kind == .model ? Self.served(try p.served.list(n, version: version)) : [],
         ])
     }
 }
@@ -160,34 +160,35 @@ struct RegistryAPI: Sendable {
 /// (the server was killed, or its node went away) is no longer shown. Held in memory: after a
 /// daemon restart the next announcements fill it again.
 final class ServedEndpoints: @unchecked Sendable {
-    struct Entry: Sendable {
+    struct Entry: Codable, Sendable {
         var record: ServingRecord
         var seen: Date
     }
 
     static let ttl = 90.0
     static let maxEntries = 10_000
-    private let lock = Mutex()
-    private var entries: [String: Entry] = [:]
+    let project: String
+    /// In memory for one daemon; in PostgreSQL for replicas (any of them lists every endpoint).
+    let documents: Documents
 
-    func announce(_ instance: String, _ entry: Entry) throws {
-        try lock.withLock {
-            let now = Date()
-            entries = entries.filter { now.timeIntervalSince($0.value.seen) < Self.ttl }
-            guard entries[instance] != nil || entries.count < Self.maxEntries else {
-                throw ProtocolError(.tooLarge, "the daemon already lists \(Self.maxEntries) served endpoints")
-            }
-            entries[instance] = entry
-        }
+    init(project: String, documents: Documents) {
+        self.project = project
+        self.documents = documents
     }
 
-    func withdraw(_ instance: String) { lock.withLock { _ = entries.removeValue(forKey: instance) } }
+    func announce(_ instance: String, _ entry: Entry) throws {
+        if try documents.get(project, "served/" + instance) == nil, try documents.count(project, prefix: "served/") >= Self.maxEntries {
+            throw ProtocolError(.tooLarge, "the daemon already lists \(Self.maxEntries) served endpoints")
+        }
+        try documents.put(project, "served/" + instance, Array(try JSONEncoder().encode(entry)), ttl: Self.ttl)
+    }
+
+    func withdraw(_ instance: String) throws { try documents.delete(project, "served/" + instance) }
 
     /// The live announcements of NAME (of one version, when given), oldest first.
-    func list(_ name: String, version: Int? = nil) -> [Entry] {
-        let now = Date()
-        return lock.withLock { Array(entries.values) }
-            .filter { $0.record.name == name && (version == nil || $0.record.version == version) && now.timeIntervalSince($0.seen) < Self.ttl }
+    func list(_ name: String, version: Int? = nil) throws -> [Entry] {
+        try documents.list(project, prefix: "served/" + name + "/").compactMap { try? JSONDecoder().decode(Entry.self, from: Data($0.value)) }
+            .filter { $0.record.name == name && (version == nil || $0.record.version == version) }
             .sorted { ($0.record.started, $0.record.url) < ($1.record.started, $1.record.url) }
     }
 }

@@ -95,9 +95,7 @@ final class ProjectView: @unchecked Sendable {
     let live: LiveRuns
     let events = EventHub()
     /// Where this project's models are served (announced by `trove serve`).
-    let served = ServedEndpoints()
-    /// Serialises changes to the MLflow experiment list.
-    let experimentLock = Mutex()
+    let served: ServedEndpoints
     private let lock = Mutex()
     private var rowsCache: (key: String, rows: [RunRow], params: [String], metrics: [String])?
     private var seriesCache: [ObjectID: MetricSeries] = [:]
@@ -106,9 +104,10 @@ final class ProjectView: @unchecked Sendable {
 
     var store: SharedStore { service.store }
 
-    init(name: String, service: SyncService) {
+    init(name: String, service: SyncService, ephemeral: Documents) {
         self.name = name
         self.service = service
+        served = ServedEndpoints(project: name, documents: ephemeral)
         catalog = RunCatalog(store: service.store)
         live = LiveRuns(directory: service.store.root + "/live", events: events)
     }
@@ -256,17 +255,21 @@ final class ProjectView: @unchecked Sendable {
 /// The projects' views, made on first use.
 final class ProjectViews: @unchecked Sendable {
     let projects: ProjectRegistry
+    let ephemeral: Documents
     private var views: [String: ProjectView] = [:]
     private let lock = Mutex()
 
-    init(projects: ProjectRegistry) { self.projects = projects }
+    init(projects: ProjectRegistry, ephemeral: Documents) {
+        self.projects = projects
+        self.ephemeral = ephemeral
+    }
 
     func view(_ name: String) throws -> ProjectView? {
         if let v = lock.withLock({ views[name] }) { return v }
         guard let svc = try projects.service(name) else { return nil }
         return lock.withLock {
             if let v = views[name] { return v }
-            let v = ProjectView(name: name, service: svc)
+            let v = ProjectView(name: name, service: svc, ephemeral: ephemeral)
             views[name] = v
             return v
         }

@@ -13,12 +13,13 @@ struct Caller: Sendable {
     var session: WebSession?
 }
 
-/// A browser's login: made from a token by `POST /api/v1/session`, kept in memory only (a
-/// daemon restart logs browsers out). The token itself stays on the server and is checked
-/// again on every request, so revoking it ends the session at once.
-struct WebSession: Sendable {
+/// A browser's login: made from a token by `POST /api/v1/session`. It keeps the token's hash,
+/// never the token, and the token is checked again on every request, so revoking it ends the
+/// session at once. One daemon keeps sessions in memory (a restart logs browsers out); replicas
+/// keep them in PostgreSQL, so a browser's next request may go to any replica.
+struct WebSession: Codable, Sendable {
     var id: String
-    var token: String
+    var tokenHash: String
     var csrf: String
     var expires: Date
 }
@@ -26,25 +27,29 @@ struct WebSession: Sendable {
 final class SessionStore: @unchecked Sendable {
     static let cookie = "trove_session"
     static let lifetime: TimeInterval = 12 * 3600
-    private var sessions: [String: WebSession] = [:]
-    private let lock = Mutex()
+    let documents: Documents
 
-    func create(token: String) -> WebSession {
-        let s = WebSession(id: SessionStore.random(), token: token, csrf: SessionStore.random(), expires: Date().addingTimeInterval(SessionStore.lifetime))
-        lock.withLock {
-            // Expired ones go when new ones come.
-            let now = Date()
-            sessions = sessions.filter { $0.value.expires > now }
-            sessions[s.id] = s
-        }
+    init(_ documents: Documents) { self.documents = documents }
+
+    /// Sessions are stored under the hash of their id: the cookie is the only copy of the id.
+    private func key(_ id: String) -> String { "session/" + SHA256.hash(Array(id.utf8)).hex }
+
+    func create(token: String) throws -> WebSession {
+        let s = WebSession(id: SessionStore.random(), tokenHash: TokenStore.hash(token), csrf: SessionStore.random(),
+                           expires: Date().addingTimeInterval(SessionStore.lifetime))
+        var stored = s
+        stored.id = ""
+        try documents.put("", key(s.id), Array(try JSONEncoder().encode(stored)), ttl: SessionStore.lifetime)
         return s
     }
 
-    func get(_ id: String) -> WebSession? {
-        lock.withLock { sessions[id].flatMap { $0.expires > Date() ? $0 : nil } }
+    func get(_ id: String) throws -> WebSession? {
+        guard let bytes = try documents.get("", key(id)), var s = try? JSONDecoder().decode(WebSession.self, from: Data(bytes)), s.expires > Date() else { return nil }
+        s.id = id
+        return s
     }
 
-    func remove(_ id: String) { _ = lock.withLock { sessions.removeValue(forKey: id) } }
+    func remove(_ id: String) { try? documents.delete("", key(id)) }
 
     static func random() -> String {
         var rng = SystemRandomNumberGenerator()
@@ -60,14 +65,14 @@ extension DaemonState {
         var session: WebSession?
         if let header = request.headers[.authorization], header.hasPrefix("Bearer ") {
             token = String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces)
-        } else if let sid = request.cookies[SessionStore.cookie]?.value, let s = sessions.get(sid) {
-            token = s.token
+        } else if let sid = request.cookies[SessionStore.cookie]?.value, let s = try sessions.get(sid) {
+            token = s.tokenHash
             session = s
         }
         guard let token else {
             throw ProtocolError(.unauthorized, "a token or a session is required", hint: "log in at / with a token, or send Authorization: Bearer TOKEN")
         }
-        guard let entry = try tokens.verify(token) else {
+        guard let entry = try session == nil ? tokens.verify(token) : tokens.verify(hash: token) else {
             if let session { sessions.remove(session.id) }
             throw ProtocolError(.unauthorized, "the token is unknown, expired or revoked", hint: "ask the daemon's admin for a new one")
         }

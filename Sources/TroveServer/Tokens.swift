@@ -62,7 +62,11 @@ public final class TokenStore: @unchecked Sendable {
 
     /// The entry for a presented token, if it exists and has not expired.
     public func verify(_ token: String, now: Int64 = Int64(time(nil))) throws -> Entry? {
-        let h = TokenStore.hash(token)
+        try verify(hash: TokenStore.hash(token), now: now)
+    }
+
+    /// The entry for a token's hash (what a login session keeps), if it exists and has not expired.
+    public func verify(hash h: String, now: Int64 = Int64(time(nil))) throws -> Entry? {
         if let database {
             return try database.query("SELECT id, hash, project, role, expires, created FROM tokens WHERE hash = $1 AND (expires = 0 OR expires > $2)",
                                       [h, Int(now)]).first.map(TokenStore.entry)

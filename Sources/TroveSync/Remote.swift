@@ -77,6 +77,12 @@ public final class PathRemote: Remote {
         service = SyncService(store: try SharedStore(root: PathRemote.storeRoot(path)))
     }
 
+    /// A store this process serves already (a daemon's project, whatever its backends).
+    public init(url: String, service: SyncService) {
+        self.url = url
+        self.service = service
+    }
+
     /// A path may name the store itself or a working tree that holds `.trove` / `.git/trove`.
     public static func storeRoot(_ path: String) -> String {
         for candidate in [path, path + "/.trove", path + "/.git/trove"] where FileIO.exists(candidate + "/config") { return candidate }

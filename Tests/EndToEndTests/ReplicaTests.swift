@@ -167,6 +167,65 @@ final class ReplicaTests: XCTestCase {
 }
 
 extension ReplicaTests {
+    /// The daemon's small state is shared too: a browser logged in through one replica is
+    /// logged in on the other, an MLflow experiment made on one is found on the other, and an
+    /// endpoint `trove serve` announced to one is listed by the other.
+    func testASessionAnExperimentAndAServedEndpointAreTheSameOnEveryReplica() throws {
+        let (s, _, _, _) = try sandbox("trove-shared-state")
+        let rootA = s.temp.sub("a"), rootB = s.temp.sub("b")
+        ok(s.trove(["daemon", "project", "create", "p", "--root", rootA]), "project")
+        let write = s.trove(["daemon", "token", "create", "--root", rootA, "--project", "p", "--role", "write"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let a = try DaemonProcess(root: rootA, environment: s.environment)
+        let b = try DaemonProcess(root: rootB, environment: s.environment)
+        func curl(_ args: [String]) -> String {
+            Runner.run("/usr/bin/curl", ["-s", "-w", "\n%{http_code}"] + args, cwd: s.temp.path, environment: s.environment).stdout
+        }
+        // A login on a, its cookie used on b; logging out on b ends it on a.
+        let jar = s.temp.path + "/cookies"
+        let login = curl(["-c", jar, "-H", "Content-Type: application/json", "-d", "{\"token\": \"\(write)\"}", a.base + "/api/v1/session"])
+        XCTAssertTrue(login.hasSuffix("200"), login)
+        let csrf = try XCTUnwrap((try JSONSerialization.jsonObject(with: Data((login.split(separator: "\n").first ?? "").utf8)) as? [String: Any])?["csrf"] as? String)
+        let onB = curl(["-b", jar, b.base + "/api/v1/projects"])
+        XCTAssertTrue(onB.hasSuffix("200") && onB.contains("\"p\""), onB)
+        XCTAssertTrue(curl(["-b", jar, "-X", "DELETE", "-H", "X-CSRF-Token: \(csrf)", b.base + "/api/v1/session"]).hasSuffix("204"), "logged out through b")
+        XCTAssertTrue(curl(["-b", jar, a.base + "/api/v1/session"]).hasSuffix("401"), "and so on a")
+        // MLflow: an experiment made through a is found through b; a second with the same name is refused on b.
+        let made = curl(["-H", "Authorization: Bearer \(write)", "-H", "Content-Type: application/json", "-d", "{\"name\": \"sweep-a\"}",
+                         a.base + "/p/api/2.0/mlflow/experiments/create"])
+        XCTAssertTrue(made.hasSuffix("200"), made)
+        let found = curl(["-H", "Authorization: Bearer \(write)", b.base + "/p/api/2.0/mlflow/experiments/get-by-name?experiment_name=sweep-a"])
+        XCTAssertTrue(found.hasSuffix("200") && found.contains("sweep-a"), found)
+        let again = curl(["-H", "Authorization: Bearer \(write)", "-H", "Content-Type: application/json", "-d", "{\"name\": \"sweep-a\"}",
+                          b.base + "/p/api/2.0/mlflow/experiments/create"])
+        XCTAssertTrue(again.contains("RESOURCE_ALREADY_EXISTS"), again)
+        // An MLflow run ended through a is recorded as a run commit that b serves (ref in PostgreSQL, packs in S3).
+        let created = curl(["-H", "Authorization: Bearer \(write)", "-H", "Content-Type: application/json", "-d", "{\"experiment_id\": \"0\", \"start_time\": 1700000000000}",
+                            a.base + "/p/api/2.0/mlflow/runs/create"])
+        let runID = try XCTUnwrap(((try JSONSerialization.jsonObject(with: Data((created.split(separator: "\n").first ?? "").utf8)) as? [String: Any])?["run"]
+                                   as? [String: Any]).flatMap { ($0["info"] as? [String: Any])?["run_id"] as? String }, created)
+        let ended = curl(["-H", "Authorization: Bearer \(write)", "-H", "Content-Type: application/json",
+                          "-d", "{\"run_id\": \"\(runID)\", \"status\": \"FINISHED\", \"end_time\": 1700000060000}", a.base + "/p/api/2.0/mlflow/runs/update"])
+        XCTAssertTrue(ended.hasSuffix("200"), ended)
+        let recorded = curl(["-H", "Authorization: Bearer \(write)", b.base + "/api/v1/projects/p/runs/\(runID)"])
+        XCTAssertTrue(recorded.hasSuffix("200") && recorded.contains(runID), recorded)
+        // A served endpoint announced to a is listed by b.
+        s.extraEnvironment["TROVE_TOKEN"] = write
+        ok(s.trove("init", "-q"), "init")
+        s.write("weights.bin", Array("v1 weights".utf8))
+        ok(s.trove("model", "publish", "toy", "weights.bin", "-m", "v1"), "publish")
+        ok(s.trove(["push", a.url("p"), "models/*"]), "push the model")
+        let announce = curl(["-X", "PUT", "-H", "Authorization: Bearer \(write)", "-d", "{\"version\": 1, \"url\": \"http://gpu-7:8000\", \"host\": \"gpu-7\"}",
+                             a.base + "/api/v1/projects/p/registry/toy/served/gpu-7-1-8000"])
+        XCTAssertTrue(announce.hasSuffix("200"), announce)
+        let listed = curl(["-H", "Authorization: Bearer \(write)", b.base + "/api/v1/projects/p/registry/toy"])
+        XCTAssertTrue(listed.hasSuffix("200") && listed.contains("gpu-7:8000"), listed)
+        XCTAssertTrue(curl(["-X", "DELETE", "-H", "Authorization: Bearer \(write)", b.base + "/api/v1/projects/p/registry/toy/served/gpu-7-1-8000"]).hasSuffix("200"))
+        XCTAssertFalse(curl(["-H", "Authorization: Bearer \(write)", a.base + "/api/v1/projects/p/registry/toy"]).contains("gpu-7:8000"), "withdrawn everywhere")
+        _ = (a.stop(), b.stop())
+    }
+}
+
+extension ReplicaTests {
     /// deploy/kubernetes: strict schema validation, and the Deployment's command line is one
     /// this trove accepts, with the settings it reads from the ConfigMap and Secret.
     func testTheKubernetesManifestsPassStrictValidationAndMatchTheDaemonsFlags() throws {
