@@ -8,7 +8,8 @@ import XCTest
 
 /// The remote suite against the daemon as replicas run it: packs in a bucket of a real radosgw
 /// (`--objects s3://…`), projects, tokens and refs in a real PostgreSQL (`--metadata
-/// postgres://…`). Two daemons share them (the second has a small upload limit), so every
+/// postgres://…`). Two daemons share them (the second has a small upload limit and a 64 KiB
+/// cache), so every
 /// test that opens both also checks that what one replica stored the other serves.
 final class ReplicaRemoteTests: RemoteConformance {
     nonisolated(unsafe) static var daemon: DaemonProcess?
@@ -30,7 +31,7 @@ final class ReplicaRemoteTests: RemoteConformance {
             let env = Runner.environment(home: a.path).merging(gateway.environment) { _, x in x }
                 .merging(["TROVE_OBJECTS": Self.objects, "TROVE_METADATA": try pg.newDatabase("conformance")]) { _, x in x }
             Self.daemon = try DaemonProcess(root: a.path, environment: env)
-            Self.smallLimit = try DaemonProcess(root: b.path, arguments: ["--max-upload", "10000"], environment: env)
+            Self.smallLimit = try DaemonProcess(root: b.path, arguments: ["--max-upload", "10000", "--cache", "64K"], environment: env)
         }
     }
 
@@ -91,5 +92,17 @@ final class ReplicaRemoteTests: RemoteConformance {
                       "every chunk came from the other replica")
         XCTAssertFalse(FileIO.exists(d2.root + "/projects/" + FileIO.basename(path) + "/packs/" + (try packFiles(path).first ?? "x")),
                        "the second replica read the pack from S3 without keeping it")
+
+        // Through the second replica, whose cache is 64 KiB: 300 KB in uploads of at most 10 KB.
+        let c2 = try commit(a, ["more.bin": SeededBytes.bytes(seed: 32, count: 300_000)])
+        _ = try push(a, to: second)
+        let cache = d2.root + "/projects/" + FileIO.basename(path) + "/packs"
+        let kept = try FileManager.default.contentsOfDirectory(atPath: cache).reduce(0) { $0 + (FileIO.fileSize(cache + "/" + $1) ?? 0) }
+        XCTAssertLessThanOrEqual(kept, 64 << 10, "the replica's cache stays within --cache")
+        XCTAssertGreaterThan(try packFiles(path).count, 20, "every upload is in the bucket")
+        let c = try makeLocal("c")
+        _ = try Fetcher(store: c, remote: second, remoteName: "origin").fetch()
+        let more = try XCTUnwrap(try c.tree(try c.commit(c2).tree).entries.first { $0.name == "more.bin" })
+        XCTAssertTrue(try c.hasContent(ofBlob: more.id), "what left the cache is read back from S3")
     }
 }
