@@ -39,6 +39,9 @@ class Balancer:
     def __init__(self, backends):
         self.backends = backends
         self.next = 0
+        # Per replica: connections it took, and connections it refused (then sent to the next).
+        self.taken = {p: 0 for p in backends}
+        self.refused = {p: 0 for p in backends}
         self.port = free_port()
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
@@ -58,8 +61,10 @@ class Balancer:
             port = self.backends[(start + k) % len(self.backends)]
             try:
                 up_r, up_w = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 1)
+                self.taken[port] += 1
                 break
             except (OSError, asyncio.TimeoutError):
+                self.refused[port] += 1
                 continue
         else:
             writer.close()
@@ -210,10 +215,12 @@ summary = {
     "clients": args.clients, "seconds": args.seconds, "pushes": ops["push"], "fetches": ops["fetch"],
     "failed": len(failures), "killed": killed, "races": races,
     "fsck_clean": not bad, "fsck_problems": bad, "lost_heads": lost, "survivor_peak_rss_mib": int(hwm) // 1024,
+    "connections": {name: {"taken": lb.taken[port], "refused": lb.refused[port]} for name, port, _ in replicas},
 }
 print(f"{args.clients} clients, {args.seconds:.0f} s, two replicas behind one address: {ops['push']} pushes, {ops['fetch']} fetches, "
       f"{len(failures)} failed; replica {killed.get('replica')} killed at {killed.get('at')} s")
 print("races (winners per round): " + ", ".join(str(r["winners"]) for r in races))
+print("connections per replica: " + ", ".join(f"{n} took {lb.taken[p]}, refused {lb.refused[p]}" for n, p, _ in replicas))
 print(f"daemon fsck --full of {args.clients + 1} projects: {'all clean' if not bad else bad}; heads lost: {lost}")
 for f in failures[:10]:
     print("failure:", f)

@@ -254,8 +254,11 @@ public final class HTTPRemote: Remote {
         let text = "\(error)"
         if text.contains("SSL") || text.contains("certificate") || text.contains("handshake") { return false }
         let notSent = text.contains("connectTimeout") || text.contains("Connection refused") || text.contains("connectionRefused")
+        // An answer cut mid-body (the daemon, or a replica behind a balancer, killed while
+        // sending) is the parser's invalidEOFState, "stream ended at an unexpected time".
+        let cut = (error as? HTTPParserError) == .invalidEOFState || text.contains("invalidEOFState")
         let lost = text.contains("remoteConnectionClosed") || text.contains("Connection reset") || text.contains("connection reset")
-            || text.contains("Broken pipe") || text.contains("readTimeout")
+            || text.contains("Broken pipe") || text.contains("readTimeout") || cut
         return notSent || (idempotent && lost)
     }
 

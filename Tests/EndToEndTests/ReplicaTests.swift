@@ -45,6 +45,10 @@ final class ReplicaTests: XCTestCase {
         XCTAssertEqual(summary["failed"] as? Int, 0, "no client command failed, the killed replica's clients included: \(r.stdout)")
         XCTAssertEqual((summary["killed"] as? [String: Any])?["replica"] as? String, "a", "a replica was killed mid-run")
         XCTAssertGreaterThan(summary["pushes"] as? Int ?? 0, 12, r.stdout)
+        let connections = try XCTUnwrap(summary["connections"] as? [String: [String: Int]])
+        XCTAssertGreaterThan(connections["a"]?["taken"] ?? 0, 0, "the killed replica had clients")
+        XCTAssertGreaterThan(connections["a"]?["refused"] ?? 0, 0, "whose requests then went to the other")
+        XCTAssertGreaterThan(connections["b"]?["taken"] ?? 0, connections["a"]?["taken"] ?? 0)
         let races = try XCTUnwrap(summary["races"] as? [[String: Any]])
         XCTAssertEqual(races.count, 3)
         for race in races {
@@ -157,6 +161,12 @@ final class ReplicaTests: XCTestCase {
         let start = Runner.run(Runner.trovePath, ["daemon", "--root", s.temp.sub("c"), "--listen", "127.0.0.1:0"], cwd: s.temp.path, environment: env)
         XCTAssertEqual(start.status, 2, start.stderr)
         XCTAssertTrue(start.stderr.contains("cannot use its object store") && start.stderr.contains("AccessDenied"), start.stderr)
+        // A wrong secret key: the replica does not start, and says which key to check.
+        var wrong = s.environment
+        wrong["AWS_SECRET_ACCESS_KEY"] = "not-the-secret"
+        let badKey = Runner.run(Runner.trovePath, ["daemon", "--root", s.temp.sub("d"), "--listen", "127.0.0.1:0"], cwd: s.temp.path, environment: wrong)
+        XCTAssertEqual(badKey.status, 2, badKey.stderr)
+        XCTAssertTrue(badKey.stderr.contains("SignatureDoesNotMatch") && badKey.stderr.contains("AWS_SECRET_ACCESS_KEY"), badKey.stderr)
         // Nothing was written there: the owner lists an empty bucket.
         let listing = Runner.run("/usr/bin/curl", ["-s", "--aws-sigv4", "aws:amz:us-east-1:s3", "--user", "other:othersecret",
                                                    "-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD", "\(gw.endpoint)/\(theirs)?list-type=2"],
@@ -221,6 +231,45 @@ extension ReplicaTests {
         XCTAssertTrue(listed.hasSuffix("200") && listed.contains("gpu-7:8000"), listed)
         XCTAssertTrue(curl(["-X", "DELETE", "-H", "Authorization: Bearer \(write)", b.base + "/api/v1/projects/p/registry/toy/served/gpu-7-1-8000"]).hasSuffix("200"))
         XCTAssertFalse(curl(["-H", "Authorization: Bearer \(write)", a.base + "/api/v1/projects/p/registry/toy"]).contains("gpu-7:8000"), "withdrawn everywhere")
+        _ = (a.stop(), b.stop())
+    }
+}
+
+extension ReplicaTests {
+    /// A byte flipped in a pack in the bucket: a replica that reads it from S3 sends it, the
+    /// client's check refuses it and names the object, and `daemon fsck --full` names the pack.
+    func testACorruptedPackInTheBucketIsNamedOnFetchAndByFsck() throws {
+        let (s, gw, objects, _) = try sandbox("trove-replica-rot")
+        let rootA = s.temp.sub("a"), rootB = s.temp.sub("b")
+        ok(s.trove(["daemon", "project", "create", "p", "--root", rootA]), "project")
+        let write = s.trove(["daemon", "token", "create", "--root", rootA, "--project", "p", "--role", "write"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let a = try DaemonProcess(root: rootA, environment: s.environment)
+        s.extraEnvironment["TROVE_TOKEN"] = write
+        ok(s.trove("init", "-q"), "init")
+        s.write("weights.bin", SeededBytes.bytes(seed: 77, count: 400_000))
+        ok(s.trove("add", "-q", "weights.bin"), "add")
+        ok(s.trove("commit", "-qm", "one"), "commit")
+        ok(s.trove(["push", a.url("p")]), "push through a")
+        // The pack, as the bucket holds it: flip a byte in the middle (chunk data, not the index).
+        let bucket = String(objects.dropFirst(5).prefix { $0 != "/" })
+        let signed = ["--aws-sigv4", "aws:amz:us-east-1:s3", "--user", "test:testsecret", "-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD"]
+        let listing = Runner.run("/usr/bin/curl", ["-s"] + signed + ["\(gw.endpoint)/\(bucket)?list-type=2&prefix=daemon%2Fp%2Fpacks%2F"], cwd: "/", environment: s.environment).stdout
+        let key = try XCTUnwrap(listing.components(separatedBy: "<Key>").dropFirst().map { String($0.prefix { $0 != "<" }) }.first { $0.hasSuffix(".pack") }, listing)
+        let file = s.temp.path + "/pack"
+        XCTAssertEqual(Runner.run("/usr/bin/curl", ["-s", "-o", file] + signed + ["\(gw.endpoint)/\(bucket)/\(key)"], cwd: "/", environment: s.environment).status, 0)
+        var bytes = try FileIO.readFile(file)
+        bytes[bytes.count / 2] ^= 0x5a
+        try FileIO.atomicWrite(file, bytes)
+        XCTAssertEqual(Runner.run("/usr/bin/curl", ["-s", "-f", "-T", file] + signed + ["\(gw.endpoint)/\(bucket)/\(key)"], cwd: "/", environment: s.environment).status, 0)
+        // Replica b never held the pack: it reads the damaged bytes from S3.
+        let b = try DaemonProcess(root: rootB, environment: s.environment)
+        let clone = s.trove(["clone", b.url("p"), s.temp.sub("copy")], cwd: s.temp.path)
+        XCTAssertEqual(clone.status, 4, clone.stderr)
+        // "received object ID is corrupt or forged … nothing of it was stored"
+        XCTAssertTrue(clone.stderr.contains("is corrupt") && clone.stderr.contains("nothing of it was stored"), clone.stderr)
+        let fsck = s.trove(["daemon", "fsck", "p", "--full", "--root", s.temp.sub("check")])
+        XCTAssertEqual(fsck.status, 4, fsck.stdout + fsck.stderr)
+        XCTAssertTrue(fsck.stdout.contains(String(key.dropFirst("daemon/p/packs/".count).dropLast(5))), "the pack is named: \(fsck.stdout)")
         _ = (a.stop(), b.stop())
     }
 }

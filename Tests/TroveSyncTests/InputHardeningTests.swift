@@ -1,8 +1,9 @@
 import Foundation
+import NIOHTTP1
 import TroveCore
 import TroveProtocol
 import TroveStore
-import TroveSync
+@testable import TroveSync
 import TroveTestSupport
 import XCTest
 
@@ -15,6 +16,15 @@ final class InputHardeningTests: XCTestCase {
         XCTAssertThrowsError(try stream.withUnsafeBytes { _ = try parser.consume($0) }) {
             XCTAssertEqual(($0 as? CoreError)?.code, .malformedObject, "\($0)")
         }
+    }
+
+    /// A daemon replica killed while it sends an answer cuts the response mid-body: the parser's
+    /// "stream ended at an unexpected time". A repeatable request is sent again (to the other
+    /// replica, behind one address); one that may have changed something is not.
+    func testAResponseCutMidBodyIsRetriedWhenTheRequestIsRepeatable() {
+        XCTAssertTrue(HTTPRemote.isTransient(HTTPParserError.invalidEOFState, idempotent: true))
+        XCTAssertFalse(HTTPRemote.isTransient(HTTPParserError.invalidEOFState, idempotent: false))
+        XCTAssertFalse(HTTPRemote.isTransient(HTTPParserError.invalidHeaderToken, idempotent: true), "a malformed answer is not a lost one")
     }
 
     func testASshHostThatLooksLikeAnOptionIsRefused() {
