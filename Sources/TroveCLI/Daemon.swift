@@ -16,7 +16,9 @@ extension TroveCommand {
                 http(s)://HOST:PORT/PROJECT as a remote URL and present a token (TROVE_TOKEN, or \
                 ~/.config/trove/credentials) made with `trove daemon token create`. Routes, statuses \
                 and metrics: Docs/protocol.md §HTTP. SIGTERM or SIGINT stops it gracefully (requests \
-                in flight finish).
+                in flight finish). With --objects s3://… and --metadata postgres://… (or TROVE_OBJECTS, \
+                TROVE_METADATA) any number of daemons serve the same projects as replicas behind one \
+                address, and --root is only each one's cache (Docs/deploy.md).
                 """,
             subcommands: [Serve.self, Project.self, Token.self, Fsck.self],
             defaultSubcommand: Serve.self)

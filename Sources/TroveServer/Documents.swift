@@ -56,6 +56,10 @@ final class Documents: @unchecked Sendable {
                 INSERT INTO documents (project, key, value, expires) VALUES ($1, $2, $3, $4)
                 ON CONFLICT (project, key) DO UPDATE SET value = excluded.value, expires = excluded.expires
                 """, [project, key, ByteBuffer(bytes: value), ttl.map { Int(Self.now() + $0) } ?? 0])
+            // Expired rows (old sessions, stale announcements) go now and then, not on every write.
+            if ttl != nil, Int.random(in: 0..<100) == 0 {
+                try db.query("DELETE FROM documents WHERE expires > 0 AND expires < extract(epoch from now())")
+            }
         }
     }
 
