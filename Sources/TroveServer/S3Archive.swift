@@ -43,21 +43,26 @@ final class S3Archive: PackArchive, @unchecked Sendable {
     /// Packs listed after `cursor` (a `packs.seq`). Sequence numbers are taken before their
     /// transaction commits, so a lower one can appear after a higher one: the cursor stays
     /// behind every row younger than 30 s, which are read again (and skipped when known).
-    func packs(after cursor: Int64) throws -> (names: [String], cursor: Int64) {
+    func packs(after cursor: Int64) throws -> (names: [String], cursor: Int64, total: Int) {
         var next = cursor
         var names: [String] = []
         let rows = try db.query("""
-            SELECT seq, name, created < extract(epoch from now())::bigint - 30 FROM packs
+            SELECT seq, name, created < extract(epoch from now())::bigint - 30, (SELECT count(*) FROM packs WHERE project = $1) FROM packs
             WHERE project = $1 AND seq > $2 ORDER BY seq
             """, [project, Int(cursor)])
+        var total = 0
         var settled = true
         for row in rows {
-            let (seq, pack, old) = try row.decode((Int, String, Bool).self)
+            let (seq, pack, old, count) = try row.decode((Int, String, Bool, Int).self)
             names.append(pack)
             settled = settled && old
             if settled { next = Int64(seq) }
+            total = count
         }
-        return (names, next)
+        if rows.isEmpty {
+            total = try db.query("SELECT count(*) FROM packs WHERE project = $1", [project]).first.map { try $0.decode(Int.self) } ?? 0
+        }
+        return (names, next, total)
     }
 
     func index(of pack: String) throws -> [PackFormat.IndexRecord] {

@@ -7,8 +7,9 @@ import TroveCore
 public protocol PackArchive: AnyObject, Sendable {
     /// Shown in messages (`s3://bucket/prefix/PROJECT/packs`).
     var name: String { get }
-    /// Packs archived after `cursor` (0: all) and the cursor to ask from next time.
-    func packs(after cursor: Int64) throws -> (names: [String], cursor: Int64)
+    /// Packs archived after `cursor` (0: all), the cursor to ask from next time, and how many
+    /// packs the archive lists in all (fewer than known: some were removed, by a gc).
+    func packs(after cursor: Int64) throws -> (names: [String], cursor: Int64, total: Int)
     /// A pack's index records, checked against the pack's name.
     func index(of pack: String) throws -> [PackFormat.IndexRecord]
     /// Bytes of an archived pack; the caller verifies every object it reads from them.
@@ -49,9 +50,13 @@ public final class ArchivedPacks: @unchecked Sendable {
     /// Reads the indexes of packs archived since the last call.
     public func refresh() throws {
         try refreshing.withLock {
-            let (names, next) = try archive.packs(after: cursor.get())
+            let (names, next, total) = try archive.packs(after: cursor.get())
             for n in names where !table.has(pack: n) { table.add(pack: n, records: try archive.index(of: n)) }
             cursor.set(next)
+            if total < table.packNames.count {
+                // Packs were removed from the archive: forget the ones it no longer lists.
+                table.remove(packs: Set(table.packNames).subtracting(try archive.packs(after: 0).names))
+            }
             refreshed.set(DispatchTime.now().uptimeNanoseconds)
         }
     }

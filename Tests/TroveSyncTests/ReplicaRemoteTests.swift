@@ -16,6 +16,7 @@ final class ReplicaRemoteTests: RemoteConformance {
     nonisolated(unsafe) static var smallLimit: DaemonProcess?
     nonisolated(unsafe) static var roots: [TempDir] = []
     nonisolated(unsafe) static var objects = ""
+    nonisolated(unsafe) static var metadata = ""
     var tokens: [String: String] = [:]
 
     override func setUpWithError() throws {
@@ -28,8 +29,9 @@ final class ReplicaRemoteTests: RemoteConformance {
             Self.objects = gateway.url(bucket: bucket, prefix: "daemon")
             let a = TempDir("trove-replica-a"), b = TempDir("trove-replica-b")
             Self.roots = [a, b]
+            Self.metadata = try pg.newDatabase("conformance")
             let env = Runner.environment(home: a.path).merging(gateway.environment) { _, x in x }
-                .merging(["TROVE_OBJECTS": Self.objects, "TROVE_METADATA": try pg.newDatabase("conformance")]) { _, x in x }
+                .merging(["TROVE_OBJECTS": Self.objects, "TROVE_METADATA": Self.metadata]) { _, x in x }
             Self.daemon = try DaemonProcess(root: a.path, environment: env)
             Self.smallLimit = try DaemonProcess(root: b.path, arguments: ["--max-upload", "10000", "--cache", "64K"], environment: env)
         }
@@ -60,16 +62,25 @@ final class ReplicaRemoteTests: RemoteConformance {
         return try HTTPRemote(url: d.url(FileIO.basename(path)), token: tokens[path], caFile: nil)
     }
 
-    /// The project's packs in the bucket (not the replica's cache).
-    override func packFiles(_ store: String) throws -> [String] {
+    /// The project's folder in the bucket.
+    func bucket(_ store: String) throws -> S3Client {
         let q = Self.objects.firstIndex(of: "?").map { String(Self.objects[$0...]) } ?? ""
         let url = String(Self.objects.dropLast(q.count)) + "/" + FileIO.basename(store) + q
-        let s3 = try S3Client(location: try S3Location.parse(url), environment: try RadosGateway.shared().environment)
-        return try s3.list("packs/").map { String($0.name.dropFirst(6)) }.filter { $0.hasSuffix(".pack") }.sorted()
+        return try S3Client(location: try S3Location.parse(url), environment: try RadosGateway.shared().environment)
     }
 
-    override func testAPackRemovedBehindTheServersBackIsNoLongerReportedPresent() throws {
-        throw XCTSkip("a replicated project's packs are listed in PostgreSQL; they are removed through it (a gc), never behind the replicas' back")
+    /// The project's packs in the bucket (not the replica's cache).
+    override func packFiles(_ store: String) throws -> [String] {
+        try bucket(store).list("packs/").map { String($0.name.dropFirst(6)) }.filter { $0.hasSuffix(".pack") }.sorted()
+    }
+
+    /// As a gc of a replicated project removes packs: from PostgreSQL's list, from the bucket,
+    /// and (here by hand) from the replica's cache.
+    override func removePacks(_ store: String) throws {
+        try PostgresServer.shared().psql(Self.metadata, "DELETE FROM packs WHERE project = '\(FileIO.basename(store))'")
+        let s3 = try bucket(store)
+        for o in try s3.list("packs/") { try s3.delete(o.name) }
+        for f in (try? FileManager.default.contentsOfDirectory(atPath: store + "/packs")) ?? [] { try FileManager.default.removeItem(atPath: store + "/packs/" + f) }
     }
 
     func testWhatOneReplicaStoredTheOtherServesAndATokenWorksOnBoth() throws {
