@@ -65,16 +65,7 @@ public struct DaemonBackends: Sendable {
 
     /// Connects to PostgreSQL (bringing its schema up to date first) when there is one.
     public func open() throws -> Opened {
-        if let objects {
-            guard objects.hasPrefix("s3://") else {
-                throw ProtocolError(.invalidInput, "--objects takes s3://BUCKET/PREFIX, not \(objects)", hint: "leave it out to keep packs under --root")
-            }
-            _ = try S3Location.parse(objects)
-            guard metadata != nil else {
-                throw ProtocolError(.invalidInput, "--objects \(objects) needs --metadata postgres://…",
-                                    hint: "the list of packs and the refs live in PostgreSQL, so that replicas agree on them")
-            }
-        }
+        try validate()
         var database: MetadataDatabase?
         if let metadata {
             let db = try MetadataDatabase(url: metadata, environment: environment)
@@ -86,6 +77,20 @@ public struct DaemonBackends: Sendable {
         return Opened(projects: projects, tokens: TokenStore(root: root, database: database),
                       documents: Documents(database.map { .postgres($0) } ?? .files(root)),
                       ephemeral: Documents(database.map { .postgres($0) } ?? .memory))
+    }
+
+    /// The settings make sense together (checked before anything is contacted).
+    public func validate() throws {
+        if let objects {
+            guard objects.hasPrefix("s3://") else {
+                throw ProtocolError(.invalidInput, "--objects takes s3://BUCKET/PREFIX, not \(objects)", hint: "leave it out to keep packs under --root")
+            }
+            _ = try S3Location.parse(objects)
+            guard metadata != nil else {
+                throw ProtocolError(.invalidInput, "--objects \(objects) needs --metadata postgres://…",
+                                    hint: "the list of packs and the refs live in PostgreSQL, so that replicas agree on them")
+            }
+        }
     }
 }
 
@@ -105,6 +110,7 @@ struct DaemonState: Sendable {
 /// Builds the daemon: router, TLS when configured, and a callback with the bound port.
 public func buildApplication(_ config: DaemonConfiguration, logger: Logger,
                              onRunning: @escaping @Sendable (Int) -> Void) throws -> some ApplicationProtocol {
+    try config.backends.validate()
     if let objects = config.backends.objects { try S3Archive.probe(objects: objects, environment: config.backends.environment) }
     let opened = try config.backends.open()
     let projects = opened.projects

@@ -161,6 +161,12 @@ final class ReplicaTests: XCTestCase {
         let start = Runner.run(Runner.trovePath, ["daemon", "--root", s.temp.sub("c"), "--listen", "127.0.0.1:0"], cwd: s.temp.path, environment: env)
         XCTAssertEqual(start.status, 2, start.stderr)
         XCTAssertTrue(start.stderr.contains("cannot use its object store") && start.stderr.contains("AccessDenied"), start.stderr)
+        // Packs in a bucket with no shared list of them: refused before anything is contacted.
+        var alone = s.environment
+        alone["TROVE_METADATA"] = nil
+        let noList = Runner.run(Runner.trovePath, ["daemon", "--root", s.temp.sub("e"), "--listen", "127.0.0.1:0"], cwd: s.temp.path, environment: alone)
+        XCTAssertEqual(noList.status, 2, noList.stderr)
+        XCTAssertTrue(noList.stderr.contains("needs --metadata"), noList.stderr)
         // A wrong secret key: the replica does not start, and says which key to check.
         var wrong = s.environment
         wrong["AWS_SECRET_ACCESS_KEY"] = "not-the-secret"
