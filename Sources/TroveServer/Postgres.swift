@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 import PostgresNIO
 import TroveCore
 import TroveProtocol
@@ -25,15 +26,26 @@ public final class MetadataDatabase: @unchecked Sendable {
 
     /// `maxConnections` per process; callers beyond it wait for one to come back.
     public init(url: String, maxConnections: Int = 8, environment: [String: String] = ProcessInfo.processInfo.environment) throws {
+        // The URL is never repeated in a message: it may hold the password.
         guard let u = URLComponents(string: url), u.scheme == "postgres" || u.scheme == "postgresql", let host = u.host, !host.isEmpty else {
-            throw ProtocolError(.invalidInput, "\(url.debugDescription) is not a PostgreSQL URL",
-                                hint: "use postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE (the password may come from PGPASSWORD)")
+            throw ProtocolError(.invalidInput, "the --metadata URL is not a PostgreSQL URL",
+                                hint: "use postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=require] (percent-encode the password, or put it in PGPASSWORD)")
         }
         let database = u.path.hasPrefix("/") && u.path.count > 1 ? String(u.path.dropFirst()) : nil
         let user = u.user ?? environment["PGUSER"] ?? "postgres"
         display = "postgres://\(user)@\(host):\(u.port ?? 5432)/\(database ?? "")"
+        // sslmode=require or verify-full: TLS with the system's CAs (verify-full also checks the host name).
+        let sslmode = u.queryItems?.first { $0.name == "sslmode" }?.value ?? environment["PGSSLMODE"] ?? "disable"
+        var tls = PostgresConnection.Configuration.TLS.disable
+        if sslmode == "require" || sslmode == "verify-ca" || sslmode == "verify-full" {
+            var t = TLSConfiguration.makeClientConfiguration()
+            if sslmode == "require" { t.certificateVerification = .none } else if sslmode == "verify-ca" { t.certificateVerification = .noHostnameVerification }
+            tls = .require(try NIOSSLContext(configuration: t))
+        } else if sslmode != "disable" && sslmode != "prefer" && sslmode != "allow" {
+            throw ProtocolError(.invalidInput, "sslmode=\(sslmode) is not one of disable, require, verify-ca, verify-full")
+        }
         var c = PostgresConnection.Configuration(host: host, port: u.port ?? 5432, username: user,
-                                                 password: u.password ?? environment["PGPASSWORD"], database: database, tls: .disable)
+                                                 password: u.password ?? environment["PGPASSWORD"], database: database, tls: tls)
         c.options.connectTimeout = .seconds(5)
         configuration = c
         permits = DispatchSemaphore(value: maxConnections)
@@ -47,7 +59,9 @@ public final class MetadataDatabase: @unchecked Sendable {
     /// A connection for the duration of `body`: an idle one, or a new one. A connection that
     /// failed (the server went away) is closed instead of going back to the pool.
     func withConnection<T>(_ body: (PostgresConnection) throws -> T) throws -> T {
-        permits.wait()
+        guard permits.wait(timeout: .now() + .seconds(Self.timeout)) == .success else {
+            throw ProtocolError(.unavailable, "the metadata database \(display) did not free a connection in \(Self.timeout) s", hint: "retry shortly")
+        }
         defer { permits.signal() }
         var connection = lock.withLock { idle.popLast() }
         if let c = connection, c.isClosed { connection = nil }
@@ -69,7 +83,13 @@ public final class MetadataDatabase: @unchecked Sendable {
 
     /// Whether an error left the connection unusable (the server went away, the socket broke).
     static func brokeConnection(_ error: Error) -> Bool {
-        if let e = error as? PSQLError { return e.code != .server }
+        if let e = error as? PSQLError {
+            guard e.code == .server else { return true }
+            // Reported by the server, but about the server: connection failures (08), shutdown
+            // or restart (57P), out of resources (53), a standby promoted or not yet (25006).
+            let state = e.serverInfo?[.sqlState] ?? ""
+            return state.hasPrefix("08") || state.hasPrefix("57P") || state.hasPrefix("53") || state == "25006"
+        }
         return error is ChannelError || error is IOError
     }
 
@@ -94,10 +114,19 @@ public final class MetadataDatabase: @unchecked Sendable {
         try withConnection { try Self.run($0, sql, binds) }
     }
 
+    /// Seconds a statement (or a wait for a pooled connection) may take before the server is
+    /// taken for gone: a server that stops answering without closing the socket (a network
+    /// partition) must not hold request threads until TCP gives up. `TROVE_METADATA_TIMEOUT`.
+    static let timeout = ProcessInfo.processInfo.environment["TROVE_METADATA_TIMEOUT"].flatMap { Int($0) }.flatMap { $0 > 0 ? $0 : nil } ?? 20
+
     static func run(_ c: PostgresConnection, _ sql: String, _ binds: [any PostgresThrowingDynamicTypeEncodable & Sendable]) throws -> [PostgresRow] {
         var b = PostgresBindings(capacity: binds.count)
         for v in binds { try b.append(v) }
-        return try c.query(PostgresQuery(unsafeSQL: sql, binds: b), logger: Logger(label: "trove.postgres")).wait().rows
+        let future = c.query(PostgresQuery(unsafeSQL: sql, binds: b), logger: Logger(label: "trove.postgres"))
+        // Closing the connection fails the query; the pool then drops the connection.
+        let guardTask = c.eventLoop.scheduleTask(in: .seconds(Int64(timeout))) { _ = c.close() as EventLoopFuture<Void> }
+        defer { guardTask.cancel() }
+        return try future.wait().rows
     }
 
     /// A transaction on one connection: committed when `body` returns, rolled back when it throws.
@@ -227,6 +256,11 @@ final class PostgresRefs: RefDatabase {
                 for u in sorted {
                     let rows = try tx.query("SELECT id FROM refs WHERE project = $1 AND name = $2 FOR UPDATE", [project, u.ref])
                     let current: ObjectID? = try rows.first.map { row in try self.id(try row.decode(String.self), u.ref) }
+                    if let new = u.new, current == new, u.expected != new {
+                        // A repeated update whose first attempt committed meanwhile: done.
+                        olds.append(current)
+                        continue
+                    }
                     if !u.force && current != u.expected {
                         throw StoreError(.conflict, "ref \(u.ref) moved (now \(current?.short() ?? "absent"), expected \(u.expected?.short() ?? "absent")), retry",
                                          hint: "another command changed it at the same time; run the command again")
@@ -237,6 +271,7 @@ final class PostgresRefs: RefDatabase {
                 let now = Int(time(nil))
                 for (k, u) in sorted.enumerated() {
                     let old = olds[k]
+                    if let new = u.new, old == new { continue }
                     if let new = u.new {
                         if old == nil {
                             try tx.query("INSERT INTO refs (project, name, id) VALUES ($1, $2, $3)", [project, u.ref, new.hex])

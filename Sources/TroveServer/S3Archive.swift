@@ -65,16 +65,27 @@ final class S3Archive: PackArchive, @unchecked Sendable {
         return (names, next, total)
     }
 
-    func index(of pack: String) throws -> [PackFormat.IndexRecord] {
-        guard let trailer = try remote.s3.get("packs/\(pack).idx") else {
-            throw ProtocolError(.integrity, "\(name)/\(pack).idx is missing but \(db.display) lists the pack",
-                                hint: "restore the object from a backup of the bucket; `trove daemon fsck` names what it holds")
+    /// S3 unreachable or failing for a moment: 503, which clients retry; not a 500.
+    private func retryable<T>(_ what: String, _ body: () throws -> T) throws -> T {
+        do { return try body() } catch let e as SyncError where e.code == .transport || e.code == .io {
+            throw ProtocolError(.unavailable, "the object store \(name) failed \(what): \(e.message)", hint: "retry shortly")
         }
-        return try remote.indexRecords(trailer, pack: pack)
+    }
+
+    /// A missing or damaged index is a `StoreError(.integrity)`: the store skips that pack and
+    /// fsck names it, rather than every push of the project failing on it.
+    func index(of pack: String) throws -> [PackFormat.IndexRecord] {
+        guard let trailer = try retryable("to send the index of pack \(pack)", { try remote.s3.get("packs/\(pack).idx") }) else {
+            throw StoreError(.integrity, "\(name)/\(pack).idx is missing but \(db.display) lists the pack",
+                             hint: "restore the object from a backup of the bucket; `trove daemon fsck` names what it holds")
+        }
+        do { return try remote.indexRecords(trailer, pack: pack) } catch let e as SyncError where e.code == .integrity {
+            throw StoreError(.integrity, e.message, hint: e.hint)
+        }
     }
 
     func read(pack: String, range: Range<UInt64>) throws -> [UInt8] {
-        guard let bytes = try remote.s3.get("packs/\(pack).pack", range: range) else {
+        guard let bytes = try retryable("to send bytes of pack \(pack)", { try remote.s3.get("packs/\(pack).pack", range: range) }) else {
             throw ProtocolError(.integrity, "\(name)/\(pack).pack is missing but its index is there",
                                 hint: "restore the object from a backup of the bucket")
         }
@@ -86,12 +97,10 @@ final class S3Archive: PackArchive, @unchecked Sendable {
         let tail = Array(bytes.suffix(PackFormat.footerSize))
         let indexOffset = tail.withUnsafeBytes { Int(UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self))) }
         guard indexOffset > 0, indexOffset < bytes.count else { throw StoreError(.integrity, "pack \(path) has a malformed footer") }
-        do {
+        try retryable("to take pack \(pack)") {
             try remote.putLarge("packs/\(pack).pack", bytes)
             // The index after the pack, and the listing after both: a listed pack is whole.
             _ = try remote.s3.put("packs/\(pack).idx", Array(bytes[indexOffset...]))
-        } catch let e as SyncError where e.code == .transport || e.code == .io {
-            throw ProtocolError(.unavailable, "the object store \(name) did not take pack \(pack): \(e.message)", hint: "retry shortly")
         }
         try db.query("""
             INSERT INTO packs (project, name, bytes, objects, created) VALUES ($1, $2, $3, $4, extract(epoch from now())::bigint)

@@ -107,8 +107,9 @@ struct SyncController: Sendable {
         do {
             let project = self.project(context)
             try ProjectRegistry.validate(project)
-            try authorize(request, project: project, role: role)
-            guard let svc = try state.projects.service(project) else {
+            // The token and the project may be looked up in PostgreSQL: off the async threads.
+            try await blocking { try authorize(request, project: project, role: role) }
+            guard let svc = try await blocking({ try state.projects.service(project) }) else {
                 throw ProtocolError(.notFound, "no project \(project) on this daemon", hint: "create it with `trove daemon project create \(project)`")
             }
             response = try await body(svc, request)

@@ -28,6 +28,8 @@ public final class ArchivedPacks: @unchecked Sendable {
     private let cursor = Locked<Int64>(0)
     private let refreshed = Locked<UInt64>(0)
     private let refreshing = Mutex()
+    /// Listed packs whose index could not be read (name → why), for fsck.
+    public let unreadable = Locked<[String: String]>([:])
     let cache: ByteCache
 
     public init(archive: any PackArchive, cacheBytes: Int) {
@@ -51,13 +53,29 @@ public final class ArchivedPacks: @unchecked Sendable {
     public func refresh() throws {
         try refreshing.withLock {
             let (names, next, total) = try archive.packs(after: cursor.get())
-            for n in names where !table.has(pack: n) { table.add(pack: n, records: try archive.index(of: n)) }
+            add(names)
             cursor.set(next)
-            if total < table.packNames.count {
-                // Packs were removed from the archive: forget the ones it no longer lists.
-                table.remove(packs: Set(table.packNames).subtracting(try archive.packs(after: 0).names))
+            if total != table.packNames.count + unreadable.get().count {
+                // Packs were removed (a gc), or one committed long after its number was taken and the
+                // cursor passed it: read the whole list and make the table match it.
+                let all = try archive.packs(after: 0)
+                table.remove(packs: Set(table.packNames).subtracting(all.names))
+                unreadable.update { $0 = $0.filter { all.names.contains($0.key) } }
+                add(all.names)
             }
             refreshed.set(DispatchTime.now().uptimeNanoseconds)
+        }
+    }
+
+    /// Reads the indexes of packs not in the table. One damaged index must not stop every push
+    /// to the project: that pack is skipped and named by fsck.
+    private func add(_ names: [String]) {
+        for n in names where !table.has(pack: n) && unreadable.get()[n] == nil {
+            do { table.add(pack: n, records: try archive.index(of: n)) } catch let e as StoreError where e.code == .integrity {
+                unreadable.update { $0[n] = e.message }
+            } catch {
+                // Unreachable for now (S3 down): tried again at the next look.
+            }
         }
     }
 

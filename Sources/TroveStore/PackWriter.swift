@@ -229,6 +229,7 @@ final class PackFiles: @unchecked Sendable {
     deinit {
         for fd in fds.values { close(fd) }
         for fd in directFDs.values where fd >= 0 { close(fd) }
+        for fd in retired { close(fd) }
     }
 
     func path(_ name: String) -> String { "\(directory)/\(name).pack" }
@@ -265,6 +266,19 @@ final class PackFiles: @unchecked Sendable {
             directFDs[name] = fd
             return fd >= 0 ? fd : nil
         }
+    }
+
+    private var retired: [Int32] = []
+
+    /// Stops handing out descriptors of these packs (removed from the folder) and closes those
+    /// retired by the previous call: a reader holding one now has until then to finish.
+    func retire(_ names: [String]) {
+        let closing: [Int32] = lock.withLock {
+            let old = retired
+            retired = names.flatMap { [fds.removeValue(forKey: $0), directFDs.removeValue(forKey: $0)].compactMap { $0 }.filter { $0 >= 0 } }
+            return old
+        }
+        for fd in closing { close(fd) }
     }
 
     func forget(_ name: String) {

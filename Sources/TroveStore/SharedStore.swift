@@ -45,6 +45,8 @@ public final class SharedStore: ObjectSource, @unchecked Sendable {
         isBare = config.values["core.bare"] == "true"
         self.cacheBytes = cacheBytes
         archived = archive.map { ArchivedPacks(archive: $0, cacheBytes: min(256 << 20, max(16 << 20, cacheBytes / 16))) }
+        // Uploads cut short by a crash before they were archived: never acknowledged, never listed.
+        if archive != nil { FileIO.removeTree(root + "/incoming") }
     }
 
     /// Catches up with packs written since by other processes (and, archived, other replicas).
@@ -65,11 +67,16 @@ public final class SharedStore: ObjectSource, @unchecked Sendable {
         }
         var total = packs.reduce(0) { $0 + $1.size }
         guard total > cacheBytes else { return }
+        var gone: [String] = []
         for p in packs.sorted(by: { $0.time < $1.time }) where total > cacheBytes {
             unlink(packsDirectory + "/" + p.name)
+            gone.append(String(p.name.dropLast(5)))
             total -= p.size
         }
         try? table.refresh()
+        // Their descriptors close one trim later (a reader may be in the middle of a read now):
+        // without this the disk space of every pack ever opened would never come back.
+        table.files.retire(gone)
     }
 
     /// Creates a bare store (no working tree, no SQLite) at `root`.

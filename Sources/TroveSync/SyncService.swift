@@ -146,6 +146,9 @@ public final class SyncService: @unchecked Sendable {
         try store.refresh()
         // An archived store is checked in its archive (the packs folder is only a cache of it).
         let names = store.archived?.packNames ?? store.table.packNames
+        for (pack, why) in (store.archived?.unreadable.get() ?? [:]).sorted(by: { $0.key < $1.key }) {
+            problems.append("pack \(pack): \(why)")
+        }
         var objects = 0
         let decompressor = Decompressor()
         for name in names {

@@ -122,6 +122,14 @@ public final class PostgresServer: @unchecked Sendable {
 
     /// SIGKILL to the server and its backends, as a crash or a node lost.
     public func kill() throws { try script("kill") }
+    /// SIGSTOP (`true`) or SIGCONT to the server and its backends: a server that stops answering
+    /// without closing its connections, as in a network partition.
+    public func freeze(_ stopped: Bool) throws {
+        let pid = try String(contentsOfFile: directory + "/data/postmaster.pid", encoding: .utf8).split(separator: "\n").first.map(String.init) ?? ""
+        let sig = stopped ? "STOP" : "CONT"
+        _ = Runner.run("/bin/sh", ["-c", "pkill -\(sig) -P \(pid); kill -\(sig) \(pid)"], cwd: "/", environment: ProcessInfo.processInfo.environment)
+    }
+
     /// Starts it again on the same data and port.
     public func restart() throws { try script("restart") }
     /// A fast shutdown.

@@ -68,7 +68,19 @@ final class ReplicaTests: XCTestCase {
         let root = s.temp.sub("replica")
         ok(s.trove(["daemon", "project", "create", "p", "--root", root]), "project")
         let token = s.trove(["daemon", "token", "create", "--root", root, "--project", "p", "--role", "write"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        s.extraEnvironment["TROVE_METADATA_TIMEOUT"] = "3"
         let daemon = try DaemonProcess(root: root, environment: s.environment)
+        // A server that stops answering but keeps its sockets open (a partition): 503 after the
+        // statement timeout, not a request held until TCP gives up; fine again once it answers.
+        XCTAssertEqual(curlStatus(daemon.url("p") + "/v1/refs", token: token).code, "200")
+        try pg.freeze(true)
+        let started = Date()
+        let frozen = curlStatus(daemon.url("p") + "/v1/refs", token: token)
+        let waited = Date().timeIntervalSince(started)
+        try pg.freeze(false)
+        XCTAssertEqual(frozen.code, "503", frozen.body)
+        XCTAssertLessThan(waited, 10, "answered after the 3 s statement timeout, not held")
+        XCTAssertTrue(waitFor(seconds: 10) { self.curlStatus(daemon.url("p") + "/v1/refs", token: token).code == "200" }, "fine once it answers again")
         s.extraEnvironment["TROVE_TOKEN"] = token
         ok(s.trove("init", "-q"), "init")
         ok(s.trove("remote", "add", "origin", daemon.url("p")), "remote add")
@@ -275,8 +287,31 @@ extension ReplicaTests {
         XCTAssertTrue(clone.stderr.contains("is corrupt") && clone.stderr.contains("nothing of it was stored"), clone.stderr)
         let fsck = s.trove(["daemon", "fsck", "p", "--full", "--root", s.temp.sub("check")])
         XCTAssertEqual(fsck.status, 4, fsck.stdout + fsck.stderr)
-        XCTAssertTrue(fsck.stdout.contains(String(key.dropFirst("daemon/p/packs/".count).dropLast(5))), "the pack is named: \(fsck.stdout)")
-        _ = (a.stop(), b.stop())
+        let pack = String(key.dropFirst("daemon/p/packs/".count).dropLast(5))
+        XCTAssertTrue(fsck.stdout.contains(pack), "the pack is named: \(fsck.stdout)")
+        // Its index gone too: a replica that starts now skips that pack, takes new pushes, and fsck names it.
+        XCTAssertEqual(Runner.run("/usr/bin/curl", ["-s", "-f", "-X", "DELETE"] + signed + ["\(gw.endpoint)/\(bucket)/daemon/p/packs/\(pack).idx"],
+                                  cwd: "/", environment: s.environment).status, 0)
+        let c = try DaemonProcess(root: s.temp.sub("c"), environment: s.environment)
+        // A push onto the damaged history is refused, naming what is missing; another history is taken.
+        s.write("notes.txt", Array("after the damage\n".utf8))
+        ok(s.trove("add", "-q", "notes.txt"), "add")
+        ok(s.trove("commit", "-qm", "two"), "commit")
+        let onto = s.trove(["push", c.url("p")])
+        XCTAssertEqual(onto.status, 4, onto.stderr)
+        XCTAssertTrue(onto.stderr.contains("missing object"), onto.stderr)
+        let fresh = s.temp.sub("fresh")
+        try FileIO.mkdirs(fresh)
+        ok(s.trove(["init", "-q"], cwd: fresh), "init")
+        try FileIO.atomicWrite(fresh + "/data.bin", SeededBytes.bytes(seed: 78, count: 50_000))
+        ok(s.trove(["add", "-q", "data.bin"], cwd: fresh), "add")
+        ok(s.trove(["commit", "-qm", "other"], cwd: fresh), "commit")
+        let push = s.trove(["push", c.url("p"), "heads/main:heads/other"], cwd: fresh)
+        XCTAssertEqual(push.status, 0, "one damaged pack does not stop the project: \(push.stderr)")
+        let again = s.trove(["daemon", "fsck", "p", "--root", s.temp.sub("check2")])
+        XCTAssertEqual(again.status, 4)
+        XCTAssertTrue(again.stdout.contains("pack \(pack)") && again.stdout.contains(".idx is missing"), again.stdout)
+        _ = (a.stop(), b.stop(), c.stop())
     }
 }
 
