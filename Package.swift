@@ -79,7 +79,7 @@ let package = Package(
         .testTarget(name: "TroveCoreTests", dependencies: ["TroveCore", "TroveTestSupport"]),
         .testTarget(name: "TroveStoreTests", dependencies: ["TroveStore", "TroveTestSupport"]),
         .testTarget(name: "TroveSyncTests", dependencies: ["TroveSync", "TroveProtocol", "TroveStore", "TroveTestSupport",
-                                                         .product(name: "NIOHTTP1", package: "swift-nio")]),
+                                                         .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "TroveRunsTests", dependencies: ["TroveRuns", "TroveCore", "TroveStore", "TroveTestSupport"]),
         .testTarget(name: "TroveGitTests", dependencies: ["TroveGit", "TroveCore", "TroveStore", "TroveTestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["TroveTestSupport", "TroveCore", "TroveStore", "TroveRuns"]),

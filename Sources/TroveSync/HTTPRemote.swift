@@ -256,7 +256,9 @@ public final class HTTPRemote: Remote {
         let notSent = text.contains("connectTimeout") || text.contains("Connection refused") || text.contains("connectionRefused")
         // An answer cut mid-body (the daemon, or a replica behind a balancer, killed while
         // sending) is the parser's invalidEOFState, "stream ended at an unexpected time".
-        let cut = (error as? HTTPParserError) == .invalidEOFState || text.contains("invalidEOFState")
+        // The same cut may show as the channel closing under a read or a write.
+        let channel = (error as? ChannelError).map { $0 == .ioOnClosedChannel || $0 == .eof || $0 == .outputClosed } ?? false
+        let cut = (error as? HTTPParserError) == .invalidEOFState || text.contains("invalidEOFState") || channel
         let lost = text.contains("remoteConnectionClosed") || text.contains("Connection reset") || text.contains("connection reset")
             || text.contains("Broken pipe") || text.contains("readTimeout") || cut
         return notSent || (idempotent && lost)

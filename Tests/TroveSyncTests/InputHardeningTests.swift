@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import NIOHTTP1
 import TroveCore
 import TroveProtocol
@@ -25,6 +26,10 @@ final class InputHardeningTests: XCTestCase {
         XCTAssertTrue(HTTPRemote.isTransient(HTTPParserError.invalidEOFState, idempotent: true))
         XCTAssertFalse(HTTPRemote.isTransient(HTTPParserError.invalidEOFState, idempotent: false))
         XCTAssertFalse(HTTPRemote.isTransient(HTTPParserError.invalidHeaderToken, idempotent: true), "a malformed answer is not a lost one")
+        // The same cut seen as the channel closing under a read or write (16-client replica run, 05:33 UTC).
+        XCTAssertTrue(HTTPRemote.isTransient(ChannelError.ioOnClosedChannel, idempotent: true))
+        XCTAssertTrue(HTTPRemote.isTransient(ChannelError.eof, idempotent: true))
+        XCTAssertFalse(HTTPRemote.isTransient(ChannelError.ioOnClosedChannel, idempotent: false))
     }
 
     func testASshHostThatLooksLikeAnOptionIsRefused() {
