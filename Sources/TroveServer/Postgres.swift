@@ -131,16 +131,19 @@ public final class MetadataDatabase: @unchecked Sendable {
 
     /// A transaction on one connection: committed when `body` returns, rolled back when it throws.
     public func transaction<T>(_ body: (Transaction) throws -> T) throws -> T {
-        try withConnection { c in
-            _ = try Self.run(c, "BEGIN", [])
-            do {
-                let result = try body(Transaction(connection: c))
-                _ = try Self.run(c, "COMMIT", [])
-                return result
-            } catch {
-                _ = try? Self.run(c, "ROLLBACK", [])
-                throw error
-            }
+        try withConnection { try Self.inTransaction($0, body) }
+    }
+
+    /// BEGIN, `body`, COMMIT on a connection already held; ROLLBACK when `body` throws.
+    static func inTransaction<T>(_ c: PostgresConnection, _ body: (Transaction) throws -> T) throws -> T {
+        _ = try run(c, "BEGIN", [])
+        do {
+            let result = try body(Transaction(connection: c))
+            _ = try run(c, "COMMIT", [])
+            return result
+        } catch {
+            _ = try? run(c, "ROLLBACK", [])
+            throw error
         }
     }
 
@@ -190,16 +193,11 @@ public final class MetadataDatabase: @unchecked Sendable {
             }
             var applied: [Int] = []
             for version in (current + 1)..<(Self.migrations.count + 1) {
-                _ = try Self.run(c, "BEGIN", [])
-                do {
+                try Self.inTransaction(c) { tx in
                     for statement in Self.migrations[version - 1].split(separator: ";") where !statement.allSatisfy(\.isWhitespace) {
-                        _ = try Self.run(c, String(statement), [])
+                        try tx.query(String(statement))
                     }
-                    _ = try Self.run(c, "INSERT INTO schema_migrations (version, applied) VALUES ($1, extract(epoch from now())::bigint)", [version])
-                    _ = try Self.run(c, "COMMIT", [])
-                } catch {
-                    _ = try? Self.run(c, "ROLLBACK", [])
-                    throw error
+                    try tx.query("INSERT INTO schema_migrations (version, applied) VALUES ($1, extract(epoch from now())::bigint)", [version])
                 }
                 applied.append(version)
             }

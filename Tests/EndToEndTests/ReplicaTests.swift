@@ -25,6 +25,14 @@ final class ReplicaTests: XCTestCase {
         return (s, gw, objects, metadata)
     }
 
+    /// Project "p" made through PostgreSQL, and a write token for it.
+    func projectWithWriteToken(_ s: TroveSandbox, root: String) throws -> String {
+        ok(s.trove(["daemon", "project", "create", "p", "--root", root]), "project")
+        let r = s.trove(["daemon", "token", "create", "--root", root, "--project", "p", "--role", "write"])
+        ok(r, "token")
+        return r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
     func curlStatus(_ url: String, token: String) -> (code: String, body: String) {
         let r = Runner.run("/usr/bin/curl", ["-s", "-w", "\n%{http_code}", "-H", "Authorization: Bearer \(token)", url],
                            cwd: "/", environment: ProcessInfo.processInfo.environment)
@@ -66,8 +74,7 @@ final class ReplicaTests: XCTestCase {
                                     port: SSHServer.freePort())
         let (s, _, _, metadata) = try sandbox("trove-pg-restart", postgres: pg)
         let root = s.temp.sub("replica")
-        ok(s.trove(["daemon", "project", "create", "p", "--root", root]), "project")
-        let token = s.trove(["daemon", "token", "create", "--root", root, "--project", "p", "--role", "write"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let token = try projectWithWriteToken(s, root: root)
         s.extraEnvironment["TROVE_METADATA_TIMEOUT"] = "3"
         let daemon = try DaemonProcess(root: root, environment: s.environment)
         // A server that stops answering but keeps its sockets open (a partition): 503 after the
@@ -201,8 +208,7 @@ extension ReplicaTests {
     func testASessionAnExperimentAndAServedEndpointAreTheSameOnEveryReplica() throws {
         let (s, _, _, _) = try sandbox("trove-shared-state")
         let rootA = s.temp.sub("a"), rootB = s.temp.sub("b")
-        ok(s.trove(["daemon", "project", "create", "p", "--root", rootA]), "project")
-        let write = s.trove(["daemon", "token", "create", "--root", rootA, "--project", "p", "--role", "write"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let write = try projectWithWriteToken(s, root: rootA)
         let a = try DaemonProcess(root: rootA, environment: s.environment)
         let b = try DaemonProcess(root: rootB, environment: s.environment)
         func curl(_ args: [String]) -> String {
@@ -259,8 +265,7 @@ extension ReplicaTests {
     func testACorruptedPackInTheBucketIsNamedOnFetchAndByFsck() throws {
         let (s, gw, objects, _) = try sandbox("trove-replica-rot")
         let rootA = s.temp.sub("a"), rootB = s.temp.sub("b")
-        ok(s.trove(["daemon", "project", "create", "p", "--root", rootA]), "project")
-        let write = s.trove(["daemon", "token", "create", "--root", rootA, "--project", "p", "--role", "write"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let write = try projectWithWriteToken(s, root: rootA)
         let a = try DaemonProcess(root: rootA, environment: s.environment)
         s.extraEnvironment["TROVE_TOKEN"] = write
         ok(s.trove("init", "-q"), "init")
