@@ -403,8 +403,8 @@ struct APIController: Sendable {
         if let r = try p.catalog.run(id) {
             let files = try p.store.flatten(tree: try p.store.commit(r.commit).tree)
             bytes = try files["logs/" + stream].map { try Materializer.readBlob(store: p.store, blob: $0.id) } ?? []
-        } else if p.live.get(id) != nil {
-            bytes = (try? FileIO.readFile(p.live.folder(id) + "/" + stream)) ?? []
+        } else if let live = p.live.log(id, stream: stream) {
+            bytes = live
         } else {
             throw ProtocolError(.notFound, "no run \(id) in project \(p.name)")
         }
@@ -521,8 +521,16 @@ struct APIController: Sendable {
                     hub.publishPing(id)
                 }
             }
+            // Replicas: what reaches another replica is found by looking at PostgreSQL.
+            let poll = p.live.database == nil ? nil : Task {
+                while !Task.isCancelled {
+                    try await Task.sleep(nanoseconds: 1_000_000_000)
+                    try await blocking { p.live.refresh() }
+                }
+            }
             defer {
                 ping.cancel()
+                poll?.cancel()
                 hub.unsubscribe(id)
             }
             try await writer.write(ByteBuffer(string: "retry: 3000\n\n"))

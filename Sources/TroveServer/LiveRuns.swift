@@ -1,12 +1,13 @@
 import Foundation
 import Glibc
+import NIOCore
 import TroveCore
 import TroveRuns
 import TroveStore
 
 /// What the daemon knows of a run that has not been recorded yet (a `trove run` streaming to
 /// it, or an MLflow run): `state.json` in its folder `PROJECT/live/ID/`.
-struct LiveState: Codable, Sendable {
+struct LiveState: Codable, Sendable, Equatable {
     var id: String
     var start: String
     var command = ""
@@ -32,9 +33,16 @@ struct LiveState: Codable, Sendable {
 /// The live runs of one project, on disk under `PROJECT/live/` (so they survive a daemon
 /// restart) and summarised in memory. Metric lines are appended with a count, so that a
 /// client that sends again what it is not sure arrived never duplicates a point.
+///
+/// Replicas (`database`): PostgreSQL holds every live run (`live_runs`, `live_lines`,
+/// `live_logs`), written in one transaction per update, and the folder is this replica's
+/// copy, brought up to date on each look, so a run streamed to one replica is read, cancelled
+/// or ended through any other. What a look brings in is published as events here.
 final class LiveRuns: @unchecked Sendable {
     let directory: String
     let events: EventHub
+    let database: MetadataDatabase?
+    let project: String
     private let lock = Mutex()
     private var runs: [String: Entry] = [:]
     private var loaded = false
@@ -53,9 +61,19 @@ final class LiveRuns: @unchecked Sendable {
         }
     }
 
-    init(directory: String, events: EventHub) {
+    /// Events found while the lock was held, published once it is released.
+    private struct Pending {
+        var states: [(LiveState, [String: MetricSummary])] = []
+        var metrics: [(String, [String])] = []
+    }
+
+    init(directory: String, events: EventHub, database: MetadataDatabase? = nil, project: String = "") {
         self.directory = directory
         self.events = events
+        self.database = database
+        self.project = project
+        // A replica's copy is rebuilt from PostgreSQL, never trusted across a restart.
+        if database != nil { FileIO.removeTree(directory) }
     }
 
     func folder(_ id: String) -> String { directory + "/" + id }
@@ -83,10 +101,20 @@ final class LiveRuns: @unchecked Sendable {
         return n
     }
 
+    /// Runs `body` with the runs up to date (`only`: that run's), then publishes what changed.
+    private func looking<T>(_ only: String?, _ body: () throws -> T) rethrows -> T {
+        var pending = Pending()
+        let result: T = try lock.withLock {
+            if database != nil { try? pullLocked(only, &pending) } else { loadLocked() }
+            return try body()
+        }
+        publish(pending)
+        return result
+    }
+
     func all() -> [(state: LiveState, metrics: [String: MetricSummary])] {
-        lock.withLock {
-            loadLocked()
-            return runs.values.map { e in
+        looking(nil) {
+            runs.values.map { e in
                 e.reader.poll()
                 return (e.state, e.reader.summaries)
             }
@@ -94,17 +122,25 @@ final class LiveRuns: @unchecked Sendable {
     }
 
     func get(_ id: String) -> (state: LiveState, metrics: [String: MetricSummary], lines: Int)? {
-        lock.withLock {
-            loadLocked()
+        looking(id) {
             guard let e = runs[id] else { return nil }
             e.reader.poll()
             return (e.state, e.reader.summaries, e.lines)
         }
     }
 
+    /// Brings every run up to date and publishes what other replicas wrote (for event streams).
+    func refresh() { _ = all() }
+
     /// Creates a live run (MLflow `runs/create`); false when the id exists.
     func create(_ state: LiveState) throws -> Bool {
-        try lock.withLock {
+        if let db = database {
+            let made = try db.query("INSERT INTO live_runs (project, id, state) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING id",
+                                    [project, state.id, try LiveRuns.encode(state)])
+            _ = get(state.id)
+            return !made.isEmpty
+        }
+        return try lock.withLock {
             loadLocked()
             guard runs[state.id] == nil else { return false }
             try FileIO.mkdirs(folder(state.id))
@@ -117,6 +153,17 @@ final class LiveRuns: @unchecked Sendable {
     /// Changes a run's state (and writes it); nil when there is no such run.
     @discardableResult
     func update(_ id: String, _ change: (inout LiveState) throws -> Void) throws -> LiveState? {
+        if let db = database {
+            let s: LiveState? = try db.transaction { tx in
+                guard let row = try tx.query("SELECT state FROM live_runs WHERE project = $1 AND id = $2 FOR UPDATE", [project, id]).first else { return nil }
+                var s = try LiveRuns.decode(try row.decode(String.self))
+                try change(&s)
+                try tx.query("UPDATE live_runs SET state = $3 WHERE project = $1 AND id = $2", [project, id, try LiveRuns.encode(s)])
+                return s
+            }
+            _ = get(id)
+            return s
+        }
         let s: LiveState? = try lock.withLock {
             loadLocked()
             guard let e = runs[id] else { return nil }
@@ -126,31 +173,111 @@ final class LiveRuns: @unchecked Sendable {
             e.state = s
             return s
         }
-        if let s { publish(s) }
+        if let s, let e = get(s.id) { publish(Pending(states: [(e.state, e.metrics)])) }
         return s
     }
 
     private func writeState(_ s: LiveState) throws {
+        try FileIO.atomicWrite(folder(s.id) + "/state.json", Array(try LiveRuns.encode(s).utf8))
+    }
+
+    static func encode(_ s: LiveState) throws -> String {
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys]
-        try FileIO.atomicWrite(folder(s.id) + "/state.json", Array(try enc.encode(s)))
+        return String(decoding: try enc.encode(s), as: UTF8.self)
+    }
+
+    static func decode(_ text: String) throws -> LiveState {
+        try JSONDecoder().decode(LiveState.self, from: Data(text.utf8))
+    }
+
+    /// A first update's state as stored: its id, empty optional fields as absent.
+    static func normalised(_ given: LiveState, id: String) -> LiveState {
+        var s = given
+        s.id = id
+        if s.sweep == "" { s.sweep = nil }
+        if s.name == "" { s.name = nil }
+        return s
+    }
+
+    /// The state after an update: the client's view of it, except that an ended run stays
+    /// ended and its source never changes; `ended` ends a running one now.
+    static func merged(_ held: LiveState, with given: LiveState?, ended: String?, id: String) -> (state: LiveState, changed: Bool) {
+        var out = held
+        var changed = false
+        if let given {
+            var s = normalised(given, id: id)
+            s.status = held.status == "running" ? s.status : held.status
+            s.source = held.source
+            if s.params != held.params || s.name != held.name || s.command != held.command { changed = true }
+            out = s
+        }
+        if let ended, out.status == "running" {
+            out.status = ended
+            out.end = ISO8601DateFormatter().string(from: Date())
+            changed = true
+        }
+        return (out, changed)
+    }
+
+    static func checkLines(_ id: String, from: Int, held: Int, _ lines: [String]) throws -> [String] {
+        guard from <= held else {
+            throw StoreError(.invalidInput, "live run \(id): lines from \(from) given, but only \(held) are held", hint: "send again from line \(held)")
+        }
+        let fresh = Array(lines.dropFirst(held - from))
+        for l in fresh where l.contains("\n") { throw StoreError(.invalidInput, "a metric line holds a newline") }
+        return fresh
+    }
+
+    static func unknown(_ id: String) -> StoreError {
+        StoreError(.invalidInput, "live run \(id) is not known here: the first update must carry its state")
     }
 
     /// Appends metric lines given from line `from` on: lines the daemon holds already are
     /// skipped. Returns the count held after, and a pending cancel request.
     func ingest(_ id: String, from: Int, lines: [String], state: LiveState?, logs: [(stream: String, offset: UInt64, bytes: [UInt8])], ended: String?) throws -> (received: Int, cancel: String?) {
-        var added: [String] = []
-        var summary: LiveState?
+        if let db = database {
+            let result: (Int, String?) = try db.transaction { tx in
+                if let state {
+                    try tx.query("INSERT INTO live_runs (project, id, state) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                                 [project, id, try LiveRuns.encode(LiveRuns.normalised(state, id: id))])
+                }
+                guard let row = try tx.query("SELECT state, lines, cancel FROM live_runs WHERE project = $1 AND id = $2 FOR UPDATE", [project, id]).first else {
+                    throw LiveRuns.unknown(id)
+                }
+                let (text, held, cancel) = try row.decode((String, Int, String?).self)
+                let fresh = try LiveRuns.checkLines(id, from: from, held: held, lines)
+                if !fresh.isEmpty {
+                    try tx.query("""
+                        INSERT INTO live_lines (project, id, n, line)
+                        SELECT $1, $2, $3 + t.i - 1, t.line FROM unnest($4::text[]) WITH ORDINALITY AS t(line, i)
+                        """, [project, id, held, fresh])
+                }
+                for log in logs where !log.bytes.isEmpty {
+                    // Chunks follow each other: bytes already held are not stored again, bytes
+                    // beyond the end wait for the ones before them.
+                    let end = try tx.query("SELECT coalesce(max(start + length(bytes)), 0)::bigint FROM live_logs WHERE project = $1 AND id = $2 AND stream = $3",
+                                           [project, id, log.stream]).first.map { try $0.decode(Int64.self) } ?? 0
+                    let offset = Int64(log.offset)
+                    guard offset <= end, offset + Int64(log.bytes.count) > end else { continue }
+                    try tx.query("INSERT INTO live_logs (project, id, stream, start, bytes) VALUES ($1, $2, $3, $4, $5)",
+                                 [project, id, log.stream, end, ByteBuffer(bytes: log.bytes[Int(end - offset)...])])
+                }
+                let (s, changed) = LiveRuns.merged(try LiveRuns.decode(text), with: state, ended: ended, id: id)
+                try tx.query("UPDATE live_runs SET lines = lines + $3\(changed || state != nil ? ", state = $4" : "") WHERE project = $1 AND id = $2",
+                             changed || state != nil ? [project, id, fresh.count, try LiveRuns.encode(s)] : [project, id, fresh.count])
+                return (held + fresh.count, cancel)
+            }
+            _ = get(id)
+            return result
+        }
+        var pending = Pending()
         let result: (Int, String?) = try lock.withLock {
             loadLocked()
             var e = runs[id]
             if e == nil {
-                guard var s = state else {
-                    throw StoreError(.invalidInput, "live run \(id) is not known here: the first update must carry its state")
-                }
-                s.id = id
-                if s.sweep == "" { s.sweep = nil }
-                if s.name == "" { s.name = nil }
+                guard let state else { throw LiveRuns.unknown(id) }
+                let s = LiveRuns.normalised(state, id: id)
                 try FileIO.mkdirs(folder(id))
                 try writeState(s)
                 let entry = Entry(state: s, lines: LiveRuns.completeLines(folder(id) + "/metrics.jsonl"),
@@ -159,45 +286,46 @@ final class LiveRuns: @unchecked Sendable {
                 e = entry
             }
             let entry = e!
-            guard from <= entry.lines else {
-                throw StoreError(.invalidInput, "live run \(id): lines from \(from) given, but only \(entry.lines) are held", hint: "send again from line \(entry.lines)")
-            }
-            let fresh = Array(lines.dropFirst(entry.lines - from))
+            let fresh = try LiveRuns.checkLines(id, from: from, held: entry.lines, lines)
             if !fresh.isEmpty {
-                for l in fresh where l.contains("\n") { throw StoreError(.invalidInput, "a metric line holds a newline") }
                 try LiveRuns.append(folder(id) + "/metrics.jsonl", Array(fresh.map { $0 + "\n" }.joined().utf8))
                 entry.lines += fresh.count
-                added = fresh
+                pending.metrics.append((id, fresh))
             }
             for log in logs {
                 try LiveRuns.write(folder(id) + "/" + log.stream, at: log.offset, log.bytes)
             }
-            var changed = false
-            if var s = state {
-                s.id = id
-                if s.sweep == "" { s.sweep = nil }
-                if s.name == "" { s.name = nil }
-                s.status = entry.state.status == "running" ? s.status : entry.state.status
-                s.source = entry.state.source
-                if s.params != entry.state.params || s.name != entry.state.name || s.command != entry.state.command { changed = true }
-                entry.state = s
-            }
-            if let ended, entry.state.status == "running" {
-                entry.state.status = ended
-                entry.state.end = ISO8601DateFormatter().string(from: Date())
-                changed = true
-            }
+            let (s, changed) = LiveRuns.merged(entry.state, with: state, ended: ended, id: id)
+            entry.state = s
             if changed || state != nil && !FileIO.exists(folder(id) + "/state.json") { try writeState(entry.state) }
-            if changed || !fresh.isEmpty { summary = entry.state }
+            if changed || !fresh.isEmpty {
+                entry.reader.poll()
+                pending.states.append((entry.state, entry.reader.summaries))
+            }
             return (entry.lines, entry.cancel)
         }
-        if let summary { publish(summary) }
-        if !added.isEmpty { events.publish("metrics", LiveRuns.metricsEvent(id, added)) }
+        publish(pending)
         return result
     }
 
     /// MLflow's log calls: lines appended at the end.
     func append(_ id: String, lines: [String]) throws -> Bool {
+        if let db = database {
+            let ok: Bool = try db.transaction { tx in
+                guard let held = try tx.query("SELECT lines FROM live_runs WHERE project = $1 AND id = $2 FOR UPDATE", [project, id]).first.map({ try $0.decode(Int.self) }) else {
+                    return false
+                }
+                let fresh = try LiveRuns.checkLines(id, from: held, held: held, lines)
+                try tx.query("""
+                    INSERT INTO live_lines (project, id, n, line)
+                    SELECT $1, $2, $3 + t.i - 1, t.line FROM unnest($4::text[]) WITH ORDINALITY AS t(line, i)
+                    """, [project, id, held, fresh])
+                try tx.query("UPDATE live_runs SET lines = lines + $3 WHERE project = $1 AND id = $2", [project, id, fresh.count])
+                return true
+            }
+            _ = get(id)
+            return ok
+        }
         let ok: Bool = try lock.withLock {
             loadLocked()
             guard let e = runs[id] else { return false }
@@ -205,12 +333,18 @@ final class LiveRuns: @unchecked Sendable {
             e.lines += lines.count
             return true
         }
-        if ok { events.publish("metrics", LiveRuns.metricsEvent(id, lines)) }
+        if ok { publish(Pending(metrics: [(id, lines)])) }
         return ok
     }
 
     func requestCancel(_ id: String, reason: String) throws -> Bool {
-        try lock.withLock {
+        if let db = database {
+            let done = try db.query("UPDATE live_runs SET cancel = $3 WHERE project = $1 AND id = $2 AND (state::jsonb ->> 'status') = 'running' RETURNING id",
+                                    [project, id, reason])
+            _ = get(id)
+            return !done.isEmpty
+        }
+        return try lock.withLock {
             loadLocked()
             guard let e = runs[id], e.state.status == "running" else { return false }
             try FileIO.atomicWrite(folder(id) + "/cancel", Array((reason + "\n").utf8))
@@ -220,6 +354,10 @@ final class LiveRuns: @unchecked Sendable {
     }
 
     func remove(_ id: String) {
+        if let db = database {
+            // Gone for every replica; if the database is away, the next look tries again.
+            guard (try? db.query("DELETE FROM live_runs WHERE project = $1 AND id = $2", [project, id])) != nil else { return }
+        }
         lock.withLock {
             runs[id] = nil
             FileIO.removeTree(folder(id))
@@ -228,8 +366,7 @@ final class LiveRuns: @unchecked Sendable {
 
     /// Every point of one metric, in the order reported.
     func series(_ id: String, metric: String) -> MetricSeries? {
-        lock.withLock {
-            loadLocked()
+        looking(id) {
             guard let e = runs[id] else { return nil }
             e.reader.poll()
             var s = MetricSeries(steps: [], values: [])
@@ -241,10 +378,76 @@ final class LiveRuns: @unchecked Sendable {
         }
     }
 
-    func publish(_ s: LiveState) {
-        if let e = get(s.id) {
-            events.publish("run", RunRow(live: e.state, metrics: e.metrics).json())
+    /// A live run's output so far (`stdout` or `stderr`); nil when there is no such run.
+    func log(_ id: String, stream: String) -> [UInt8]? {
+        looking(id) { () -> [UInt8]? in
+            guard runs[id] != nil else { return nil }
+            let path = folder(id) + "/" + stream
+            if let db = database {
+                let size = FileIO.fileSize(path) ?? 0
+                let chunks = (try? db.query("SELECT start, bytes FROM live_logs WHERE project = $1 AND id = $2 AND stream = $3 AND start + length(bytes) > $4 ORDER BY start",
+                                            [project, id, stream, Int64(size)])) ?? []
+                for row in chunks {
+                    guard let (start, bytes) = try? row.decode((Int64, ByteBuffer).self) else { break }
+                    do { try LiveRuns.write(path, at: UInt64(start), Array(buffer: bytes)) } catch { break }
+                }
+            }
+            return (try? FileIO.readFile(path)) ?? []
         }
+    }
+
+    // MARK: replicas
+
+    /// Brings this replica's copy up to date from PostgreSQL (one run, or all of them: then
+    /// runs gone from the database, recorded or deleted through another replica, go here too).
+    private func pullLocked(_ only: String?, _ pending: inout Pending) throws {
+        guard let db = database else { return }
+        loaded = true
+        let rows = try only.map { try db.query("SELECT id, state, lines, cancel FROM live_runs WHERE project = $1 AND id = $2", [project, $0]) }
+            ?? db.query("SELECT id, state, lines, cancel FROM live_runs WHERE project = $1", [project])
+        var seen = Set<String>()
+        for row in rows {
+            let (id, text, held, cancel) = try row.decode((String, String, Int, String?).self)
+            seen.insert(id)
+            guard let state = try? LiveRuns.decode(text) else { continue }
+            var changed = false
+            let e: Entry
+            if let existing = runs[id] { e = existing } else {
+                FileIO.removeTree(folder(id))
+                try FileIO.mkdirs(folder(id))
+                e = Entry(state: state, lines: 0, reader: MetricsReader(path: folder(id) + "/metrics.jsonl"), cancel: nil)
+                runs[id] = e
+                try writeState(state)
+                changed = true
+            }
+            if e.state != state {
+                e.state = state
+                try writeState(state)
+                changed = true
+            }
+            e.cancel = cancel
+            if held > e.lines {
+                let fresh = try db.query("SELECT line FROM live_lines WHERE project = $1 AND id = $2 AND n >= $3 ORDER BY n",
+                                         [project, id, e.lines]).map { try $0.decode(String.self) }
+                try LiveRuns.append(folder(id) + "/metrics.jsonl", Array(fresh.map { $0 + "\n" }.joined().utf8), durable: false)
+                e.lines += fresh.count
+                pending.metrics.append((id, fresh))
+                changed = true
+            }
+            if changed {
+                e.reader.poll()
+                pending.states.append((e.state, e.reader.summaries))
+            }
+        }
+        for id in only.map({ [$0] }) ?? Array(runs.keys) where !seen.contains(id) && runs[id] != nil {
+            runs[id] = nil
+            FileIO.removeTree(folder(id))
+        }
+    }
+
+    private func publish(_ p: Pending) {
+        for (s, metrics) in p.states { events.publish("run", RunRow(live: s, metrics: metrics).json()) }
+        for (id, lines) in p.metrics where !lines.isEmpty { events.publish("metrics", LiveRuns.metricsEvent(id, lines)) }
     }
 
     static func metricsEvent(_ id: String, _ lines: [String]) -> [String: Any] {
@@ -259,13 +462,13 @@ final class LiveRuns: @unchecked Sendable {
         return ["run": id, "points": points]
     }
 
-    /// Appends and flushes to disk before the sender is told it arrived.
-    static func append(_ path: String, _ bytes: [UInt8]) throws {
+    /// Appends and (`durable`) flushes to disk before the sender is told it arrived.
+    static func append(_ path: String, _ bytes: [UInt8], durable: Bool = true) throws {
         let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw StoreError(.io, "cannot open \(path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         try FileIO.writeAll(fd, bytes, path: path)
-        guard fdatasync(fd) == 0 else { throw StoreError(.io, "cannot flush \(path): \(String(cString: strerror(errno)))") }
+        guard !durable || fdatasync(fd) == 0 else { throw StoreError(.io, "cannot flush \(path): \(String(cString: strerror(errno)))") }
     }
 
     /// Log bytes at their offset in the run's output (what arrived before is kept).

@@ -175,6 +175,14 @@ public final class MetadataDatabase: @unchecked Sendable {
         CREATE TABLE documents (project text NOT NULL, key text NOT NULL, value bytea NOT NULL, expires bigint NOT NULL DEFAULT 0,
                                 PRIMARY KEY (project, key));
         """,
+        """
+        CREATE TABLE live_runs (project text NOT NULL REFERENCES projects (name) ON DELETE CASCADE, id text NOT NULL, state text NOT NULL,
+                                lines integer NOT NULL DEFAULT 0, cancel text, PRIMARY KEY (project, id));
+        CREATE TABLE live_lines (project text NOT NULL, id text NOT NULL, n integer NOT NULL, line text NOT NULL, PRIMARY KEY (project, id, n),
+                                 FOREIGN KEY (project, id) REFERENCES live_runs (project, id) ON DELETE CASCADE);
+        CREATE TABLE live_logs (project text NOT NULL, id text NOT NULL, stream text NOT NULL, start bigint NOT NULL, bytes bytea NOT NULL,
+                                PRIMARY KEY (project, id, stream, start), FOREIGN KEY (project, id) REFERENCES live_runs (project, id) ON DELETE CASCADE);
+        """,
     ]
 
     /// Brings the schema up to date. Replicas starting together serialise on an advisory lock;

@@ -104,12 +104,12 @@ final class ProjectView: @unchecked Sendable {
 
     var store: SharedStore { service.store }
 
-    init(name: String, service: SyncService, ephemeral: Documents) {
+    init(name: String, service: SyncService, ephemeral: Documents, database: MetadataDatabase?) {
         self.name = name
         self.service = service
         served = ServedEndpoints(project: name, documents: ephemeral)
         catalog = RunCatalog(store: service.store)
-        live = LiveRuns(directory: service.store.root + "/live", events: events)
+        live = LiveRuns(directory: service.store.root + "/live", events: events, database: database, project: name)
     }
 
     /// Every run, newest first: recorded ones, then live ones not recorded yet. A live run
@@ -269,7 +269,7 @@ final class ProjectViews: @unchecked Sendable {
         guard let svc = try projects.service(name) else { return nil }
         return lock.withLock {
             if let v = views[name] { return v }
-            let v = ProjectView(name: name, service: svc, ephemeral: ephemeral)
+            let v = ProjectView(name: name, service: svc, ephemeral: ephemeral, database: projects.database)
             views[name] = v
             return v
         }

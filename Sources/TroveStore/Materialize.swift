@@ -219,6 +219,15 @@ public final class Materializer: @unchecked Sendable {
         /// Reads the chunk at `l` into `destination` (room for its raw length) and verifies it.
         func read(_ l: Store.Located, into destination: UnsafeMutableRawPointer) throws {
             let rec = l.location.record
+            // A pack in an object store: its bytes come by a ranged read, then decode as a span's.
+            if let remote = l.files.remote {
+                let bytes = try remote(l.location.pack, rec.dataOffset..<(rec.dataOffset + UInt64(rec.storedLength)))
+                guard bytes.count == Int(rec.storedLength) else {
+                    throw StoreError(.integrity, "\(l.files.path(l.location.pack)) is truncated: chunk \(rec.id.hex) has \(bytes.count) of \(rec.storedLength) bytes")
+                }
+                try bytes.withUnsafeBytes { try decode(l, stored: $0.baseAddress ?? UnsafeRawPointer(destination), into: destination) }
+                return
+            }
             let packPath = l.files.path(l.location.pack)
             let fd = try l.files.fd(l.location.pack)
             let raw = Int(rec.rawLength)

@@ -33,6 +33,14 @@ final class ReplicaTests: XCTestCase {
         return r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
+    /// Two replicas over a fresh bucket and database, project "p" and a write token for it.
+    func twoReplicas(_ label: String) throws -> (s: TroveSandbox, write: String, a: DaemonProcess, b: DaemonProcess, metadata: String) {
+        let (s, _, _, metadata) = try sandbox(label)
+        let rootA = s.temp.sub("a"), rootB = s.temp.sub("b")
+        let write = try projectWithWriteToken(s, root: rootA)
+        return (s, write, try DaemonProcess(root: rootA, environment: s.environment), try DaemonProcess(root: rootB, environment: s.environment), metadata)
+    }
+
     func curlStatus(_ url: String, token: String) -> (code: String, body: String) {
         let r = Runner.run("/usr/bin/curl", ["-s", "-w", "\n%{http_code}", "-H", "Authorization: Bearer \(token)", url],
                            cwd: "/", environment: ProcessInfo.processInfo.environment)
@@ -206,11 +214,7 @@ extension ReplicaTests {
     /// logged in on the other, an MLflow experiment made on one is found on the other, and an
     /// endpoint `trove serve` announced to one is listed by the other.
     func testASessionAnExperimentAndAServedEndpointAreTheSameOnEveryReplica() throws {
-        let (s, _, _, _) = try sandbox("trove-shared-state")
-        let rootA = s.temp.sub("a"), rootB = s.temp.sub("b")
-        let write = try projectWithWriteToken(s, root: rootA)
-        let a = try DaemonProcess(root: rootA, environment: s.environment)
-        let b = try DaemonProcess(root: rootB, environment: s.environment)
+        let (s, write, a, b, _) = try twoReplicas("trove-shared-state")
         func curl(_ args: [String]) -> String {
             Runner.run("/usr/bin/curl", ["-s", "-w", "\n%{http_code}"] + args, cwd: s.temp.path, environment: s.environment).stdout
         }
@@ -237,11 +241,19 @@ extension ReplicaTests {
                             a.base + "/p/api/2.0/mlflow/runs/create"])
         let runID = try XCTUnwrap(((try JSONSerialization.jsonObject(with: Data((created.split(separator: "\n").first ?? "").utf8)) as? [String: Any])?["run"]
                                    as? [String: Any]).flatMap { ($0["info"] as? [String: Any])?["run_id"] as? String }, created)
+        // Made on a, logged to through b and a, ended through b: the run is one, wherever each call lands.
+        for (i, d) in [b, a, b].enumerated() {
+            let logged = curl(["-H", "Authorization: Bearer \(write)", "-H", "Content-Type: application/json",
+                               "-d", "{\"run_id\": \"\(runID)\", \"key\": \"loss\", \"value\": \(Double(i) + 0.5), \"timestamp\": 1700000001000, \"step\": \(i)}",
+                               d.base + "/p/api/2.0/mlflow/runs/log-metric"])
+            XCTAssertTrue(logged.hasSuffix("200"), logged)
+        }
         let ended = curl(["-H", "Authorization: Bearer \(write)", "-H", "Content-Type: application/json",
-                          "-d", "{\"run_id\": \"\(runID)\", \"status\": \"FINISHED\", \"end_time\": 1700000060000}", a.base + "/p/api/2.0/mlflow/runs/update"])
+                          "-d", "{\"run_id\": \"\(runID)\", \"status\": \"FINISHED\", \"end_time\": 1700000060000}", b.base + "/p/api/2.0/mlflow/runs/update"])
         XCTAssertTrue(ended.hasSuffix("200"), ended)
-        let recorded = curl(["-H", "Authorization: Bearer \(write)", b.base + "/api/v1/projects/p/runs/\(runID)"])
-        XCTAssertTrue(recorded.hasSuffix("200") && recorded.contains(runID), recorded)
+        let recorded = curl(["-H", "Authorization: Bearer \(write)", a.base + "/api/v1/projects/p/runs/\(runID)/metrics/loss"])
+        XCTAssertTrue(recorded.hasSuffix("200") && recorded.contains("\"steps\":[0,1,2]"), recorded)
+        XCTAssertTrue(curl(["-H", "Authorization: Bearer \(write)", a.base + "/api/v1/projects/p/runs/\(runID)"]).contains("\"live\":false"))
         // A served endpoint announced to a is listed by b.
         s.extraEnvironment["TROVE_TOKEN"] = write
         ok(s.trove("init", "-q"), "init")
@@ -345,5 +357,69 @@ extension ReplicaTests {
         let help = Runner.run(Runner.trovePath, ["help", "daemon", "serve"], cwd: projectRoot, environment: ProcessInfo.processInfo.environment).stdout
         XCTAssertEqual(args.first, "daemon")
         for flag in args where flag.hasPrefix("--") { XCTAssertTrue(help.contains(flag), "\(flag) is not a flag of trove daemon serve:\n\(help)") }
+    }
+}
+
+extension ReplicaTests {
+    /// A `trove run` streams to one replica; through the other, a browser sees its points and
+    /// output arrive (events included), and its Stop button ends it: live runs are in
+    /// PostgreSQL, not in the replica the run happens to talk to.
+    func testALiveRunStreamedToOneReplicaIsWatchedAndStoppedThroughTheOther() throws {
+        let (s, write, a, b, metadata) = try twoReplicas("trove-live-replicas")
+        defer { _ = (a.stop(), b.stop()) }
+        s.extraEnvironment["TROVE_TOKEN"] = write
+        ok(s.trove("init", "-q"), "init")
+        ok(s.trove("remote", "add", "origin", a.url("p")), "remote")
+        ok(s.trove("config", "runs.live-interval", "0.3"), "config")
+        func get(_ url: String) -> [String: Any] {
+            let r = curlStatus(url, token: write)
+            return (try? JSONSerialization.jsonObject(with: Data(r.body.utf8)) as? [String: Any]) ?? ["status": r.code, "body": r.body]
+        }
+        // Events through b, from before the run starts.
+        let sse = Runner.start("/usr/bin/curl", ["-s", "-N", "--max-time", "40", "-H", "Authorization: Bearer \(write)", b.base + "/api/v1/projects/p/events"],
+                               cwd: "/", environment: ProcessInfo.processInfo.environment)
+        let run = s.start(["run", "-q", "-p", "lr=0.1", "--", "python3", "-u", "-c", """
+            import json, os, time
+            for i in range(600):
+                with open(os.environ["TROVE_METRICS_FILE"], "a") as f: f.write(json.dumps({"step": i, "loss": 1.0 / (i + 1)}) + "\\n")
+                print("step", i)
+                time.sleep(0.1)
+            """])
+        var row: [String: Any] = [:]
+        let seen = waitFor(seconds: 30) {
+            row = (get(b.base + "/api/v1/projects/p/runs")["runs"] as? [[String: Any]])?.first ?? [:]
+            return row["status"] as? String == "running" && ((row["metrics"] as? [String: Any])?["loss"] as? Double).map { $0 < 0.2 } == true
+        }
+        XCTAssertTrue(seen, "the run streamed to a is listed running on b with its points: \(row)")
+        let id = try XCTUnwrap(row["id"] as? String)
+        XCTAssertEqual(row["params"] as? [String: String], ["lr": "0.1"])
+        let logs = get(b.base + "/api/v1/projects/p/runs/\(id)/logs?stream=stdout")
+        XCTAssertTrue((logs["text"] as? String ?? "").contains("step 3\n"), "\(logs)")
+        // Stopped through b: the run, which talks to a, hears it and ends.
+        let stop = Runner.run("/usr/bin/curl", ["-s", "-w", "\n%{http_code}", "-X", "POST", "-H", "Authorization: Bearer \(write)", "-H", "Content-Type: application/json",
+                                                "-d", "{\"reason\": \"stopped on replica b\"}", b.base + "/api/v1/projects/p/runs/\(id)/cancel"],
+                              cwd: "/", environment: ProcessInfo.processInfo.environment)
+        XCTAssertTrue(stop.stdout.hasSuffix("202"), stop.stdout)
+        let t0 = Date()
+        let ended = run.wait()
+        XCTAssertNotEqual(ended.status, 0, "the stopped run ends with a failure status")
+        XCTAssertLessThan(Date().timeIntervalSince(t0), 20, "stopped within seconds, not after its 60 s")
+        XCTAssertEqual(((s.json("runs", "show", id, "--json") as? [String: Any])?["metadata"] as? [String: Any])?["run.stopped_by"] as? String, "stopped on replica b")
+        // Every point once, in order, on both replicas.
+        var steps: [[Int]] = []
+        XCTAssertTrue(waitFor(seconds: 10) {
+            steps = [a, b].map { (get($0.base + "/api/v1/projects/p/runs/\(id)/metrics/loss?points=100000")["steps"] as? [Int]) ?? [] }
+            return steps[0] == steps[1] && (steps[0].last ?? 0) > 5 && get(b.base + "/api/v1/projects/p/runs/\(id)")["status"] as? String == "cancelled"
+        }, "\(steps)")
+        XCTAssertEqual(steps[1], Array(0..<steps[1].count))
+        // b's event stream carried the run and its points, though they reached a.
+        sse.process.terminate()
+        let events = sse.wait().stdout
+        XCTAssertTrue(events.contains("event: metrics") && events.contains("\"run\":\"\(id)\""), String(events.prefix(2000)))
+        // Pushed: the recorded run replaces the live one on both, and the live rows go.
+        ok(s.trove("push", "origin", "runs/*"), "push")
+        for d in [a, b] { XCTAssertEqual(get(d.base + "/api/v1/projects/p/runs/\(id)")["live"] as? Bool, false) }
+        _ = get(a.base + "/api/v1/projects/p/runs")
+        XCTAssertEqual(try PostgresServer.shared().psql(metadata, "SELECT count(*) FROM live_runs").trimmingCharacters(in: .whitespacesAndNewlines), "0")
     }
 }
