@@ -13,7 +13,8 @@ extension TroveCommand {
                 Creates DIR (default: the last part of the URL), a store in DIR/.trove with the \
                 remote's chunker settings and the remote `origin`; fetches the metadata of every ref \
                 (to remotes/origin/...) and the chunks of the remote HEAD's branch, creates that \
-                branch and checks it out. With --include, only matching paths get their chunks \
+                branch and checks it out; files of 8 MiB and more are written while their chunks \
+                arrive. With --include, only matching paths get their chunks \
                 fetched and are written (a partial clone: the others stay tracked; `trove checkout \
                 REV PATH` later fetches and writes more, and adds PATH to STORE/sparse). Other refs' files are fetched when checked out later \
                 (`trove fetch` brings their chunks). For a store on a shared file system to push \
@@ -42,7 +43,20 @@ extension TroveCommand {
             try store.setConfig("remote.origin.url", absoluteURL)
             // Sparse before the fetch: chunks come only for these paths.
             if !include.isEmpty { try PathFilter(include).save(store: store.root) }
-            let run = FetchRun(store: store, name: "origin", url: absoluteURL, peers: peers, chunksForHeadOnly: true, progress: options.progress)
+            var run = FetchRun(store: store, name: "origin", url: absoluteURL, peers: peers, chunksForHeadOnly: true, progress: options.progress)
+            // Large files are written while their chunks arrive (Docs/decisions.md §Clone).
+            var streaming: StreamingCheckout?
+            defer { streaming?.abandon() }
+            run.configure = { f in
+                f.beforeChunks = { commits in
+                    guard let tip = commits.first, commits.count == 1 else { return }
+                    let sparse = try PathFilter.load(store: store.root)
+                    let files = try store.flatten(tree: try store.commit(tip).tree).filter { sparse.isAll || sparse.includes($0.key) }
+                    let s = try StreamingCheckout(store: store, root: target, entries: files.map { ($0.key, $0.value) })
+                    streaming = s
+                    f.received = { try s.receive($0) }
+                }
+            }
             let (r, _) = try run.run(refs: nil)
             FetchRun.report(r, from: url, quiet: options.quiet)
             let wt = try Worktree(store: store)
@@ -50,11 +64,13 @@ extension TroveCommand {
                 if !options.quiet { Console.out("Cloned an empty store (no branch to check out) into \(target)") }
                 return
             }
-            let s = try wt.checkout(tip, newHead: .branch(head), force: true, progress: options.progress) {
+            let prepared = streaming?.finish() ?? [:]
+            let s = try wt.checkout(tip, newHead: .branch(head), force: true, progress: options.progress, prepared: prepared) {
                 try store.refs.update(head, from: nil, to: tip, message: "clone: from \(url)")
             }
             if !options.quiet {
-                Console.out("Cloned \(url) into \(target): \(head.dropFirst(6)) at \(tip.short()), \(s.written) file(s) (\(Format.bytes(s.bytes)))")
+                let streamed = prepared.isEmpty ? "" : ", \(prepared.count) written as their chunks arrived"
+                Console.out("Cloned \(url) into \(target): \(head.dropFirst(6)) at \(tip.short()), \(s.written) file(s) (\(Format.bytes(s.bytes)))\(streamed)")
             }
         }
 

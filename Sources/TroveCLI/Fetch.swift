@@ -14,6 +14,8 @@ struct FetchRun {
     var metadataOnly = false
     var chunksForHeadOnly = false
     var progress: ProgressSink?
+    /// Sets up the fetcher before it runs (a clone's streaming checkout).
+    var configure: (Fetcher) -> Void = { _ in }
 
     func run(refs: [String]?) throws -> (Fetcher.Result, TimeInterval) {
         let start = Date.timeIntervalSinceReferenceDate
@@ -25,6 +27,7 @@ struct FetchRun {
         f.progress = progress
         f.metadataOnly = metadataOnly
         f.chunksForHeadOnly = chunksForHeadOnly
+        configure(f)
         return (try f.fetch(refs), Date.timeIntervalSinceReferenceDate - start)
     }
 

@@ -10,6 +10,9 @@ public final class Materializer: @unchecked Sendable {
     let root: String
     let threads: Int
     public var progress: ProgressSink?
+    /// Files already written in full, flushed, under a temp name (a clone's `StreamingCheckout`):
+    /// path → (blob id, temp file). `write` renames them into place instead of writing them.
+    public var prepared: [String: (id: ObjectID, tmp: String)] = [:]
 
     static let smallLimit = 8 << 20
 
@@ -132,6 +135,24 @@ public final class Materializer: @unchecked Sendable {
 
     /// Writes each (relative path, entry) under the root. Existing files are replaced atomically.
     public func write(_ entries: [(String, Tree.Entry)]) throws -> [Written] {
+        let ready = Set(entries.indices.filter { entries[$0].1.kind == .file && prepared[entries[$0].0]?.id == entries[$0].1.id })
+        if !ready.isEmpty {
+            let others = entries.indices.filter { !ready.contains($0) }
+            let rest = try write(others.map { entries[$0] })
+            var out = [Written?](repeating: nil, count: entries.count)
+            for (k, i) in others.enumerated() { out[i] = rest[k] }
+            for i in ready.sorted() {
+                let (path, tmp) = (entries[i].0, prepared[entries[i].0]!.tmp)
+                var st = stat()
+                guard lstat(tmp, &st) == 0 else { throw FileIO.ioError("stat", tmp) }
+                try replace(tmp: tmp, path: path)
+                prepared[path] = nil
+                progress?.advance(UInt64(st.st_size))
+                out[i] = Written(path: path, mtime: Materializer.nanos(st.st_mtim), ctime: Materializer.nanos(st.st_ctim),
+                                 inode: UInt64(st.st_ino), device: UInt64(st.st_dev))
+            }
+            return out.map { $0! }
+        }
         var created = Set<String>()
         for (path, e) in entries {
             try checkPath(path)

@@ -388,6 +388,7 @@ public struct Worktree {
     /// Moves the working tree, stage and HEAD to `target`. Refuses when local changes would be
     /// lost, unless `force`.
     public func checkout(_ target: ObjectID, newHead: Refs.Head, force: Bool, progress: ProgressSink?,
+                         prepared: [String: (id: ObjectID, tmp: String)] = [:],
                          beforeMovingHead: () throws -> Void = {}) throws -> CheckoutSummary {
         let targetFiles = try store.flatten(tree: try store.commit(target).tree)
         let staged = try store.index.stage()
@@ -439,6 +440,7 @@ public struct Worktree {
         progress?.begin(total: total, label: "checking out")
         let m = Materializer(store: store, root: top)
         m.progress = progress
+        m.prepared = prepared
         let written = try m.write(toWrite)
         progress?.end()
         let now = Worktree.now()

@@ -256,6 +256,10 @@ public final class Fetcher {
     public var metadataOnly = false
     /// Chunks only for the remote HEAD's branch (what a clone checks out).
     public var chunksForHeadOnly = false
+    /// Called with the commits whose chunks are about to be fetched (their metadata is here).
+    public var beforeChunks: ((_ commits: [ObjectID]) throws -> Void)?
+    /// Called with each group of chunks once verified and stored (a clone writes its files from them).
+    public var received: (([PackedObject]) throws -> Void)?
 
     public init(store: Store, remote: Remote, remoteName: String?, extraPeers: [Remote] = []) {
         self.store = store
@@ -310,6 +314,7 @@ public final class Fetcher {
         }
         if !metadataOnly {
             let tips = chunksForHeadOnly ? selected.filter { $0.name == info.head } : selected
+            try beforeChunks?(tips.map(\.id))
             result.chunks = try fetchChunks(forCommits: tips.map(\.id), writer: writer)
         }
         if let remoteName {
@@ -414,6 +419,7 @@ public final class Fetcher {
             var groupBytes = 0
             func store() throws {
                 let (n, bytes) = try writer.putReceived(group)
+                try self.received?(group)
                 lock.sync { stats.objects += n; stats.bytes += bytes }
                 self.progress?.advance(group.reduce(0) { $0 + UInt64($1.rawLength) })
                 group = []

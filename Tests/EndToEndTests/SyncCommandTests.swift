@@ -226,6 +226,42 @@ final class SyncCommandTests: XCTestCase {
         XCTAssertEqual(stopped.status, 0, "SIGTERM stops the daemon cleanly: \(stopped.stderr)")
     }
 
+    /// A clone writes its large files while their chunks arrive (not by reading the packs back
+    /// after the fetch): the same file at two paths, a compressible file whose chunks repeat
+    /// at many offsets, an executable, next to small files, all byte-identical, the work tree
+    /// clean, no temp file left; a partial clone streams only what it includes.
+    func testACloneWritesItsLargeFilesAsTheirChunksArriveByteIdentical() throws {
+        let random = SeededBytes.bytes(seed: 77, count: 12_000_000)
+        let repeating = Array(String(repeating: "epoch 1 loss 0.25 accuracy 0.91\n", count: 400_000).utf8)
+        let s = project(["weights/a.bin": random, "weights/copy-of-a.bin": random, "logs/train.log": repeating,
+                         "small.txt": Array("small\n".utf8), "run.sh": Array("#!/bin/sh\necho hi\n".utf8)])
+        chmod(s.path("logs/train.log"), 0o755)
+        checked(s.trove("add", "-q", "."), "add the mode")
+        checked(s.trove("commit", "-qm", "exec"), "commit")
+        let remote = s.temp.sub("remote")
+        checked(s.trove("init", "--bare", remote), "init --bare")
+        checked(s.trove("push", remote), "push")
+        let c = s.temp.sub("c")
+        let clone = s.trove(["clone", remote, c], cwd: s.temp.path)
+        checked(clone, "clone")
+        XCTAssertTrue(clone.stdout.contains("3 written as their chunks arrived"), clone.stdout)
+        for (path, bytes) in [("weights/a.bin", random), ("weights/copy-of-a.bin", random), ("logs/train.log", repeating)] {
+            XCTAssertEqual(readFile(c + "/" + path), bytes, path)
+        }
+        XCTAssertEqual(readFile(c + "/small.txt"), Array("small\n".utf8))
+        XCTAssertTrue(FileManager.default.isExecutableFile(atPath: c + "/logs/train.log"), "the mode comes with it")
+        XCTAssertTrue(s.trove(["status"], cwd: c).stdout.contains("working tree clean"))
+        XCTAssertEqual(s.shell("find \(c) -name '.trove-tmp*' | wc -l").stdout, "0\n", "no temp file left")
+        checked(s.trove(["fsck", "--full"], cwd: c), "fsck")
+        let p = s.temp.sub("p")
+        let partial = s.trove(["clone", "--include", "weights/a.bin", remote, p], cwd: s.temp.path)
+        checked(partial, "partial clone")
+        XCTAssertTrue(partial.stdout.contains("1 written as their chunks arrived"), partial.stdout)
+        XCTAssertEqual(readFile(p + "/weights/a.bin"), random)
+        XCTAssertFalse(FileIO.exists(p + "/weights/copy-of-a.bin") || FileIO.exists(p + "/logs/train.log"), "not included, not written")
+        XCTAssertEqual(s.shell("find \(p) -name '.trove-tmp*' | wc -l").stdout, "0\n", "no temp file left")
+    }
+
     func testAPartialCloneFetchesAndWritesOnlyItsPathsAndStillCommitsAndPushes() throws {
         var files: [String: [UInt8]] = [:]
         for d in 0..<10 { for f in 0..<20 { files["data/d\(d)/f\(f).bin"] = SeededBytes.bytes(seed: UInt64(100 + d * 20 + f), count: 20_000) } }
