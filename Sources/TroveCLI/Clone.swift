@@ -48,6 +48,7 @@ extension TroveCommand {
             var streaming: StreamingCheckout?
             defer { streaming?.abandon() }
             run.configure = { f in
+                guard ProcessInfo.processInfo.environment["TROVE_STREAMING_CLONE"] != "0" else { return }
                 f.beforeChunks = { commits in
                     guard let tip = commits.first, commits.count == 1 else { return }
                     let sparse = try PathFilter.load(store: store.root)
