@@ -53,7 +53,8 @@ extension TroveCommand {
                     guard let tip = commits.first, commits.count == 1 else { return }
                     let sparse = try PathFilter.load(store: store.root)
                     let files = try store.flatten(tree: try store.commit(tip).tree).filter { sparse.isAll || sparse.includes($0.key) }
-                    let s = try StreamingCheckout(store: store, root: target, entries: files.map { ($0.key, $0.value) })
+                    // Without it (too many open files, say) the clone writes every file after the fetch.
+                    guard let s = try? StreamingCheckout(store: store, root: target, entries: files.map { ($0.key, $0.value) }) else { return }
                     streaming = s
                     f.received = { try s.receive($0) }
                 }

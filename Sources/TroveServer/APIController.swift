@@ -1,4 +1,5 @@
 import Foundation
+import ServiceLifecycle
 import Hummingbird
 import NIOCore
 import TroveCore
@@ -422,6 +423,8 @@ struct APIController: Sendable {
         let id = try runID(ctx)
         let body = (try? await jsonBody(req, limit: 16 << 10)) ?? [:]
         let reason = (body["reason"] as? String).map { String($0.prefix(500)) } ?? "cancelled through the API"
+        // Replicas: a database that cannot be read is a 503, not "no such run".
+        _ = try p.live.find(id)
         guard let row = try p.row(id) else { throw ProtocolError(.notFound, "no run \(id) in project \(p.name)") }
         guard row.live, row.status == "running" else {
             throw ProtocolError(.conflict, "run \(id) is not running (\(row.status))")
@@ -534,7 +537,13 @@ struct APIController: Sendable {
                 hub.unsubscribe(id)
             }
             try await writer.write(ByteBuffer(string: "retry: 3000\n\n"))
-            for await text in stream { try await writer.write(ByteBuffer(string: text)) }
+            // A stopping daemon ends its streams at once (browsers reconnect elsewhere after
+            // `retry`) instead of holding its shutdown until the next event or ping.
+            try await withGracefulShutdownHandler {
+                for await text in stream { try await writer.write(ByteBuffer(string: text)) }
+            } onGracefulShutdown: {
+                hub.unsubscribe(id)
+            }
             try await writer.finish(nil)
         }
         return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"], body: body)

@@ -53,6 +53,8 @@ final class LiveRuns: @unchecked Sendable {
         var lines: Int
         let reader: MetricsReader
         var cancel: String?
+        /// Replicas: the version of each artifact this replica's copy holds.
+        var artifacts: [String: Int64] = [:]
         init(state: LiveState, lines: Int, reader: MetricsReader, cancel: String?) {
             self.state = state
             self.lines = lines
@@ -101,36 +103,62 @@ final class LiveRuns: @unchecked Sendable {
         return n
     }
 
-    /// Runs `body` with the runs up to date (`only`: that run's), then publishes what changed.
-    private func looking<T>(_ only: String?, _ body: () throws -> T) rethrows -> T {
-        var pending = Pending()
-        let result: T = try lock.withLock {
-            if database != nil { try? pullLocked(only, &pending) } else { loadLocked() }
+    /// Runs `body` with the runs up to date (`only`: that run's; `strict`: a database that
+    /// cannot be read is an error, not this replica's last copy), then publishes what changed.
+    private func looking<T>(_ only: String?, strict: Bool = false, _ body: () throws -> T) throws -> T {
+        if database != nil {
+            do { publish(try pull(only)) } catch where !strict {}
+        }
+        return try lock.withLock {
+            loadLocked()
             return try body()
         }
-        publish(pending)
-        return result
     }
 
     func all() -> [(state: LiveState, metrics: [String: MetricSummary])] {
-        looking(nil) {
+        (try? looking(nil) {
             runs.values.map { e in
                 e.reader.poll()
                 return (e.state, e.reader.summaries)
             }
-        }
+        }) ?? []
     }
 
+    /// A run as this replica last saw it (reads: a database outage shows the last copy).
     func get(_ id: String) -> (state: LiveState, metrics: [String: MetricSummary], lines: Int)? {
-        looking(id) {
+        try? find(id, strict: false)
+    }
+
+    /// A run, for a change to it: with replicas, an unreachable database is an error (503), not
+    /// "no such run".
+    func find(_ id: String, strict: Bool = true) throws -> (state: LiveState, metrics: [String: MetricSummary], lines: Int)? {
+        try looking(id, strict: strict) {
             guard let e = runs[id] else { return nil }
             e.reader.poll()
             return (e.state, e.reader.summaries, e.lines)
         }
     }
 
-    /// Brings every run up to date and publishes what other replicas wrote (for event streams).
-    func refresh() { _ = all() }
+    private let lastPoll = Locked<(at: UInt64, failed: Bool)>((0, false))
+
+    /// Brings every run up to date and publishes what other replicas wrote (event streams call
+    /// it every second): at most once a second whoever asks, every 5 s while the database fails.
+    func refresh() {
+        guard database != nil else { return }
+        let now = DispatchTime.now().uptimeNanoseconds
+        let go = lastPoll.update { last -> Bool in
+            guard now - last.at >= (last.failed ? 5_000_000_000 : 900_000_000) else { return false }
+            last.at = now
+            return true
+        }
+        guard go else { return }
+        do {
+            publish(try pull(nil))
+            lastPoll.update { $0.failed = false }
+        } catch {
+            lastPoll.update { $0.failed = true }
+        }
+    }
 
     /// Creates a live run (MLflow `runs/create`); false when the id exists.
     func create(_ state: LiveState) throws -> Bool {
@@ -366,7 +394,7 @@ final class LiveRuns: @unchecked Sendable {
 
     /// Every point of one metric, in the order reported.
     func series(_ id: String, metric: String) -> MetricSeries? {
-        looking(id) {
+        try? looking(id) {
             guard let e = runs[id] else { return nil }
             e.reader.poll()
             var s = MetricSeries(steps: [], values: [])
@@ -380,7 +408,7 @@ final class LiveRuns: @unchecked Sendable {
 
     /// A live run's output so far (`stdout` or `stderr`); nil when there is no such run.
     func log(_ id: String, stream: String) -> [UInt8]? {
-        looking(id) { () -> [UInt8]? in
+        try? looking(id) { () -> [UInt8]? in
             guard runs[id] != nil else { return nil }
             let path = folder(id) + "/" + stream
             if let db = database {
@@ -400,49 +428,125 @@ final class LiveRuns: @unchecked Sendable {
 
     /// Brings this replica's copy up to date from PostgreSQL (one run, or all of them: then
     /// runs gone from the database, recorded or deleted through another replica, go here too).
-    private func pullLocked(_ only: String?, _ pending: inout Pending) throws {
-        guard let db = database else { return }
-        loaded = true
-        let rows = try only.map { try db.query("SELECT id, state, lines, cancel FROM live_runs WHERE project = $1 AND id = $2", [project, $0]) }
-            ?? db.query("SELECT id, state, lines, cancel FROM live_runs WHERE project = $1", [project])
-        var seen = Set<String>()
-        for row in rows {
-            let (id, text, held, cancel) = try row.decode((String, String, Int, String?).self)
-            seen.insert(id)
-            guard let state = try? LiveRuns.decode(text) else { continue }
-            var changed = false
-            let e: Entry
-            if let existing = runs[id] { e = existing } else {
+    /// The queries run outside the lock; what they found is applied under it, so two looks at
+    /// once never append a line twice.
+    private func pull(_ only: String?) throws -> Pending {
+        guard let db = database else { return Pending() }
+        let rows = try (only.map { try db.query("SELECT id, state, lines, cancel FROM live_runs WHERE project = $1 AND id = $2", [project, $0]) }
+            ?? db.query("SELECT id, state, lines, cancel FROM live_runs WHERE project = $1", [project]))
+            .map { try $0.decode((String, String, Int, String?).self) }
+        let have: [String: Int] = lock.withLock { Dictionary(uniqueKeysWithValues: rows.map { ($0.0, runs[$0.0]?.lines ?? 0) }) }
+        var fetched: [String: (from: Int, lines: [String])] = [:]
+        for (id, _, held, _) in rows where held > have[id] ?? 0 {
+            let from = have[id] ?? 0
+            fetched[id] = (from, try db.query("SELECT line FROM live_lines WHERE project = $1 AND id = $2 AND n >= $3 ORDER BY n",
+                                              [project, id, from]).map { try $0.decode(String.self) })
+        }
+        var pending = Pending()
+        try lock.withLock {
+            loaded = true
+            var seen = Set<String>()
+            for (id, text, _, cancel) in rows {
+                seen.insert(id)
+                guard let state = try? LiveRuns.decode(text) else { continue }
+                var changed = false
+                let e: Entry
+                if let existing = runs[id] { e = existing } else {
+                    FileIO.removeTree(folder(id))
+                    try FileIO.mkdirs(folder(id))
+                    e = Entry(state: state, lines: 0, reader: MetricsReader(path: folder(id) + "/metrics.jsonl"), cancel: nil)
+                    runs[id] = e
+                    try writeState(state)
+                    changed = true
+                }
+                if e.state != state {
+                    e.state = state
+                    try writeState(state)
+                    changed = true
+                }
+                e.cancel = cancel
+                // Lines another look appended meanwhile are not appended again.
+                if let (from, lines) = fetched[id], from <= e.lines, e.lines - from < lines.count {
+                    let fresh = Array(lines.dropFirst(e.lines - from))
+                    try LiveRuns.append(folder(id) + "/metrics.jsonl", Array(fresh.map { $0 + "\n" }.joined().utf8), durable: false)
+                    e.lines += fresh.count
+                    pending.metrics.append((id, fresh))
+                    changed = true
+                }
+                if changed {
+                    e.reader.poll()
+                    pending.states.append((e.state, e.reader.summaries))
+                }
+            }
+            for id in only.map({ [$0] }) ?? Array(runs.keys) where !seen.contains(id) && runs[id] != nil {
+                runs[id] = nil
                 FileIO.removeTree(folder(id))
-                try FileIO.mkdirs(folder(id))
-                e = Entry(state: state, lines: 0, reader: MetricsReader(path: folder(id) + "/metrics.jsonl"), cancel: nil)
-                runs[id] = e
-                try writeState(state)
-                changed = true
-            }
-            if e.state != state {
-                e.state = state
-                try writeState(state)
-                changed = true
-            }
-            e.cancel = cancel
-            if held > e.lines {
-                let fresh = try db.query("SELECT line FROM live_lines WHERE project = $1 AND id = $2 AND n >= $3 ORDER BY n",
-                                         [project, id, e.lines]).map { try $0.decode(String.self) }
-                try LiveRuns.append(folder(id) + "/metrics.jsonl", Array(fresh.map { $0 + "\n" }.joined().utf8), durable: false)
-                e.lines += fresh.count
-                pending.metrics.append((id, fresh))
-                changed = true
-            }
-            if changed {
-                e.reader.poll()
-                pending.states.append((e.state, e.reader.summaries))
             }
         }
-        for id in only.map({ [$0] }) ?? Array(runs.keys) where !seen.contains(id) && runs[id] != nil {
-            runs[id] = nil
-            FileIO.removeTree(folder(id))
+        return pending
+    }
+
+    // MARK: artifacts (MLflow)
+
+    /// Stores an uploaded artifact (`file`: complete and flushed, in the run's folder) as
+    /// `outputs/PATH` of the run. With replicas its bytes also go to PostgreSQL (8 MiB rows) until
+    /// the run is recorded, so that the replica that records it has them.
+    func putArtifact(_ id: String, path: String, file: String) throws {
+        let target = folder(id) + "/outputs/" + path
+        if let db = database {
+            let version = Int64.random(in: 1...Int64.max)
+            let fd = try FileIO.open(file, O_RDONLY)
+            defer { close(fd) }
+            try db.transaction { tx in
+                try tx.query("DELETE FROM live_artifacts WHERE project = $1 AND id = $2 AND path = $3", [project, id, path])
+                var start: Int64 = 0
+                var buffer = [UInt8](repeating: 0, count: LiveRuns.artifactPiece)
+                repeat {
+                    let n = try buffer.withUnsafeMutableBytes { try FileIO.preadUpTo(fd, $0.baseAddress!, $0.count, offset: UInt64(start), path: file) }
+                    try tx.query("INSERT INTO live_artifacts (project, id, path, version, start, bytes) VALUES ($1, $2, $3, $4, $5, $6)",
+                                 [project, id, path, version, start, ByteBuffer(bytes: buffer[0..<n])])
+                    start += Int64(n)
+                    if n < buffer.count { break }
+                } while true
+            }
+            lock.withLock { runs[id]?.artifacts[path] = version }
         }
+        try FileIO.mkdirs(FileIO.dirname(target))
+        try FileIO.rename(file, target)
+    }
+
+    static let artifactPiece = 8 << 20
+
+    /// The run's `outputs` folder with every artifact uploaded through any replica in it.
+    func outputs(_ id: String) throws -> String {
+        let dir = folder(id) + "/outputs"
+        guard let db = database else { return dir }
+        let stored = try db.query("SELECT DISTINCT path, version FROM live_artifacts WHERE project = $1 AND id = $2", [project, id])
+            .map { try $0.decode((String, Int64).self) }
+        for (path, version) in stored where lock.withLock({ runs[id]?.artifacts[path] }) != version {
+            let target = dir + "/" + path
+            try FileIO.mkdirs(FileIO.dirname(target))
+            let tmp = target + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+            let fd = try FileIO.open(tmp, O_WRONLY | O_CREAT | O_TRUNC)
+            do {
+                var start: Int64 = 0
+                while let row = try db.query("SELECT start, bytes FROM live_artifacts WHERE project = $1 AND id = $2 AND path = $3 AND version = $4 AND start >= $5 ORDER BY start LIMIT 1",
+                                             [project, id, path, version, start]).first {
+                    let (at, bytes) = try row.decode((Int64, ByteBuffer).self)
+                    let piece = Array(buffer: bytes)
+                    try FileIO.pwriteAll(fd, piece, piece.count, offset: Int(at), path: tmp)
+                    start = at + 1
+                }
+                close(fd)
+                try FileIO.rename(tmp, target)
+            } catch {
+                close(fd)
+                unlink(tmp)
+                throw error
+            }
+            lock.withLock { runs[id]?.artifacts[path] = version }
+        }
+        return dir
     }
 
     private func publish(_ p: Pending) {

@@ -211,6 +211,8 @@ struct MLflowController: Sendable {
             case .forbidden: (status, code, message) = (.forbidden, "PERMISSION_DENIED", e.message)
             case .notFound: (status, code, message) = (.notFound, "RESOURCE_DOES_NOT_EXIST", e.message)
             case .invalidInput: (status, code, message) = (.badRequest, "INVALID_PARAMETER_VALUE", e.message)
+            // MLflow's client retries a 503 (the metadata database of replicas away for a moment).
+            case .unavailable: (status, code, message) = (.serviceUnavailable, "TEMPORARILY_UNAVAILABLE", e.message)
             default: (status, code, message) = (.internalServerError, "INTERNAL_ERROR", e.message)
             }
         }
@@ -309,7 +311,7 @@ struct MLflowController: Sendable {
     }
 
     func mlRun(_ p: ProjectView, _ id: String) throws -> MLRun {
-        if let l = p.live.get(id) {
+        if let l = try p.live.find(id) {
             let s = l.state
             var tags = s.tags ?? [:]
             tags["mlflow.runName"] = s.name ?? id
@@ -361,7 +363,7 @@ struct MLflowController: Sendable {
     }
 
     func logBatch(_ p: ProjectView, _ id: String, metrics: [[String: Any]], params: [[String: Any]], tags: [[String: Any]]) throws {
-        guard let l = p.live.get(id) else {
+        guard let l = try p.live.find(id) else {
             if try p.catalog.run(id) != nil { throw MLError.invalid("The run \(id) has ended and is recorded; it cannot be changed") }
             throw MLError.notFound("Run '\(id)' not found")
         }
@@ -426,7 +428,7 @@ struct MLflowController: Sendable {
         let status = (a.values["status"] as? String) ?? "RUNNING"
         let endMs = (a.values["end_time"] as? NSNumber)?.int64Value
         let name = a.values["run_name"] as? String
-        guard p.live.get(id) != nil else {
+        guard try p.live.find(id) != nil else {
             let r = try mlRun(p, id)
             return ["run_info": r.info()]
         }
@@ -447,7 +449,8 @@ struct MLflowController: Sendable {
     /// alternate is the project (so stored chunks are not written again), then pushed to the
     /// project like any run. The live folder goes once the ref is there.
     func record(_ p: ProjectView, _ id: String) throws {
-        guard let l = p.live.get(id) else { return }
+        guard let l = try p.live.find(id) else { return }
+        _ = try p.live.outputs(id)
         let s = l.state
         let scratch = state.config.root + "/tmp/record-" + id
         FileIO.removeTree(scratch)
@@ -529,7 +532,7 @@ struct MLflowController: Sendable {
         await artifactResponse(req, ctx, .write) { p in
             let (run, path) = try artifactTarget(ctx.parameters.getCatchAll())
             guard !path.isEmpty else { throw MLError.invalid("an artifact needs a file name") }
-            guard let l = p.live.get(run), l.state.source == "mlflow", l.state.status == "running" else {
+            guard let l = try p.live.find(run), l.state.source == "mlflow", l.state.status == "running" else {
                 throw MLError.invalid("run \(run) is not an active MLflow run of this project")
             }
             let target = p.live.folder(run) + "/outputs/" + path
@@ -542,7 +545,7 @@ struct MLflowController: Sendable {
                 }
                 try FileIO.fsync(fd, path: tmp)
                 close(fd)
-                try FileIO.rename(tmp, target)
+                try await blocking { try p.live.putArtifact(run, path: path, file: tmp) }
             } catch {
                 close(fd)
                 unlink(tmp)
@@ -561,8 +564,9 @@ struct MLflowController: Sendable {
                 }
                 return try BlobResponse.make(p.store, e, range: req.headers[.range], headers: [:], head: false)
             }
-            let file = p.live.folder(run) + "/outputs/" + path
-            guard p.live.get(run) != nil, !FileIO.isDirectory(file), let bytes = try? FileIO.readFile(file) else {
+            guard try p.live.find(run) != nil else { throw MLError.notFound("no artifact \(path) in run \(run)") }
+            let file = try p.live.outputs(run) + "/" + path
+            guard !FileIO.isDirectory(file), let bytes = try? FileIO.readFile(file) else {
                 throw MLError.notFound("no artifact \(path) in run \(run)")
             }
             return Response(status: .ok, headers: [.contentType: "application/octet-stream"], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
@@ -584,8 +588,8 @@ struct MLflowController: Sendable {
                     }
                 }
                 files += dirs.sorted().map { ["path": prefix + $0, "is_dir": true] }
-            } else if p.live.get(run) != nil {
-                let dir = p.live.folder(run) + "/outputs/" + path
+            } else if try p.live.find(run) != nil {
+                let dir = try p.live.outputs(run) + "/" + path
                 for e in (try? FileIO.listDirectoryEntries(dir)) ?? [] where !e.name.contains(".tmp-") {
                     var item: [String: Any] = ["path": prefix + e.name, "is_dir": e.isDirectory]
                     if !e.isDirectory { item["file_size"] = FileIO.fileSize(dir + "/" + e.name) ?? 0 }

@@ -183,6 +183,11 @@ public final class MetadataDatabase: @unchecked Sendable {
         CREATE TABLE live_logs (project text NOT NULL, id text NOT NULL, stream text NOT NULL, start bigint NOT NULL, bytes bytea NOT NULL,
                                 PRIMARY KEY (project, id, stream, start), FOREIGN KEY (project, id) REFERENCES live_runs (project, id) ON DELETE CASCADE);
         """,
+        """
+        CREATE TABLE live_artifacts (project text NOT NULL, id text NOT NULL, path text NOT NULL, version bigint NOT NULL, start bigint NOT NULL,
+                                     bytes bytea NOT NULL, PRIMARY KEY (project, id, path, start),
+                                     FOREIGN KEY (project, id) REFERENCES live_runs (project, id) ON DELETE CASCADE);
+        """,
     ]
 
     /// Brings the schema up to date. Replicas starting together serialise on an advisory lock;

@@ -20,6 +20,7 @@ public final class StreamingCheckout: @unchecked Sendable {
         let tmp: String
         var fd: Int32
         var missing: Int
+        var bad = false
         init(path: String, id: ObjectID, tmp: String, fd: Int32, missing: Int) {
             self.path = path
             self.id = id
@@ -31,8 +32,8 @@ public final class StreamingCheckout: @unchecked Sendable {
 
     private let materializer: Materializer
     private var files: [File] = []
-    /// Chunk → the (file, offset) places it fills.
-    private var places: [ObjectID: [(file: Int, offset: UInt64)]] = [:]
+    /// Chunk → the (file, offset, length the manifest gives) places it fills.
+    private var places: [ObjectID: [(file: Int, offset: UInt64, length: UInt64)]] = [:]
     private let lock = Mutex()
     private let decompressor = Decompressor()
     private var failed = false
@@ -55,7 +56,7 @@ public final class StreamingCheckout: @unchecked Sendable {
                 if ftruncate(fd, off_t(e.size)) != 0 { throw FileIO.ioError("size", tmp) }
                 var offset: UInt64 = 0
                 for c in chunks {
-                    places[c.id, default: []].append((index, offset))
+                    places[c.id, default: []].append((index, offset, c.length))
                     offset += c.length
                 }
             }
@@ -78,7 +79,13 @@ public final class StreamingCheckout: @unchecked Sendable {
                         guard raw.count == o.rawLength else {
                             throw StoreError(.integrity, "chunk \(o.id.short()) has \(raw.count) bytes, its record says \(o.rawLength)")
                         }
-                        for (k, offset) in at {
+                        for (k, offset, length) in at {
+                            // A manifest whose length disagrees with the verified chunk: that file is
+                            // left to the checkout, which names the problem (Materializer.checkLength).
+                            guard length == UInt64(raw.count) else {
+                                files[k].bad = true
+                                continue
+                            }
                             if raw.count > 0 { try FileIO.pwriteAll(files[k].fd, raw.baseAddress!, raw.count, offset: Int(offset), path: files[k].tmp) }
                             files[k].missing -= 1
                         }
@@ -97,7 +104,7 @@ public final class StreamingCheckout: @unchecked Sendable {
         lock.withLock {
             var ready: [String: (id: ObjectID, tmp: String)] = [:]
             for f in files where f.fd >= 0 {
-                let complete = !failed && f.missing == 0 && fsync(f.fd) == 0
+                let complete = !failed && !f.bad && f.missing == 0 && fsync(f.fd) == 0
                 close(f.fd)
                 f.fd = -1
                 if complete { ready[f.path] = (f.id, f.tmp) } else { unlink(f.tmp) }

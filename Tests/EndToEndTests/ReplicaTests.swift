@@ -88,13 +88,26 @@ final class ReplicaTests: XCTestCase {
         // A server that stops answering but keeps its sockets open (a partition): 503 after the
         // statement timeout, not a request held until TCP gives up; fine again once it answers.
         XCTAssertEqual(curlStatus(daemon.url("p") + "/v1/refs", token: token).code, "200")
+        func mlflow(_ route: String, _ body: String) -> (code: String, body: String) {
+            let r = Runner.run("/usr/bin/curl", ["-s", "-w", "\n%{http_code}", "-H", "Authorization: Bearer \(token)", "-H", "Content-Type: application/json",
+                                                 "-d", body, daemon.url("p") + "/api/2.0/mlflow/" + route], cwd: "/", environment: ProcessInfo.processInfo.environment)
+            let lines = r.stdout.split(separator: "\n", omittingEmptySubsequences: false)
+            return (String(lines.last ?? ""), lines.dropLast().joined(separator: "\n"))
+        }
+        let created = mlflow("runs/create", "{\"experiment_id\": \"0\"}")
+        let runID = try XCTUnwrap(((try JSONSerialization.jsonObject(with: Data(created.body.utf8)) as? [String: Any])?["run"] as? [String: Any])
+            .flatMap { ($0["info"] as? [String: Any])?["run_id"] as? String }, created.body)
         try pg.freeze(true)
         let started = Date()
         let frozen = curlStatus(daemon.url("p") + "/v1/refs", token: token)
         let waited = Date().timeIntervalSince(started)
+        // An MLflow client's log call meets the outage as a 503 it retries, not "no such run".
+        let logged = mlflow("runs/log-metric", "{\"run_id\": \"\(runID)\", \"key\": \"loss\", \"value\": 0.5, \"timestamp\": 1700000001000, \"step\": 1}")
         try pg.freeze(false)
         XCTAssertEqual(frozen.code, "503", frozen.body)
         XCTAssertLessThan(waited, 10, "answered after the 3 s statement timeout, not held")
+        XCTAssertEqual(logged.code, "503", logged.body)
+        XCTAssertTrue(logged.body.contains("TEMPORARILY_UNAVAILABLE"), logged.body)
         XCTAssertTrue(waitFor(seconds: 10) { self.curlStatus(daemon.url("p") + "/v1/refs", token: token).code == "200" }, "fine once it answers again")
         s.extraEnvironment["TROVE_TOKEN"] = token
         ok(s.trove("init", "-q"), "init")
@@ -241,6 +254,12 @@ extension ReplicaTests {
                             a.base + "/p/api/2.0/mlflow/runs/create"])
         let runID = try XCTUnwrap(((try JSONSerialization.jsonObject(with: Data((created.split(separator: "\n").first ?? "").utf8)) as? [String: Any])?["run"]
                                    as? [String: Any]).flatMap { ($0["info"] as? [String: Any])?["run_id"] as? String }, created)
+        // An artifact uploaded through a, listed through b, recorded by b with the run.
+        let put = curl(["-X", "PUT", "-H", "Authorization: Bearer \(write)", "--data-binary", "weights v1",
+                        a.base + "/p/api/2.0/mlflow-artifacts/artifacts/0/\(runID)/artifacts/model/w.txt"])
+        XCTAssertTrue(put.hasSuffix("200"), put)
+        let listedOnB = curl(["-H", "Authorization: Bearer \(write)", b.base + "/p/api/2.0/mlflow-artifacts/artifacts?path=0/\(runID)/artifacts/model"])
+        XCTAssertTrue(listedOnB.hasSuffix("200") && listedOnB.contains("w.txt"), listedOnB)
         // Made on a, logged to through b and a, ended through b: the run is one, wherever each call lands.
         for (i, d) in [b, a, b].enumerated() {
             let logged = curl(["-H", "Authorization: Bearer \(write)", "-H", "Content-Type: application/json",
@@ -254,6 +273,8 @@ extension ReplicaTests {
         let recorded = curl(["-H", "Authorization: Bearer \(write)", a.base + "/api/v1/projects/p/runs/\(runID)/metrics/loss"])
         XCTAssertTrue(recorded.hasSuffix("200") && recorded.contains("\"steps\":[0,1,2]"), recorded)
         XCTAssertTrue(curl(["-H", "Authorization: Bearer \(write)", a.base + "/api/v1/projects/p/runs/\(runID)"]).contains("\"live\":false"))
+        let artifact = curl(["-H", "Authorization: Bearer \(write)", a.base + "/p/api/2.0/mlflow-artifacts/artifacts/0/\(runID)/artifacts/model/w.txt"])
+        XCTAssertEqual(artifact, "weights v1\n200", "the artifact uploaded to a is in the run b recorded")
         // A served endpoint announced to a is listed by b.
         s.extraEnvironment["TROVE_TOKEN"] = write
         ok(s.trove("init", "-q"), "init")

@@ -131,3 +131,34 @@ final class StoreTests: XCTestCase {
                                            writer: ObjectWriter(store: store)))
     }
 }
+
+extension StoreTests {
+    /// A clone's streaming checkout takes a file only when every chunk arrived with the length
+    /// its manifest gives: a manifest that swaps two chunks' lengths (their sum, and so the
+    /// file's size, unchanged) leaves the file to the checkout, which names the problem.
+    func testAStreamingCheckoutRefusesAChunkWhoseLengthDisagreesWithTheManifest() throws {
+        let t = TempDir()
+        let store = try makeStore(t)
+        let one = SeededBytes.bytes(seed: 31, count: 5_000_000), two = SeededBytes.bytes(seed: 32, count: 4_000_000)
+        let (c1, c2) = (SHA256.hash(one), SHA256.hash(two))
+        /// A manifest (blob `blob`) of c1 then c2 with these lengths, and what streaming them gives.
+        func streamed(_ name: String, blob: ObjectID, lengths: (UInt64, UInt64)) throws -> [String: (id: ObjectID, tmp: String)] {
+            let w = ObjectWriter(store: store)
+            let (manifest, _) = BlobManifest.make(blobID: blob, size: 9_000_000, chunks: [ChunkRef(id: c1, length: lengths.0), ChunkRef(id: c2, length: lengths.1)])
+            try w.put(.blob, manifest.encode(), id: blob)
+            try w.finish()
+            let s = try StreamingCheckout(store: store, root: t.path, entries: [(name, Tree.Entry(name: name, kind: .file, id: blob, size: 9_000_000))])
+            try s.receive([PackedObject(type: .chunk, codec: .raw, rawLength: one.count, id: c1, stored: one),
+                           PackedObject(type: .chunk, codec: .raw, rawLength: two.count, id: c2, stored: two)])
+            return s.finish()
+        }
+        let good = try streamed("big.bin", blob: SHA256.hash(one + two), lengths: (5_000_000, 4_000_000))
+        XCTAssertEqual(good.count, 1)
+        XCTAssertEqual(readFile(try XCTUnwrap(good["big.bin"]?.tmp)), one + two)
+        unlink(good["big.bin"]!.tmp)
+        // The same chunks under a manifest that swaps their lengths (another blob id, same size).
+        let forged = try streamed("forged.bin", blob: SHA256.hash(two + one), lengths: (4_000_000, 5_000_000))
+        XCTAssertTrue(forged.isEmpty, "not handed to the checkout")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: t.path).filter { $0.hasPrefix(".trove-tmp") }, [], "its temp file is gone")
+    }
+}
