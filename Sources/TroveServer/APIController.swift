@@ -517,32 +517,33 @@ struct APIController: Sendable {
         let hub = p.events
         let body = ResponseBody { writer in
             let (id, stream) = hub.subscribe()
-            // Pings keep proxies from closing an idle stream, and notice a gone client.
-            let ping = Task {
-                while !Task.isCancelled {
-                    try await Task.sleep(nanoseconds: 15_000_000_000)
-                    hub.publishPing(id)
+            defer { hub.unsubscribe(id) }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                // Pings keep proxies from closing an idle stream, and notice a gone client.
+                group.addTask {
+                    while true {
+                        try await Task.sleep(nanoseconds: 15_000_000_000)
+                        hub.publishPing(id)
+                    }
                 }
-            }
-            // Replicas: what reaches another replica is found by looking at PostgreSQL.
-            let poll = p.live.database == nil ? nil : Task {
-                while !Task.isCancelled {
-                    try await Task.sleep(nanoseconds: 1_000_000_000)
-                    try await blocking { p.live.refresh() }
+                // Replicas: what reaches another replica is found by looking at PostgreSQL.
+                if p.live.database != nil {
+                    group.addTask {
+                        while true {
+                            try await Task.sleep(nanoseconds: 1_000_000_000)
+                            try await blocking { p.live.refresh() }
+                        }
+                    }
                 }
-            }
-            defer {
-                ping.cancel()
-                poll?.cancel()
-                hub.unsubscribe(id)
-            }
-            try await writer.write(ByteBuffer(string: "retry: 3000\n\n"))
-            // A stopping daemon ends its streams at once (browsers reconnect elsewhere after
-            // `retry`) instead of holding its shutdown until the next event or ping.
-            try await withGracefulShutdownHandler {
-                for await text in stream { try await writer.write(ByteBuffer(string: text)) }
-            } onGracefulShutdown: {
-                hub.unsubscribe(id)
+                try await writer.write(ByteBuffer(string: "retry: 3000\n\n"))
+                // A stopping daemon ends its streams at once (browsers reconnect elsewhere after
+                // `retry`) instead of holding its shutdown until the next event or ping.
+                try await withGracefulShutdownHandler {
+                    for await text in stream { try await writer.write(ByteBuffer(string: text)) }
+                } onGracefulShutdown: {
+                    hub.unsubscribe(id)
+                }
+                group.cancelAll()
             }
             try await writer.finish(nil)
         }
