@@ -527,7 +527,7 @@ struct APIController: Sendable {
                     }
                 }
                 // Replicas: what reaches another replica is found by looking at PostgreSQL.
-                if p.live.database != nil {
+                if p.live.shared != nil {
                     group.addTask {
                         while true {
                             try await Task.sleep(nanoseconds: 1_000_000_000)

@@ -1,6 +1,5 @@
 import Foundation
 import Glibc
-import NIOCore
 import TroveCore
 import TroveRuns
 import TroveStore
@@ -34,15 +33,15 @@ struct LiveState: Codable, Sendable, Equatable {
 /// restart) and summarised in memory. Metric lines are appended with a count, so that a
 /// client that sends again what it is not sure arrived never duplicates a point.
 ///
-/// Replicas (`database`): PostgreSQL holds every live run (`live_runs`, `live_lines`,
+/// Replicas (`shared`): PostgreSQL holds every live run (`live_runs`, `live_lines`,
 /// `live_logs`), written in one transaction per update, and the folder is this replica's
 /// copy, brought up to date on each look, so a run streamed to one replica is read, cancelled
 /// or ended through any other. What a look brings in is published as events here.
 final class LiveRuns: @unchecked Sendable {
     let directory: String
     let events: EventHub
-    let database: MetadataDatabase?
-    let project: String
+    /// Replicas: the runs in PostgreSQL, of which the folder is this replica's copy.
+    let shared: SharedLiveRuns?
     private let lock = Mutex()
     private var runs: [String: Entry] = [:]
     private var loaded = false
@@ -69,13 +68,12 @@ final class LiveRuns: @unchecked Sendable {
         var metrics: [(String, [String])] = []
     }
 
-    init(directory: String, events: EventHub, database: MetadataDatabase? = nil, project: String = "") {
+    init(directory: String, events: EventHub, shared: SharedLiveRuns? = nil) {
         self.directory = directory
         self.events = events
-        self.database = database
-        self.project = project
+        self.shared = shared
         // A replica's copy is rebuilt from PostgreSQL, never trusted across a restart.
-        if database != nil { FileIO.removeTree(directory) }
+        if shared != nil { FileIO.removeTree(directory) }
     }
 
     func folder(_ id: String) -> String { directory + "/" + id }
@@ -106,7 +104,7 @@ final class LiveRuns: @unchecked Sendable {
     /// Runs `body` with the runs up to date (`only`: that run's; `strict`: a database that
     /// cannot be read is an error, not this replica's last copy), then publishes what changed.
     private func looking<T>(_ only: String?, strict: Bool = false, _ body: () throws -> T) throws -> T {
-        if database != nil {
+        if shared != nil {
             do { publish(try pull(only)) } catch where !strict {}
         }
         return try lock.withLock {
@@ -144,7 +142,7 @@ final class LiveRuns: @unchecked Sendable {
     /// Brings every run up to date and publishes what other replicas wrote (event streams call
     /// it every second): at most once a second whoever asks, every 5 s while the database fails.
     func refresh() {
-        guard database != nil else { return }
+        guard shared != nil else { return }
         let now = DispatchTime.now().uptimeNanoseconds
         let go = lastPoll.update { last -> Bool in
             guard now - last.at >= (last.failed ? 5_000_000_000 : 900_000_000) else { return false }
@@ -162,11 +160,10 @@ final class LiveRuns: @unchecked Sendable {
 
     /// Creates a live run (MLflow `runs/create`); false when the id exists.
     func create(_ state: LiveState) throws -> Bool {
-        if let db = database {
-            let made = try db.query("INSERT INTO live_runs (project, id, state) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING id",
-                                    [project, state.id, try LiveRuns.encode(state)])
+        if let shared {
+            let made = try shared.create(state)
             _ = get(state.id)
-            return !made.isEmpty
+            return made
         }
         return try lock.withLock {
             loadLocked()
@@ -181,14 +178,8 @@ final class LiveRuns: @unchecked Sendable {
     /// Changes a run's state (and writes it); nil when there is no such run.
     @discardableResult
     func update(_ id: String, _ change: (inout LiveState) throws -> Void) throws -> LiveState? {
-        if let db = database {
-            let s: LiveState? = try db.transaction { tx in
-                guard let row = try tx.query("SELECT state FROM live_runs WHERE project = $1 AND id = $2 FOR UPDATE", [project, id]).first else { return nil }
-                var s = try LiveRuns.decode(try row.decode(String.self))
-                try change(&s)
-                try tx.query("UPDATE live_runs SET state = $3 WHERE project = $1 AND id = $2", [project, id, try LiveRuns.encode(s)])
-                return s
-            }
+        if let shared {
+            let s = try shared.update(id, change)
             _ = get(id)
             return s
         }
@@ -264,38 +255,8 @@ final class LiveRuns: @unchecked Sendable {
     /// Appends metric lines given from line `from` on: lines the daemon holds already are
     /// skipped. Returns the count held after, and a pending cancel request.
     func ingest(_ id: String, from: Int, lines: [String], state: LiveState?, logs: [(stream: String, offset: UInt64, bytes: [UInt8])], ended: String?) throws -> (received: Int, cancel: String?) {
-        if let db = database {
-            let result: (Int, String?) = try db.transaction { tx in
-                if let state {
-                    try tx.query("INSERT INTO live_runs (project, id, state) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                                 [project, id, try LiveRuns.encode(LiveRuns.normalised(state, id: id))])
-                }
-                guard let row = try tx.query("SELECT state, lines, cancel FROM live_runs WHERE project = $1 AND id = $2 FOR UPDATE", [project, id]).first else {
-                    throw LiveRuns.unknown(id)
-                }
-                let (text, held, cancel) = try row.decode((String, Int, String?).self)
-                let fresh = try LiveRuns.checkLines(id, from: from, held: held, lines)
-                if !fresh.isEmpty {
-                    try tx.query("""
-                        INSERT INTO live_lines (project, id, n, line)
-                        SELECT $1, $2, $3 + t.i - 1, t.line FROM unnest($4::text[]) WITH ORDINALITY AS t(line, i)
-                        """, [project, id, held, fresh])
-                }
-                for log in logs where !log.bytes.isEmpty {
-                    // Chunks follow each other: bytes already held are not stored again, bytes
-                    // beyond the end wait for the ones before them.
-                    let end = try tx.query("SELECT coalesce(max(start + length(bytes)), 0)::bigint FROM live_logs WHERE project = $1 AND id = $2 AND stream = $3",
-                                           [project, id, log.stream]).first.map { try $0.decode(Int64.self) } ?? 0
-                    let offset = Int64(log.offset)
-                    guard offset <= end, offset + Int64(log.bytes.count) > end else { continue }
-                    try tx.query("INSERT INTO live_logs (project, id, stream, start, bytes) VALUES ($1, $2, $3, $4, $5)",
-                                 [project, id, log.stream, end, ByteBuffer(bytes: log.bytes[Int(end - offset)...])])
-                }
-                let (s, changed) = LiveRuns.merged(try LiveRuns.decode(text), with: state, ended: ended, id: id)
-                try tx.query("UPDATE live_runs SET lines = lines + $3\(changed || state != nil ? ", state = $4" : "") WHERE project = $1 AND id = $2",
-                             changed || state != nil ? [project, id, fresh.count, try LiveRuns.encode(s)] : [project, id, fresh.count])
-                return (held + fresh.count, cancel)
-            }
+        if let shared {
+            let result = try shared.ingest(id, from: from, lines: lines, state: state, logs: logs, ended: ended)
             _ = get(id)
             return result
         }
@@ -338,19 +299,8 @@ final class LiveRuns: @unchecked Sendable {
 
     /// MLflow's log calls: lines appended at the end.
     func append(_ id: String, lines: [String]) throws -> Bool {
-        if let db = database {
-            let ok: Bool = try db.transaction { tx in
-                guard let held = try tx.query("SELECT lines FROM live_runs WHERE project = $1 AND id = $2 FOR UPDATE", [project, id]).first.map({ try $0.decode(Int.self) }) else {
-                    return false
-                }
-                let fresh = try LiveRuns.checkLines(id, from: held, held: held, lines)
-                try tx.query("""
-                    INSERT INTO live_lines (project, id, n, line)
-                    SELECT $1, $2, $3 + t.i - 1, t.line FROM unnest($4::text[]) WITH ORDINALITY AS t(line, i)
-                    """, [project, id, held, fresh])
-                try tx.query("UPDATE live_runs SET lines = lines + $3 WHERE project = $1 AND id = $2", [project, id, fresh.count])
-                return true
-            }
+        if let shared {
+            let ok = try shared.append(id, lines: lines)
             _ = get(id)
             return ok
         }
@@ -366,11 +316,10 @@ final class LiveRuns: @unchecked Sendable {
     }
 
     func requestCancel(_ id: String, reason: String) throws -> Bool {
-        if let db = database {
-            let done = try db.query("UPDATE live_runs SET cancel = $3 WHERE project = $1 AND id = $2 AND (state::jsonb ->> 'status') = 'running' RETURNING id",
-                                    [project, id, reason])
+        if let shared {
+            let done = try shared.requestCancel(id, reason: reason)
             _ = get(id)
-            return !done.isEmpty
+            return done
         }
         return try lock.withLock {
             loadLocked()
@@ -382,9 +331,9 @@ final class LiveRuns: @unchecked Sendable {
     }
 
     func remove(_ id: String) {
-        if let db = database {
+        if let shared {
             // Gone for every replica; if the database is away, the next look tries again.
-            guard (try? db.query("DELETE FROM live_runs WHERE project = $1 AND id = $2", [project, id])) != nil else { return }
+            guard (try? shared.delete(id)) != nil else { return }
         }
         lock.withLock {
             runs[id] = nil
@@ -411,13 +360,9 @@ final class LiveRuns: @unchecked Sendable {
         try? looking(id) { () -> [UInt8]? in
             guard runs[id] != nil else { return nil }
             let path = folder(id) + "/" + stream
-            if let db = database {
-                let size = FileIO.fileSize(path) ?? 0
-                let chunks = (try? db.query("SELECT start, bytes FROM live_logs WHERE project = $1 AND id = $2 AND stream = $3 AND start + length(bytes) > $4 ORDER BY start",
-                                            [project, id, stream, Int64(size)])) ?? []
-                for row in chunks {
-                    guard let (start, bytes) = try? row.decode((Int64, ByteBuffer).self) else { break }
-                    do { try LiveRuns.write(path, at: UInt64(start), Array(buffer: bytes)) } catch { break }
+            if let shared {
+                for (start, bytes) in (try? shared.logChunks(id, stream: stream, after: FileIO.fileSize(path) ?? 0)) ?? [] {
+                    do { try LiveRuns.write(path, at: UInt64(start), bytes) } catch { break }
                 }
             }
             return (try? FileIO.readFile(path)) ?? []
@@ -431,16 +376,13 @@ final class LiveRuns: @unchecked Sendable {
     /// The queries run outside the lock; what they found is applied under it, so two looks at
     /// once never append a line twice.
     private func pull(_ only: String?) throws -> Pending {
-        guard let db = database else { return Pending() }
-        let rows = try (only.map { try db.query("SELECT id, state, lines, cancel FROM live_runs WHERE project = $1 AND id = $2", [project, $0]) }
-            ?? db.query("SELECT id, state, lines, cancel FROM live_runs WHERE project = $1", [project]))
-            .map { try $0.decode((String, String, Int, String?).self) }
+        guard let shared else { return Pending() }
+        let rows = try shared.runs(only)
         let have: [String: Int] = lock.withLock { Dictionary(uniqueKeysWithValues: rows.map { ($0.0, runs[$0.0]?.lines ?? 0) }) }
         var fetched: [String: (from: Int, lines: [String])] = [:]
         for (id, _, held, _) in rows where held > have[id] ?? 0 {
             let from = have[id] ?? 0
-            fetched[id] = (from, try db.query("SELECT line FROM live_lines WHERE project = $1 AND id = $2 AND n >= $3 ORDER BY n",
-                                              [project, id, from]).map { try $0.decode(String.self) })
+            fetched[id] = (from, try shared.lines(id, from: from))
         }
         var pending = Pending()
         try lock.withLock {
@@ -493,50 +435,25 @@ final class LiveRuns: @unchecked Sendable {
     /// the run is recorded, so that the replica that records it has them.
     func putArtifact(_ id: String, path: String, file: String) throws {
         let target = folder(id) + "/outputs/" + path
-        if let db = database {
-            let version = Int64.random(in: 1...Int64.max)
-            let fd = try FileIO.open(file, O_RDONLY)
-            defer { close(fd) }
-            try db.transaction { tx in
-                try tx.query("DELETE FROM live_artifacts WHERE project = $1 AND id = $2 AND path = $3", [project, id, path])
-                var start: Int64 = 0
-                var buffer = [UInt8](repeating: 0, count: LiveRuns.artifactPiece)
-                repeat {
-                    let n = try buffer.withUnsafeMutableBytes { try FileIO.preadUpTo(fd, $0.baseAddress!, $0.count, offset: UInt64(start), path: file) }
-                    try tx.query("INSERT INTO live_artifacts (project, id, path, version, start, bytes) VALUES ($1, $2, $3, $4, $5, $6)",
-                                 [project, id, path, version, start, ByteBuffer(bytes: buffer[0..<n])])
-                    start += Int64(n)
-                    if n < buffer.count { break }
-                } while true
-            }
+        if let shared {
+            let version = try shared.putArtifact(id, path: path, file: file)
             lock.withLock { runs[id]?.artifacts[path] = version }
         }
         try FileIO.mkdirs(FileIO.dirname(target))
         try FileIO.rename(file, target)
     }
 
-    static let artifactPiece = 8 << 20
-
     /// The run's `outputs` folder with every artifact uploaded through any replica in it.
     func outputs(_ id: String) throws -> String {
         let dir = folder(id) + "/outputs"
-        guard let db = database else { return dir }
-        let stored = try db.query("SELECT DISTINCT path, version FROM live_artifacts WHERE project = $1 AND id = $2", [project, id])
-            .map { try $0.decode((String, Int64).self) }
-        for (path, version) in stored where lock.withLock({ runs[id]?.artifacts[path] }) != version {
+        guard let shared else { return dir }
+        for (path, version) in try shared.artifacts(id) where lock.withLock({ runs[id]?.artifacts[path] }) != version {
             let target = dir + "/" + path
             try FileIO.mkdirs(FileIO.dirname(target))
             let tmp = target + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
             let fd = try FileIO.open(tmp, O_WRONLY | O_CREAT | O_TRUNC)
             do {
-                var start: Int64 = 0
-                while let row = try db.query("SELECT start, bytes FROM live_artifacts WHERE project = $1 AND id = $2 AND path = $3 AND version = $4 AND start >= $5 ORDER BY start LIMIT 1",
-                                             [project, id, path, version, start]).first {
-                    let (at, bytes) = try row.decode((Int64, ByteBuffer).self)
-                    let piece = Array(buffer: bytes)
-                    try FileIO.pwriteAll(fd, piece, piece.count, offset: Int(at), path: tmp)
-                    start = at + 1
-                }
+                try shared.readArtifact(id, path: path, version: version, into: fd, named: tmp)
                 close(fd)
                 try FileIO.rename(tmp, target)
             } catch {

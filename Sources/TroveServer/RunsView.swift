@@ -109,7 +109,7 @@ final class ProjectView: @unchecked Sendable {
         self.service = service
         served = ServedEndpoints(project: name, documents: ephemeral)
         catalog = RunCatalog(store: service.store)
-        live = LiveRuns(directory: service.store.root + "/live", events: events, database: database, project: name)
+        live = LiveRuns(directory: service.store.root + "/live", events: events, shared: database.map { SharedLiveRuns(db: $0, project: name) })
     }
 
     /// Every run, newest first: recorded ones, then live ones not recorded yet. A live run
