@@ -185,14 +185,23 @@ public final class RunRecorder {
         process.standardInput = FileHandle.nullDevice
         let ended = DispatchSemaphore(value: 0)
         process.terminationHandler = { _ in ended.signal() }
+        // From here a TERM or Ctrl-C is forwarded, not fatal: one that comes before the group is
+        // known (a batch system cancelling a task just started) stops it as soon as it is.
+        RunRecorder.installSignalForwarding()
         do { try process.run() } catch {
             FileIO.removeTree(liveDirectory)
             throw StoreError(.notFound, "cannot start \(spec.command.first ?? ""): \(error.localizedDescription)",
                              hint: "check the command and PATH; nothing was recorded")
         }
+        RunRecorder.live.withLock { RunRecorder.groups.insert(process.processIdentifier) }
+        defer { _ = RunRecorder.live.withLock { RunRecorder.groups.remove(process.processIdentifier) } }
+        if lock.withLock({ group = process.processIdentifier; return cancelReason != nil }) || RunRecorder.interrupted {
+            kill(-process.processIdentifier, SIGTERM)
+        }
         // What `trove runs` and `trove cancel` (another process) need about a live run.
         let state: [String: Any] = [
             "id": id, "pgid": Int(process.processIdentifier), "host": ProcessInfo.processInfo.hostName,
+            "recorder_pid": Int(LocalProcess.current.pid), "recorder_started": LocalProcess.current.started.map { Int($0) } as Any? ?? NSNull(),
             "start": RunRecorder.iso(start), "command": RunRecorder.shellQuoted(spec.command),
             "params": Dictionary(spec.parameters.map { ($0.name, $0.value) }, uniquingKeysWith: { _, b in b }),
             "sweep": spec.sweep?.0 ?? "", "name": spec.name ?? "",
@@ -219,10 +228,6 @@ public final class RunRecorder {
             }
         }
         let metrics = MetricsReader(path: metricsPath)
-        RunRecorder.live.withLock { RunRecorder.groups.insert(process.processIdentifier) }
-        defer { _ = RunRecorder.live.withLock { RunRecorder.groups.remove(process.processIdentifier) } }
-        lock.withLock { group = process.processIdentifier }
-        RunRecorder.installSignalForwarding()
         var timedOut = false
         // Woken at the command's end (no polling delay for short runs), else every 100 ms to
         // read new metrics and watch the time limit.

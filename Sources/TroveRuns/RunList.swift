@@ -185,10 +185,17 @@ public struct LiveRun: Sendable {
     public var parameters: [(String, String)]
     public var metrics: [(String, String)]
     public var directory: String
+    /// The `trove` recording it (absent in state files written before 2026-11-28).
+    public var recorder: LocalProcess?
 
-    /// Whether its process group still exists (on this host; elsewhere: assumed so).
+    /// Whether it is still being recorded (on this host; elsewhere: assumed so). The recorder
+    /// is what counts: once it is gone the run will not be recorded by it, whatever its command
+    /// left behind (an orphan, or a zombie its parent never reaps, as with some container
+    /// inits). Older state files: whether the command's process group exists.
     public var alive: Bool {
-        host != ProcessInfo.processInfo.hostName || (pgid > 0 && (kill(-pgid, 0) == 0 || errno == EPERM))
+        guard host == ProcessInfo.processInfo.hostName else { return true }
+        if let recorder { return recorder.isRunning }
+        return pgid > 0 && (kill(-pgid, 0) == 0 || errno == EPERM)
     }
 }
 
@@ -207,7 +214,8 @@ extension RunList {
             out.append(LiveRun(id: name, pgid: Int32((s["pgid"] as? Int) ?? 0), host: s["host"] as? String ?? "",
                                start: s["start"] as? String ?? "", command: s["command"] as? String ?? "", sweep: s["sweep"] as? String ?? "",
                                parameters: params, metrics: metrics.summaries.sorted { $0.key < $1.key }.map { ($0.key, $0.value.last.metricText) },
-                               directory: dir))
+                               directory: dir,
+                               recorder: (s["recorder_pid"] as? Int).map { LocalProcess(pid: Int32($0), started: (s["recorder_started"] as? Int).map { UInt64($0) }) }))
         }
         return out.filter(\.alive)
     }

@@ -524,7 +524,7 @@ public struct ServingRecord: Codable, Sendable, Equatable {
         let names = (try? FileIO.listDirectory(dir)) ?? []
         return names.filter { $0.hasSuffix(".json") }.compactMap { n -> ServingRecord? in
             guard let bytes = try? FileIO.readFile(dir + "/" + n), let r = try? JSONDecoder().decode(ServingRecord.self, from: Data(bytes)) else { return nil }
-            guard kill(r.pid, 0) == 0 || errno == EPERM else {
+            guard LocalProcess(pid: r.pid, started: nil).isRunning else {
                 unlink(dir + "/" + n)
                 return nil
             }

@@ -40,7 +40,7 @@ public struct Fsck {
         var removed: [String] = []
         for name in (try? FileIO.listDirectory(store.packsDirectory)) ?? [] where name.hasPrefix("tmp-") {
             let parts = name.split(separator: "-")
-            if parts.count >= 4, parts[1] == PackWriter.hostName, let pid = Int32(parts[2]), kill(pid, 0) != 0 && errno == ESRCH {
+            if parts.count >= 4, parts[1] == PackWriter.hostName, let pid = Int32(parts[2]), !LocalProcess(pid: pid, started: nil).isRunning {
                 unlink(store.packsDirectory + "/" + name)
                 removed.append(name)
             }

@@ -48,12 +48,28 @@ final class BatchLauncherTests: XCTestCase {
         try Refs(root: s.path(".trove")).list(prefix: prefix).map(\.name)
     }
 
-    func waitFor(_ what: String, timeout: Double = 60, _ condition: () throws -> Bool) throws {
+    /// Polls `condition` every 250 ms; on timeout the failure carries `explain()`: what was
+    /// seen instead, for a run on a CI machine that cannot be watched.
+    func waitFor(_ what: String, timeout: Double = 60, explain: () -> String = { "" }, _ condition: () throws -> Bool) throws {
         let start = Date()
         while try !condition() {
-            guard Date().timeIntervalSince(start) < timeout else { XCTFail("timed out waiting for \(what)"); return }
+            guard Date().timeIntervalSince(start) < timeout else { XCTFail("timed out waiting for \(what)\n\(explain())"); return }
             usleep(250_000)
         }
+    }
+
+    /// The sweep's members as listed, Slurm's states, the tasks' own output and what
+    /// slurmctld logged about the job.
+    func slurmStory(_ s: TroveSandbox, _ cluster: SlurmCluster, sweep: String, job: String) -> String {
+        var text = "trove runs --sweep: " + ((try? runs(s, sweep: sweep).mapValues { "\($0["status"] ?? "?") \($0["launcher_state"] ?? "")" }.description) ?? "?")
+        text += "\nsqueue: \(cluster.states(job: job))"
+        let logs = s.path(".trove/batch/" + sweep)
+        for name in ((try? FileIO.listDirectory(logs)) ?? []).sorted() {
+            text += "\n--- \(name)\n" + ((try? FileIO.readText(logs + "/" + name)) ?? "")
+        }
+        let ctld = (try? FileIO.readText(cluster.stateDirectory + "/log/slurmctld.log")) ?? ""
+        text += "\n--- slurmctld.log (job \(job))\n" + ctld.split(separator: "\n").filter { $0.contains("JobId=\(job)") || $0.contains("sched") }.suffix(40).joined(separator: "\n")
+        return text
     }
 
     // MARK: Slurm
@@ -103,7 +119,7 @@ final class BatchLauncherTests: XCTestCase {
         ok(r, "slurm sweep")
         let submitted = try XCTUnwrap(try json(r) as? [String: Any])
         let id = try XCTUnwrap(submitted["sweep"] as? String), job = try XCTUnwrap(submitted["job"] as? String)
-        try waitFor("member 0 running, 1 and 2 pending") {
+        try waitFor("member 0 running, 1 and 2 pending", explain: { slurmStory(s, cluster, sweep: id, job: job) }) {
             let list = try runs(s, sweep: id)
             return list["\(id)-0"]?["status"] as? String == "running" && list["\(id)-1"]?["status"] as? String == "pending"
                 && list["\(id)-2"]?["status"] as? String == "pending"
@@ -114,7 +130,7 @@ final class BatchLauncherTests: XCTestCase {
         let cancel = s.trove("cancel", "\(id)-0", "\(id)-1")
         ok(cancel, "cancel")
         XCTAssertTrue(cancel.stdout.contains("cancelled \(id)-1 (pending"), cancel.stdout)
-        try waitFor("member 0 recorded as cancelled and member 2 succeeded", timeout: 60) {
+        try waitFor("member 0 recorded as cancelled and member 2 succeeded", timeout: 60, explain: { slurmStory(s, cluster, sweep: id, job: job) }) {
             let list = try runs(s, sweep: id)
             return list["\(id)-0"]?["status"] as? String == "cancelled" && list["\(id)-2"]?["status"] as? String == "succeeded"
         }

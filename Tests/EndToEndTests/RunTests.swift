@@ -214,6 +214,46 @@ final class RunTests: XCTestCase {
         XCTAssertEqual(s.trove("cancel", id).status, 3, "nothing left to cancel")
     }
 
+    func testATermArrivingAsTheCommandStartsIsRecordedAsCancelled() throws {
+        let s = sandbox()
+        // The instant the run is listed (its state file written), a batch system's TERM comes:
+        // the run must still be recorded, as cancelled, not lost with its recorder.
+        let live = s.path(".trove/runs-live")
+        func listed() -> Set<String> { Set(((try? FileIO.listDirectory(live)) ?? []).filter { FileIO.exists(live + "/" + $0 + "/state.json") }) }
+        for attempt in 0..<4 {
+            let before = listed()
+            let running = s.start(["run", "-p", "attempt=\(attempt)", "--", "sleep", "30"])
+            let deadline = Date().addingTimeInterval(20)
+            while Date() < deadline, listed().subtracting(before).isEmpty { usleep(200) }
+            kill(running.process.processIdentifier, SIGTERM)
+            let r = running.wait()
+            XCTAssertNotEqual(r.status, 0, r.stderr)
+            let recorded = try runs(s).filter { ($0["params"] as? [String: String])?["attempt"] == "\(attempt)" }
+            XCTAssertEqual(recorded.map { $0["status"] as? String }, ["cancelled"], "attempt \(attempt): \(r.stderr)")
+        }
+    }
+
+    func testARunWhoseRecorderWasKilledIsNoLongerListedAsRunning() throws {
+        let s = sandbox()
+        let running = s.start(["run", "--", "sleep", "60"])
+        var listed: [[String: Any]] = []
+        for _ in 0..<100 where !listed.contains(where: { $0["status"] as? String == "running" }) {
+            usleep(100_000)
+            listed = (try? runs(s)) ?? []
+        }
+        let id = try XCTUnwrap(listed.first { $0["status"] as? String == "running" }?["id"] as? String, "\(listed)")
+        let state = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(FileIO.readFile(s.path(".trove/runs-live/\(id)/state.json")))) as? [String: Any])
+        let group = Int32(try XCTUnwrap(state["pgid"] as? Int))
+        defer { kill(-group, SIGKILL) }
+        // The recorder dies (kill -9, the OOM killer, a batch system's KILL); its command lives on.
+        running.kill9()
+        _ = running.wait()
+        XCTAssertEqual(kill(-group, 0), 0, "the command outlived its recorder")
+        XCTAssertFalse(try runs(s).contains { $0["id"] as? String == id && $0["status"] as? String == "running" },
+                       "a run nobody records any more is not shown as running")
+        XCTAssertEqual(s.trove("cancel", id).status, 3, "nor offered to cancel")
+    }
+
     func testABatchTaskRunsItsSweepMemberFromTheRecordAlone() throws {
         let s = sandbox()
         let rec = s.trove(["sweep", "-p", "lr=0.1,0.01", "-p", "batch_size=32,64", "--record-only", "--output", "out", "--json", "--", "./train.sh"])
