@@ -40,6 +40,13 @@ public final class StreamingCheckout: @unchecked Sendable {
         var capacity = 0
         var staged = 0
         var frontier: UInt64 = 0
+        /// The buffer of the write in flight (whole blocks go out on `io` while the next ones
+        /// gather in `staging`, as the pack writer does), and that write's error.
+        var spare: UnsafeMutableRawPointer?
+        let writing = DispatchGroup()
+        let failure = Mutex()
+        var writeError: Error?
+        static let io = DispatchQueue(label: "trove.streaming-checkout.io")
         init(path: String, id: ObjectID, tmp: String, fd: Int32, direct: Int32, missing: Int) {
             self.path = path
             self.id = id
@@ -50,32 +57,66 @@ public final class StreamingCheckout: @unchecked Sendable {
             self.missing = missing
         }
 
-        /// Writes the whole blocks gathered; with `all`, the rest too (through the page cache).
+        /// Sends the whole blocks gathered to be written in the background (after the previous
+        /// write, whose buffer then takes what is left); with `all`, waits and writes the rest
+        /// too (through the page cache).
         func flush(all: Bool) throws {
             guard let staging else { return }
             let whole = staged / PackWriter.directBlock * PackWriter.directBlock
+            try settle()
             if whole > 0 {
-                try FileIO.pwriteAll(direct, staging, whole, offset: Int(frontier), path: tmp)
-                staging.copyMemory(from: staging + whole, byteCount: staged - whole)
+                let next = spare ?? UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: PackWriter.directBlock)
+                next.copyMemory(from: staging + whole, byteCount: staged - whole)
+                let (fd, offset, path) = (direct, Int(frontier), tmp)
+                Self.io.async(group: writing) { [self] in
+                    do { try FileIO.pwriteAll(fd, staging, whole, offset: offset, path: path) } catch {
+                        failure.withLock { if writeError == nil { writeError = error } }
+                    }
+                }
+                spare = staging
+                self.staging = next
                 frontier += UInt64(whole)
                 staged -= whole
             }
             if all {
-                if staged > 0 { try FileIO.pwriteAll(fd, staging, staged, offset: Int(frontier), path: tmp) }
+                try settle()
+                if staged > 0 { try FileIO.pwriteAll(fd, self.staging!, staged, offset: Int(frontier), path: tmp) }
                 frontier += UInt64(staged)
                 staged = 0
-                staging.deallocate()
-                self.staging = nil
+                release()
             }
         }
 
+        /// Waits for the write in flight and throws its error.
+        func settle() throws {
+            writing.wait()
+            if let e = failure.withLock({ writeError }) { throw e }
+        }
+
+        /// A buffer bigger than `capacity` (a chunk larger than the window), keeping what is staged.
+        func grow(to size: Int) throws {
+            try settle()
+            let bigger = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: PackWriter.directBlock)
+            bigger.copyMemory(from: staging!, byteCount: staged)
+            release()
+            staging = bigger
+            capacity = size
+        }
+
+        private func release() {
+            staging?.deallocate()
+            spare?.deallocate()
+            staging = nil
+            spare = nil
+        }
+
         func close() {
+            writing.wait()
             if fd >= 0 { Glibc.close(fd) }
             if direct >= 0 { Glibc.close(direct) }
             fd = -1
             direct = -1
-            staging?.deallocate()
-            staging = nil
+            release()
         }
     }
 
@@ -165,14 +206,8 @@ public final class StreamingCheckout: @unchecked Sendable {
                 stagingFiles += 1
             }
             if f.staged + raw.count > f.capacity { try f.flush(all: false) }
-            if f.staged + raw.count > f.capacity {
-                // A chunk larger than the window: a bigger buffer.
-                let bigger = UnsafeMutableRawPointer.allocate(byteCount: f.staged + raw.count, alignment: PackWriter.directBlock)
-                bigger.copyMemory(from: f.staging!, byteCount: f.staged)
-                f.staging!.deallocate()
-                f.staging = bigger
-                f.capacity = f.staged + raw.count
-            }
+            // A chunk larger than the window: a bigger buffer.
+            if f.staged + raw.count > f.capacity { try f.grow(to: f.staged + raw.count) }
             (f.staging! + f.staged).copyMemory(from: raw.baseAddress!, byteCount: raw.count)
             f.staged += raw.count
             if f.staged >= StreamingCheckout.window { try f.flush(all: false) }

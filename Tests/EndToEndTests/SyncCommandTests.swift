@@ -231,7 +231,7 @@ final class SyncCommandTests: XCTestCase {
     /// at many offsets, an executable, next to small files, all byte-identical, the work tree
     /// clean, no temp file left; a partial clone streams only what it includes.
     func testACloneWritesItsLargeFilesAsTheirChunksArriveByteIdentical() throws {
-        let random = SeededBytes.bytes(seed: 77, count: 12_000_000)
+        let random = SeededBytes.bytes(seed: 77, count: 20_000_000)  // more than two 8 MiB windows: both staging buffers are reused
         let repeating = Array(String(repeating: "epoch 1 loss 0.25 accuracy 0.91\n", count: 400_000).utf8)
         let s = project(["weights/a.bin": random, "weights/copy-of-a.bin": random, "logs/train.log": repeating,
                          "small.txt": Array("small\n".utf8), "run.sh": Array("#!/bin/sh\necho hi\n".utf8)])
