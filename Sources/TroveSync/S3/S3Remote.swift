@@ -328,20 +328,26 @@ public final class S3Remote: Remote {
             try refreshPacks()
             located = try source.locateMany(unique)
         }
-        let found = located.compactMap { $0 }
         // Neighbouring objects of one pack in one ranged GET (gaps under 256 KiB, at most 16 MiB).
-        let sorted = found.sorted { ($0.pack, $0.record.offset) < ($1.pack, $1.record.offset) }
-        var spans: [(pack: String, range: Range<UInt64>, items: [ObjectLocation])] = []
-        for l in sorted {
+        let found = located.enumerated().compactMap { i, l in l.map { (asked: i, at: $0) } }
+            .sorted { ($0.at.pack, $0.at.record.offset) < ($1.at.pack, $1.at.record.offset) }
+        var spans: [(pack: String, range: Range<UInt64>, items: [ObjectLocation], first: Int)] = []
+        for (asked, l) in found {
             let r = l.record.dataOffset..<(l.record.dataOffset + UInt64(l.record.storedLength))
             if let last = spans.last, last.pack == l.pack, r.lowerBound >= last.range.upperBound,
                r.lowerBound - last.range.upperBound < 256 << 10, r.upperBound - last.range.lowerBound <= 16 << 20 {
                 spans[spans.count - 1].range = last.range.lowerBound..<r.upperBound
                 spans[spans.count - 1].items.append(l)
+                spans[spans.count - 1].first = min(last.first, asked)
             } else {
-                spans.append((l.pack, r, [l]))
+                spans.append((l.pack, r, [l], asked))
             }
         }
+        // Handed over in the order asked for (a clone asks in file order; packs are named by
+        // checksum, and a push may spread a file over several): the streaming checkout then gets
+        // each file's chunks in order and writes them with direct I/O, not through the page
+        // cache (Docs/decisions.md §Clone).
+        spans.sort { $0.first < $1.first }
         // Six GETs in flight, at most twelve spans ahead of what is handed over (in order, on this thread).
         let lanes = 6, window = 12
         let cond = NSCondition()
