@@ -225,7 +225,8 @@ public final class Pusher {
             guard let l else { throw SyncError(.notFound, "object \(id.hex) is not in the local store", hint: "run `trove fsck`") }
             found.append(l)
         }
-        // Pack order, large direct reads; the receiver verifies every object.
+        // Large direct reads, in runs of the order asked (files in order: the remote's packs keep
+        // them so, for its clones); the receiver verifies every object.
         try store.forEachStored(found) { i, stored in
             if batchBytes + stored.count > perUpload { try flush() }
             let r = found[i].record

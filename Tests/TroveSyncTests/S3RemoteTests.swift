@@ -54,31 +54,6 @@ final class S3RemoteTests: RemoteConformance {
 
     // MARK: only for buckets
 
-    func testDownloadHandsObjectsOverInTheOrderAskedAcrossPacks() throws {
-        // Two pushes, two packs, named by checksum: whichever order the names sort in, chunks
-        // come back in the order asked (a clone asks in file order and streams files as they come
-        // with direct I/O; out of order, a file goes through the page cache).
-        let a = try makeLocal("a")
-        let first = try commit(a, ["one": SeededBytes.bytes(seed: 11, count: 40_000)])
-        let remote = try open(try makeRemoteStore())
-        defer { remote.close() }
-        _ = try push(a, to: remote)
-        let second = try commit(a, ["two": SeededBytes.bytes(seed: 12, count: 40_000)])
-        _ = try push(a, to: remote)
-        func chunks(_ c: ObjectID, _ name: String) throws -> [ObjectID] {
-            try a.chunks(ofBlob: try a.flatten(tree: try a.commit(c).tree)[name]!.id).map(\.id)
-        }
-        let one = try chunks(first, "one"), two = try chunks(second, "two")
-        XCTAssertGreaterThan(one.count, 2)
-        // Reversed: the order asked differs from the order within a pack (a pushed file interleaved
-        // with others): still the order asked.
-        for asked in [one + two, two + one, Array(one.reversed()) + two] {
-            var got: [ObjectID] = []
-            try remote.download(asked) { got.append($0.id) }
-            XCTAssertEqual(got, asked)
-        }
-    }
-
     func testAWrongSecretKeyIsRefusedByTheServerAndNothingIsWritten() throws {
         let url = try makeRemoteStore()
         var env = ProcessInfo.processInfo.environment

@@ -328,27 +328,23 @@ public final class S3Remote: Remote {
             try refreshPacks()
             located = try source.locateMany(unique)
         }
-        // Neighbouring objects of one pack in one ranged GET (gaps under 256 KiB, at most 16 MiB).
-        let found = located.enumerated().compactMap { i, l in l.map { (asked: i, at: $0) } }
-            .sorted { ($0.at.pack, $0.at.record.offset) < ($1.at.pack, $1.at.record.offset) }
-        // A span holds objects asked for one after another, and spans are handed over in the
-        // order asked (a clone asks in file order; pack names are checksums and a push may spread
-        // and interleave a file over several): the streaming checkout then gets each file's
-        // chunks in order and writes them with direct I/O, not through the page cache
-        // (Docs/decisions.md §Clone).
-        var spans: [(pack: String, range: Range<UInt64>, items: [ObjectLocation], first: Int, last: Int)] = []
-        for (asked, l) in found {
-            let r = l.record.dataOffset..<(l.record.dataOffset + UInt64(l.record.storedLength))
-            if let last = spans.last, last.pack == l.pack, asked == last.last + 1, r.lowerBound >= last.range.upperBound,
-               r.lowerBound - last.range.upperBound < 256 << 10, r.upperBound - last.range.lowerBound <= 16 << 20 {
-                spans[spans.count - 1].range = last.range.lowerBound..<r.upperBound
-                spans[spans.count - 1].items.append(l)
-                spans[spans.count - 1].last = asked
-            } else {
-                spans.append((l.pack, r, [l], asked, asked))
+        // Neighbouring objects of one pack in one ranged GET (gaps under 256 KiB, at most 16 MiB),
+        // each GET of objects asked one after another, handed over in the order asked
+        // (`ObjectLocation.runsInAskedOrder`: a clone's streaming checkout gets files in order).
+        var spans: [(pack: String, range: Range<UInt64>, items: [ObjectLocation])] = []
+        for run in ObjectLocation.runsInAskedOrder(located) {
+            for (k, i) in run.enumerated() {
+                let l = located[i]!
+                let r = l.record.dataOffset..<(l.record.dataOffset + UInt64(l.record.storedLength))
+                if k > 0, let last = spans.last, r.lowerBound >= last.range.upperBound,
+                   r.lowerBound - last.range.upperBound < 256 << 10, r.upperBound - last.range.lowerBound <= 16 << 20 {
+                    spans[spans.count - 1].range = last.range.lowerBound..<r.upperBound
+                    spans[spans.count - 1].items.append(l)
+                } else {
+                    spans.append((l.pack, r, [l]))
+                }
             }
         }
-        spans.sort { $0.first < $1.first }
         // Six GETs in flight, at most twelve spans ahead of what is handed over (in order, on this thread).
         let lanes = 6, window = 12
         let cond = NSCondition()
