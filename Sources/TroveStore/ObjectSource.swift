@@ -177,12 +177,14 @@ extension ObjectLocation {
 }
 
 extension ObjectSource {
-    /// Reads the stored bytes of many objects in large direct reads (runs of one pack in
-    /// offset order, the runs in the order asked: `ObjectLocation.runsInAskedOrder`; no
-    /// page-cache copy), calling `body(i, stored)` for each `locations[i]`, in that order rather
-    /// than the caller's. The bytes are valid only during the call; unverified.
-    public func forEachStored(_ locations: [ObjectLocation], _ body: (Int, UnsafeRawBufferPointer) throws -> Void) throws {
-        let order = ObjectLocation.runsInAskedOrder(locations).flatMap { $0 }
+    /// Reads the stored bytes of many objects in large direct reads (no page-cache copy),
+    /// calling `body(i, stored)` for each `locations[i]`: in pack and offset order, or with
+    /// `askedOrder` in the order of `locations` (runs of one pack in offset order:
+    /// `ObjectLocation.runsInAskedOrder`), which a `download` owes its client. The bytes are
+    /// valid only during the call; unverified.
+    public func forEachStored(_ locations: [ObjectLocation], askedOrder: Bool = false, _ body: (Int, UnsafeRawBufferPointer) throws -> Void) throws {
+        let order = askedOrder ? ObjectLocation.runsInAskedOrder(locations).flatMap { $0 }
+            : locations.indices.sorted { (locations[$0].pack, locations[$0].record.offset) < (locations[$1].pack, locations[$1].record.offset) }
         let sorted = order.map { locations[$0] }
         let reader = Materializer.SpanReader()
         try reader.readStored(sorted, sorted.indices) { k, stored in

@@ -51,11 +51,12 @@ public final class SyncService: @unchecked Sendable {
     public func download(_ ids: [ObjectID], emit: (PackedObject) throws -> Void) throws {
         try checkBatch(ids.count)
         try store.refresh()
-        // Large direct reads in pack order: no page-cache fill on the server. Each id once:
+        // Large direct reads, no page-cache fill on the server, in the order asked (a clone asks in
+        // file order and writes files as they come, Docs/protocol.md §download). Each id once:
         // repeating an id must not multiply what is read and held.
         var once = Set<ObjectID>()
         let found = try store.locateMany(ids.filter { once.insert($0).inserted }).compactMap { $0 }
-        try store.forEachStored(found) { i, stored in
+        try store.forEachStored(found, askedOrder: true) { i, stored in
             let r = found[i].record
             try emit(PackedObject(type: r.type, codec: r.codec, rawLength: Int(r.rawLength), id: r.id, stored: Array(stored)))
         }

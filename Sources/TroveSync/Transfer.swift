@@ -225,8 +225,8 @@ public final class Pusher {
             guard let l else { throw SyncError(.notFound, "object \(id.hex) is not in the local store", hint: "run `trove fsck`") }
             found.append(l)
         }
-        // Large direct reads, in runs of the order asked (files in order: the remote's packs keep
-        // them so, for its clones); the receiver verifies every object.
+        // Pack order, large direct reads (in the order asked, a push of C's 20,000 files read in
+        // small pieces: 1.85–1.95 → 2.21–2.39 s); the receiver verifies every object.
         try store.forEachStored(found) { i, stored in
             if batchBytes + stored.count > perUpload { try flush() }
             let r = found[i].record
