@@ -199,9 +199,10 @@ public final class RunRecorder {
             kill(-process.processIdentifier, SIGTERM)
         }
         // What `trove runs` and `trove cancel` (another process) need about a live run.
+        let recorder = LocalProcess.current
         let state: [String: Any] = [
             "id": id, "pgid": Int(process.processIdentifier), "host": ProcessInfo.processInfo.hostName,
-            "recorder_pid": Int(LocalProcess.current.pid), "recorder_started": LocalProcess.current.started.map { Int($0) } as Any? ?? NSNull(),
+            "recorder_pid": Int(recorder.pid), "recorder_started": recorder.started.map { Int($0) } as Any? ?? NSNull(),
             "start": RunRecorder.iso(start), "command": RunRecorder.shellQuoted(spec.command),
             "params": Dictionary(spec.parameters.map { ($0.name, $0.value) }, uniquingKeysWith: { _, b in b }),
             "sweep": spec.sweep?.0 ?? "", "name": spec.name ?? "",

@@ -152,38 +152,17 @@ extension ObjectSource {
     }
 }
 
-extension ObjectLocation {
-    /// The order to read and send objects in: runs of objects asked one after another that lie
-    /// in one pack in offset order (each run one sequential read), the runs in the order asked.
-    /// Indices into `locations`; nil entries (not found) are left out. Sorting by pack alone
-    /// would hand a clone's chunks over out of file order — pack names are checksums and a
-    /// push interleaves a file over packs — and the streaming checkout would then write the
-    /// file through the page cache instead of with direct I/O (Docs/decisions.md §Clone).
-    public static func runsInAskedOrder(_ locations: [ObjectLocation?]) -> [[Int]] {
-        let byPack = locations.indices.filter { locations[$0] != nil }.sorted {
-            let a = locations[$0]!, b = locations[$1]!
-            return (a.pack, a.record.offset) < (b.pack, b.record.offset)
-        }
-        var runs: [[Int]] = []
-        for i in byPack {
-            if let last = runs.last?.last, i == last + 1, locations[last]!.pack == locations[i]!.pack {
-                runs[runs.count - 1].append(i)
-            } else {
-                runs.append([i])
-            }
-        }
-        return runs.sorted { $0[0] < $1[0] }
-    }
-}
-
 extension ObjectSource {
     /// Reads the stored bytes of many objects in large direct reads (no page-cache copy),
     /// calling `body(i, stored)` for each `locations[i]`: in pack and offset order, or with
-    /// `askedOrder` in the order of `locations` (runs of one pack in offset order:
-    /// `ObjectLocation.runsInAskedOrder`), which a `download` owes its client. The bytes are
-    /// valid only during the call; unverified.
+    /// `askedOrder` in the order of `locations`, which a `download` owes its client (objects
+    /// asked one after another that lie one after another in a pack still share a read). Pack
+    /// order would hand a clone's chunks over out of file order — pack names are checksums and
+    /// a push interleaves a file over packs — and its streaming checkout would then write the
+    /// file through the page cache instead of with direct I/O (Docs/decisions.md §Clone). The
+    /// bytes are valid only during the call; unverified.
     public func forEachStored(_ locations: [ObjectLocation], askedOrder: Bool = false, _ body: (Int, UnsafeRawBufferPointer) throws -> Void) throws {
-        let order = askedOrder ? ObjectLocation.runsInAskedOrder(locations).flatMap { $0 }
+        let order = askedOrder ? Array(locations.indices)
             : locations.indices.sorted { (locations[$0].pack, locations[$0].record.offset) < (locations[$1].pack, locations[$1].record.offset) }
         let sorted = order.map { locations[$0] }
         let reader = Materializer.SpanReader()

@@ -329,20 +329,17 @@ public final class S3Remote: Remote {
             located = try source.locateMany(unique)
         }
         // Neighbouring objects of one pack in one ranged GET (gaps under 256 KiB, at most 16 MiB),
-        // each GET of objects asked one after another, handed over in the order asked
-        // (`ObjectLocation.runsInAskedOrder`: a clone's streaming checkout gets files in order).
+        // taken in the order asked, so that they are handed over in that order (a clone's
+        // streaming checkout gets files in order: `ObjectSource.forEachStored`, askedOrder).
         var spans: [(pack: String, range: Range<UInt64>, items: [ObjectLocation])] = []
-        for run in ObjectLocation.runsInAskedOrder(located) {
-            for (k, i) in run.enumerated() {
-                let l = located[i]!
-                let r = l.record.dataOffset..<(l.record.dataOffset + UInt64(l.record.storedLength))
-                if k > 0, let last = spans.last, r.lowerBound >= last.range.upperBound,
-                   r.lowerBound - last.range.upperBound < 256 << 10, r.upperBound - last.range.lowerBound <= 16 << 20 {
-                    spans[spans.count - 1].range = last.range.lowerBound..<r.upperBound
-                    spans[spans.count - 1].items.append(l)
-                } else {
-                    spans.append((l.pack, r, [l]))
-                }
+        for l in located.compactMap({ $0 }) {
+            let r = l.record.dataOffset..<(l.record.dataOffset + UInt64(l.record.storedLength))
+            if let last = spans.last, last.pack == l.pack, r.lowerBound >= last.range.upperBound,
+               r.lowerBound - last.range.upperBound < 256 << 10, r.upperBound - last.range.lowerBound <= 16 << 20 {
+                spans[spans.count - 1].range = last.range.lowerBound..<r.upperBound
+                spans[spans.count - 1].items.append(l)
+            } else {
+                spans.append((l.pack, r, [l]))
             }
         }
         // Six GETs in flight, at most twelve spans ahead of what is handed over (in order, on this thread).
