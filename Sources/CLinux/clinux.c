@@ -11,10 +11,10 @@ int trove_start_writeback(int fd, long long offset, long long count) {
     return sync_file_range(fd, offset, count, SYNC_FILE_RANGE_WRITE);
 }
 
-void *trove_map_buffer(size_t count) {
+void *trove_map_buffer(size_t count, int huge) {
     void *p = mmap(NULL, count, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) return NULL;
-    madvise(p, count, MADV_HUGEPAGE);
+    if (huge) madvise(p, count, MADV_HUGEPAGE);
     return p;
 }
 

@@ -248,12 +248,13 @@ public final class Ingester: @unchecked Sendable {
         private let dataBuffer: LargeBuffer
         private let compressedBuffer: LargeBuffer
 
-        init(capacity: Int, minChunk: Int, headroom: Int) {
+        /// `directReads`: the read lands by direct I/O, so the data buffer is on huge pages.
+        init(capacity: Int, minChunk: Int, headroom: Int, directReads: Bool) {
             self.capacity = capacity
             self.headroom = headroom
             maxChunks = capacity / minChunk + 2
-            dataBuffer = LargeBuffer(headroom + capacity)
-            compressedBuffer = LargeBuffer(capacity + maxChunks * Batch.slack)
+            dataBuffer = LargeBuffer(headroom + capacity, hugePages: directReads)
+            compressedBuffer = LargeBuffer(capacity + maxChunks * Batch.slack, hugePages: false)
             buffer = dataBuffer.pointer
             data = buffer
             compressed = compressedBuffer.pointer
@@ -300,8 +301,10 @@ public final class Ingester: @unchecked Sendable {
         private let lock = Mutex()
         private let available: DispatchSemaphore
 
-        init(count: Int, capacity: Int, minChunk: Int, headroom: Int) {
-            free = (0..<count).map { _ in Batch(capacity: capacity, minChunk: minChunk, headroom: headroom) }
+        init(count: Int, capacity: Int, minChunk: Int, headroom: Int, directReads: Bool) {
+            free = (0..<count).map { _ in
+                Batch(capacity: capacity, minChunk: minChunk, headroom: headroom, directReads: directReads)
+            }
             available = DispatchSemaphore(value: count)
         }
 
@@ -384,7 +387,8 @@ public final class Ingester: @unchecked Sendable {
     /// Opens a large input for reading: with direct I/O when less than half of it is in the
     /// page cache (reading it through the cache would cost a page-cache fill on top of the
     /// disk read), through the cache otherwise.
-    static func openInput(_ path: String) throws -> Int32 {
+    /// Opens a large input, with direct I/O when it is mostly not in the page cache.
+    static func openInput(_ path: String) throws -> (fd: Int32, direct: Bool) {
         let fd = try FileIO.open(path, O_RDONLY)
         var st = stat()
         if PackWriter.useDirectIO, fstat(fd, &st) == 0, st.st_size >= 64 << 20 {
@@ -393,18 +397,18 @@ public final class Ingester: @unchecked Sendable {
                 let direct = open(path, O_RDONLY | O_CLOEXEC | TROVE_O_DIRECT)
                 if direct >= 0 {
                     close(fd)
-                    return direct
+                    return (direct, true)
                 }
             }
         }
         _ = posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
-        return fd
+        return (fd, false)
     }
 
     func ingestLarge(path: String) throws -> IngestResult {
-        let fd = try Ingester.openInput(path)
+        let (fd, direct) = try Ingester.openInput(path)
         defer { close(fd) }
-        return try ingestLarge(name: path) { buffer, count, offset in
+        return try ingestLarge(name: path, directReads: direct) { buffer, count, offset in
             try FileIO.preadUpTo(fd, buffer, count, offset: offset, path: path)
         }
     }
@@ -418,7 +422,7 @@ public final class Ingester: @unchecked Sendable {
 
     /// The large-file pipeline over `read(buffer, count, offset)`, which fills `count` bytes
     /// unless the input ends; reads come in order, one at a time.
-    func ingestLarge(name path: String, read: @escaping (UnsafeMutableRawPointer, Int, UInt64) throws -> Int) throws -> IngestResult {
+    func ingestLarge(name path: String, directReads: Bool = false, read: @escaping (UnsafeMutableRawPointer, Int, UInt64) throws -> Int) throws -> IngestResult {
         // Reads run one batch ahead on their own thread, so that chunking never waits on the disk.
         let readQueue = DispatchQueue(label: "trove.ingest.read")
         func startRead(_ b: Batch, at offset: UInt64) {
@@ -438,7 +442,7 @@ public final class Ingester: @unchecked Sendable {
         let capacity = Ingester.batchSize + p.maxSize
         let block = PackWriter.directBlock
         let pool = BatchPool(count: Ingester.batchCount, capacity: capacity, minChunk: p.minSize,
-                             headroom: (p.maxSize + block - 1) / block * block)
+                             headroom: (p.maxSize + block - 1) / block * block, directReads: directReads)
         let wholeHasher = SHA256.Hasher()
         let hashQueue = DispatchQueue(label: "trove.ingest.whole-hash")
         let writeQueue = DispatchQueue(label: "trove.ingest.write")
