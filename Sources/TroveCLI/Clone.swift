@@ -13,8 +13,8 @@ extension TroveCommand {
                 Creates DIR (default: the last part of the URL), a store in DIR/.trove with the \
                 remote's chunker settings and the remote `origin`; fetches the metadata of every ref \
                 (to remotes/origin/...) and the chunks of the remote HEAD's branch, creates that \
-                branch and checks it out; files of 8 MiB and more are written while their chunks \
-                arrive. With --include, only matching paths get their chunks \
+                branch and checks it out; files of 8 MiB and more, and small files of one chunk, \
+                are written while their chunks arrive. With --include, only matching paths get their chunks \
                 fetched and are written (a partial clone: the others stay tracked; `trove checkout \
                 REV PATH` later fetches and writes more, and adds PATH to STORE/sparse). Other refs' files are fetched when checked out later \
                 (`trove fetch` brings their chunks). For a store on a shared file system to push \
@@ -44,7 +44,7 @@ extension TroveCommand {
             // Sparse before the fetch: chunks come only for these paths.
             if !include.isEmpty { try PathFilter(include).save(store: store.root) }
             var run = FetchRun(store: store, name: "origin", url: absoluteURL, peers: peers, chunksForHeadOnly: true, progress: options.progress)
-            // Large files are written while their chunks arrive (Docs/decisions.md §Clone).
+            // Files are written while their chunks arrive (Docs/decisions.md §Clone).
             var streaming: StreamingCheckout?
             defer { streaming?.abandon() }
             run.configure = { f in

@@ -10,9 +10,17 @@ public final class Materializer: @unchecked Sendable {
     let root: String
     let threads: Int
     public var progress: ProgressSink?
-    /// Files already written in full, flushed, under a temp name (a clone's `StreamingCheckout`):
-    /// path → (blob id, temp file). `write` renames them into place instead of writing them.
-    public var prepared: [String: (id: ObjectID, tmp: String)] = [:]
+    /// Files a clone's `StreamingCheckout` already wrote in full from verified chunks: path →
+    /// (blob id, how). `write` renames a temp file into place, or takes a file written in place
+    /// as it is, instead of writing them.
+    public var prepared: [String: (id: ObjectID, file: Prepared)] = [:]
+
+    public enum Prepared: Sendable {
+        /// Flushed under a temp name, to be renamed into place.
+        case temp(String)
+        /// Written at its path (a new file in a new working tree), with its stat.
+        case inPlace(Written)
+    }
 
     static let smallLimit = 8 << 20
 
@@ -142,14 +150,19 @@ public final class Materializer: @unchecked Sendable {
             var out = [Written?](repeating: nil, count: entries.count)
             for (k, i) in others.enumerated() { out[i] = rest[k] }
             for i in ready.sorted() {
-                let (path, tmp) = (entries[i].0, prepared[entries[i].0]!.tmp)
-                var st = stat()
-                guard lstat(tmp, &st) == 0 else { throw FileIO.ioError("stat", tmp) }
-                try replace(tmp: tmp, path: path)
+                let path = entries[i].0
+                switch prepared[path]!.file {
+                case .inPlace(let w):
+                    out[i] = w
+                case .temp(let tmp):
+                    var st = stat()
+                    guard lstat(tmp, &st) == 0 else { throw FileIO.ioError("stat", tmp) }
+                    try replace(tmp: tmp, path: path)
+                    out[i] = Written(path: path, mtime: Materializer.nanos(st.st_mtim), ctime: Materializer.nanos(st.st_ctim),
+                                     inode: UInt64(st.st_ino), device: UInt64(st.st_dev))
+                }
                 prepared[path] = nil
-                progress?.advance(UInt64(st.st_size))
-                out[i] = Written(path: path, mtime: Materializer.nanos(st.st_mtim), ctime: Materializer.nanos(st.st_ctim),
-                                 inode: UInt64(st.st_ino), device: UInt64(st.st_dev))
+                progress?.advance(entries[i].1.size)
             }
             return out.map { $0! }
         }
@@ -410,32 +423,38 @@ public final class Materializer: @unchecked Sendable {
         }
         // The content is verified already. A new file is written in place; an existing one is
         // replaced through a temporary name, so that it is never seen half-written.
-        let mode: mode_t = entry.executable ? 0o777 : 0o666
-        let full = root + "/" + path
-        let direct = open(full, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
-        if direct >= 0 {
-            do {
-                try FileIO.writeAll(direct, buffer, size, path: full)
-                var st = stat()
-                guard fstat(direct, &st) == 0 else { throw FileIO.ioError("stat", full) }
-                close(direct)
-                return Written(path: path, mtime: Materializer.nanos(st.st_mtim), ctime: Materializer.nanos(st.st_ctim),
-                               inode: UInt64(st.st_ino), device: UInt64(st.st_dev))
-            } catch {
-                close(direct)
-                unlink(full)
-                throw error
-            }
-        }
-        guard errno == EEXIST else { throw FileIO.ioError("create", full) }
+        if let w = try writeNew(path: path, buffer, size, executable: entry.executable) { return w }
         let tmp = tempPath(for: path)
-        let fd = try FileIO.open(tmp, O_WRONLY | O_CREAT | O_EXCL, mode: mode)
+        let fd = try FileIO.open(tmp, O_WRONLY | O_CREAT | O_EXCL, mode: entry.executable ? 0o777 : 0o666)
         do {
             try FileIO.writeAll(fd, buffer, size, path: tmp)
             return try finishFile(fd: fd, tmp: tmp, path: path)
         } catch {
             close(fd)
             unlink(tmp)
+            throw error
+        }
+    }
+
+    /// Creates `path` (its parents exist) with these bytes; nil when something is there already.
+    /// A write that fails removes the file.
+    func writeNew(path: String, _ bytes: UnsafeRawPointer, _ size: Int, executable: Bool) throws -> Written? {
+        let full = root + "/" + path
+        let fd = open(full, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, executable ? 0o777 : 0o666)
+        guard fd >= 0 else {
+            if errno == EEXIST { return nil }
+            throw FileIO.ioError("create", full)
+        }
+        do {
+            try FileIO.writeAll(fd, bytes, size, path: full)
+            var st = stat()
+            guard fstat(fd, &st) == 0 else { throw FileIO.ioError("stat", full) }
+            close(fd)
+            return Written(path: path, mtime: Materializer.nanos(st.st_mtim), ctime: Materializer.nanos(st.st_ctim),
+                           inode: UInt64(st.st_ino), device: UInt64(st.st_dev))
+        } catch {
+            close(fd)
+            unlink(full)
             throw error
         }
     }

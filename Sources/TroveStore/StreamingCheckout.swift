@@ -3,14 +3,16 @@ import Foundation
 import Glibc
 import TroveCore
 
-/// A clone's large files written while their chunks arrive, instead of after the fetch: each
-/// verified chunk goes to the store's pack (as always) and to every place it holds in the
-/// files being checked out. A file whose every chunk arrived is flushed and handed to the
-/// checkout, which renames it into place instead of reading the packs back (Docs/decisions.md:
-/// reading back a 1 GiB clone cost as long as writing it). A file that is not complete (a
-/// chunk the store already had, a fetch cut short) is dropped and written the usual way.
+/// A clone's files written while their chunks arrive, instead of after the fetch: each verified
+/// chunk goes to the store's pack (as always) and to every place it holds in the files being
+/// checked out. A large file whose every chunk arrived is flushed and handed to the checkout,
+/// which renames it into place instead of reading the packs back (Docs/decisions.md: reading
+/// back a 1 GiB clone cost as long as writing it). A small file made of one chunk is written
+/// at its path (the working tree is new) by a background writer as that chunk arrives, and the
+/// checkout takes it as it is. A file that is not complete (a chunk the store already had, a
+/// fetch cut short) is dropped and written the usual way.
 public final class StreamingCheckout: @unchecked Sendable {
-    /// Files smaller than this are written from the packs after the fetch (cheap, and many).
+    /// Files from this size on are large: held open and written in place as chunks arrive.
     static let minimumSize = UInt64(Materializer.smallLimit)
     /// At most this many files are open at once.
     static let maximumFiles = 256
@@ -130,10 +132,29 @@ public final class StreamingCheckout: @unchecked Sendable {
     private let decompressor = Decompressor()
     private var failed = false
 
+    /// Small files whose one chunk is on its way (path, entry), and where each chunk goes.
+    private var small: [(path: String, entry: Tree.Entry)] = []
+    private var smallPlaces: [ObjectID: [Int]] = [:]
+    /// Background writers of small files; a folder always goes to the same one (ext4 serialises
+    /// creation in a folder). At most `maximumQueued` groups wait for them, so memory stays bounded.
+    private final class SmallWriter {
+        let queue = DispatchQueue(label: "trove.streaming-checkout.small")
+        let decompressor = Decompressor()
+        var created = Set<String>()
+    }
+    private let writers: [SmallWriter]
+    static let maximumQueued = 8
+    private let queued = DispatchSemaphore(value: StreamingCheckout.maximumQueued)
+    private let writtenLock = Mutex()
+    private var smallWritten: [String: (id: ObjectID, written: Materializer.Written)] = [:]
+    /// Set once the checkout owns the small files written (then `abandon` leaves them).
+    private var handedOver = false
+
     /// Prepares the large files among `entries` (paths within the work tree `root`) whose
     /// chunk lists the store has (their manifests were fetched).
     public init(store: Store, root: String, entries: [(String, Tree.Entry)]) throws {
         materializer = Materializer(store: store, root: root)
+        writers = (0..<max(1, min(2, store.threads))).map { _ in SmallWriter() }
         var created = Set<String>()
         let large = entries.filter { $0.1.kind == .file && $0.1.size >= StreamingCheckout.minimumSize }.prefix(StreamingCheckout.maximumFiles)
         do {
@@ -153,6 +174,14 @@ public final class StreamingCheckout: @unchecked Sendable {
                     offset += c.length
                 }
             }
+            // A small file whose blob the store lacks after the metadata is one chunk (a file of
+            // several has its manifest here); one the store has is written by the checkout.
+            let candidates = entries.filter { $0.1.kind == .file && $0.1.size > 0 && $0.1.size <= UInt64(store.parameters.maxSize) }
+            for ((path, e), present) in zip(candidates, try store.contains(candidates.map(\.1.id))) where !present {
+                try materializer.checkPath(path)
+                smallPlaces[e.id, default: []].append(small.count)
+                small.append((path, e))
+            }
         } catch {
             abandon()
             throw error
@@ -163,6 +192,7 @@ public final class StreamingCheckout: @unchecked Sendable {
     /// passed over). Called by the fetch after each group is verified and stored.
     public func receive(_ objects: [PackedObject]) throws {
         try lock.withLock {
+            writeSmall(objects)
             guard !failed else { return }
             do {
                 for o in objects where o.type == .chunk {
@@ -195,6 +225,42 @@ public final class StreamingCheckout: @unchecked Sendable {
         }
     }
 
+    /// Hands the small files these chunks complete to their writers (waiting while
+    /// `maximumQueued` groups are queued). A file that cannot be written is left to the checkout.
+    private func writeSmall(_ objects: [PackedObject]) {
+        var jobs = [[(PackedObject, [Int])]](repeating: [], count: writers.count)
+        for o in objects where o.type == .chunk {
+            guard let at = smallPlaces.removeValue(forKey: o.id) else { continue }
+            let path = small[at[0]].path
+            let folder = path.lastIndex(of: "/").map { path[..<$0] } ?? ""
+            jobs[Int(UInt(bitPattern: folder.hashValue) % UInt(writers.count))].append((o, at))
+        }
+        for (w, list) in zip(writers, jobs) where !list.isEmpty {
+            queued.wait()
+            w.queue.async { [self] in
+                defer { queued.signal() }
+                for (o, at) in list {
+                    o.stored.withUnsafeBytes { stored in
+                        guard let raw = try? (o.codec == .zstd ? w.decompressor.decompressToScratch(stored, rawLength: o.rawLength) : stored),
+                              raw.count == o.rawLength, let base = raw.baseAddress else { return }
+                        for i in at where small[i].entry.size == UInt64(raw.count) {
+                            let (path, entry) = small[i]
+                            do {
+                                try materializer.makeParents(path, created: &w.created)
+                                if let written = try materializer.writeNew(path: path, base, raw.count, executable: entry.executable) {
+                                    writtenLock.withLock { smallWritten[path] = (entry.id, written) }
+                                }
+                            } catch {}
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits for the small files queued to be written.
+    private func drainWriters() { for w in writers { w.queue.sync {} } }
+
     /// One chunk at its place: gathered for a direct write when it continues what is gathered,
     /// else through the page cache (and the file stays there).
     private func write(_ f: File, _ raw: UnsafeRawBufferPointer, at offset: UInt64) throws {
@@ -223,29 +289,38 @@ public final class StreamingCheckout: @unchecked Sendable {
         try FileIO.pwriteAll(f.fd, raw.baseAddress!, raw.count, offset: Int(offset), path: f.tmp)
     }
 
-    /// Flushes the complete files and returns them (path → blob id and temp file) for
-    /// `Materializer.prepared`; the others are removed.
-    public func finish() -> [String: (id: ObjectID, tmp: String)] {
+    /// Flushes the complete files and returns them (path → blob id and how it was written) for
+    /// `Materializer.prepared`; the incomplete ones are removed.
+    public func finish() -> [String: (id: ObjectID, file: Materializer.Prepared)] {
         lock.withLock {
-            var ready: [String: (id: ObjectID, tmp: String)] = [:]
+            drainWriters()
+            var ready: [String: (id: ObjectID, file: Materializer.Prepared)] = [:]
             for f in files where f.fd >= 0 {
                 let complete = !failed && !f.bad && f.missing == 0 && fsync(f.fd) == 0
                 f.close()
-                if complete { ready[f.path] = (f.id, f.tmp) } else { unlink(f.tmp) }
+                if complete { ready[f.path] = (f.id, .temp(f.tmp)) } else { unlink(f.tmp) }
             }
+            for (path, w) in writtenLock.withLock({ smallWritten }) { ready[path] = (w.id, .inPlace(w.written)) }
             places = [:]
+            smallPlaces = [:]
+            handedOver = true
             return ready
         }
     }
 
-    /// Removes every temp file (an error before the checkout took them).
+    /// Removes every file written (an error before the checkout took them).
     public func abandon() {
         lock.withLock {
+            drainWriters()
             for f in files {
                 f.close()
                 unlink(f.tmp)
             }
+            if !handedOver {
+                for path in writtenLock.withLock({ smallWritten.keys }) { unlink(materializer.root + "/" + path) }
+            }
             places = [:]
+            smallPlaces = [:]
         }
     }
 }

@@ -388,7 +388,7 @@ public struct Worktree {
     /// Moves the working tree, stage and HEAD to `target`. Refuses when local changes would be
     /// lost, unless `force`.
     public func checkout(_ target: ObjectID, newHead: Refs.Head, force: Bool, progress: ProgressSink?,
-                         prepared: [String: (id: ObjectID, tmp: String)] = [:],
+                         prepared: [String: (id: ObjectID, file: Materializer.Prepared)] = [:],
                          beforeMovingHead: () throws -> Void = {}) throws -> CheckoutSummary {
         let targetFiles = try store.flatten(tree: try store.commit(target).tree)
         let staged = try store.index.stage()

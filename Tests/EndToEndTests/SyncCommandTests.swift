@@ -226,16 +226,17 @@ final class SyncCommandTests: XCTestCase {
         XCTAssertEqual(stopped.status, 0, "SIGTERM stops the daemon cleanly: \(stopped.stderr)")
     }
 
-    /// A clone writes its large files while their chunks arrive (not by reading the packs back
-    /// after the fetch): the same file at two paths, a compressible file whose chunks repeat
-    /// at many offsets, an executable, next to small files, all byte-identical, the work tree
-    /// clean, no temp file left; a partial clone streams only what it includes.
-    func testACloneWritesItsLargeFilesAsTheirChunksArriveByteIdentical() throws {
+    /// A clone writes its files while their chunks arrive (not by reading the packs back after
+    /// the fetch): the same file at two paths, a compressible file whose chunks repeat at many
+    /// offsets, an executable, small files, all byte-identical, the work tree clean, no temp
+    /// file left; a partial clone streams only what it includes.
+    func testACloneWritesItsFilesAsTheirChunksArriveByteIdentical() throws {
         let random = SeededBytes.bytes(seed: 77, count: 20_000_000)  // more than two 8 MiB windows: both staging buffers are reused
         let repeating = Array(String(repeating: "epoch 1 loss 0.25 accuracy 0.91\n", count: 400_000).utf8)
         let s = project(["weights/a.bin": random, "weights/copy-of-a.bin": random, "logs/train.log": repeating,
                          "small.txt": Array("small\n".utf8), "run.sh": Array("#!/bin/sh\necho hi\n".utf8)])
         chmod(s.path("logs/train.log"), 0o755)
+        chmod(s.path("run.sh"), 0o755)
         checked(s.trove("add", "-q", "."), "add the mode")
         checked(s.trove("commit", "-qm", "exec"), "commit")
         let remote = s.temp.sub("remote")
@@ -244,12 +245,14 @@ final class SyncCommandTests: XCTestCase {
         let c = s.temp.sub("c")
         let clone = s.trove(["clone", remote, c], cwd: s.temp.path)
         checked(clone, "clone")
-        XCTAssertTrue(clone.stdout.contains("3 written as their chunks arrived"), clone.stdout)
+        XCTAssertTrue(clone.stdout.contains("5 written as their chunks arrived"), clone.stdout)
         for (path, bytes) in [("weights/a.bin", random), ("weights/copy-of-a.bin", random), ("logs/train.log", repeating)] {
             XCTAssertEqual(readFile(c + "/" + path), bytes, path)
         }
         XCTAssertEqual(readFile(c + "/small.txt"), Array("small\n".utf8))
+        XCTAssertEqual(readFile(c + "/run.sh"), Array("#!/bin/sh\necho hi\n".utf8))
         XCTAssertTrue(FileManager.default.isExecutableFile(atPath: c + "/logs/train.log"), "the mode comes with it")
+        XCTAssertTrue(FileManager.default.isExecutableFile(atPath: c + "/run.sh"), "the mode comes with it")
         XCTAssertTrue(s.trove(["status"], cwd: c).stdout.contains("working tree clean"))
         XCTAssertEqual(s.shell("find \(c) -name '.trove-tmp*' | wc -l").stdout, "0\n", "no temp file left")
         checked(s.trove(["fsck", "--full"], cwd: c), "fsck")

@@ -142,7 +142,7 @@ extension StoreTests {
         let one = SeededBytes.bytes(seed: 31, count: 5_000_000), two = SeededBytes.bytes(seed: 32, count: 4_000_000)
         let (c1, c2) = (SHA256.hash(one), SHA256.hash(two))
         /// A manifest (blob `blob`) of c1 then c2 with these lengths, and what streaming them gives.
-        func streamed(_ name: String, blob: ObjectID, lengths: (UInt64, UInt64)) throws -> [String: (id: ObjectID, tmp: String)] {
+        func streamed(_ name: String, blob: ObjectID, lengths: (UInt64, UInt64)) throws -> [String: String] {
             let w = ObjectWriter(store: store)
             let (manifest, _) = BlobManifest.make(blobID: blob, size: 9_000_000, chunks: [ChunkRef(id: c1, length: lengths.0), ChunkRef(id: c2, length: lengths.1)])
             try w.put(.blob, manifest.encode(), id: blob)
@@ -150,15 +150,58 @@ extension StoreTests {
             let s = try StreamingCheckout(store: store, root: t.path, entries: [(name, Tree.Entry(name: name, kind: .file, id: blob, size: 9_000_000))])
             try s.receive([PackedObject(type: .chunk, codec: .raw, rawLength: one.count, id: c1, stored: one),
                            PackedObject(type: .chunk, codec: .raw, rawLength: two.count, id: c2, stored: two)])
-            return s.finish()
+            return s.finish().compactMapValues { if case .temp(let tmp) = $0.file { tmp } else { nil } }
         }
         let good = try streamed("big.bin", blob: SHA256.hash(one + two), lengths: (5_000_000, 4_000_000))
         XCTAssertEqual(good.count, 1)
-        XCTAssertEqual(readFile(try XCTUnwrap(good["big.bin"]?.tmp)), one + two)
-        unlink(good["big.bin"]!.tmp)
+        XCTAssertEqual(readFile(try XCTUnwrap(good["big.bin"])), one + two)
+        unlink(good["big.bin"]!)
         // The same chunks under a manifest that swaps their lengths (another blob id, same size).
         let forged = try streamed("forged.bin", blob: SHA256.hash(two + one), lengths: (4_000_000, 5_000_000))
         XCTAssertTrue(forged.isEmpty, "not handed to the checkout")
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: t.path).filter { $0.hasPrefix(".trove-tmp") }, [], "its temp file is gone")
+    }
+
+    /// A clone's small files of one chunk are written at their paths as that chunk arrives and
+    /// handed to the checkout as they are; a chunk whose length is not the file's size writes
+    /// nothing; files written before an error are removed by `abandon`, and only then.
+    func testAStreamingCheckoutWritesSmallFilesInPlaceAndRemovesThemWhenAbandoned() throws {
+        let t = TempDir()
+        let store = try makeStore(t)
+        let root = t.sub("work")
+        let a = SeededBytes.bytes(seed: 41, count: 3_000), b = Array("#!/bin/sh\necho hi\n".utf8)
+        let (ia, ib) = (SHA256.hash(a), SHA256.hash(b))
+        let entries: [(String, Tree.Entry)] = [
+            ("d/a.bin", Tree.Entry(name: "a.bin", kind: .file, id: ia, size: UInt64(a.count))),
+            ("d/e/copy.bin", Tree.Entry(name: "copy.bin", kind: .file, id: ia, size: UInt64(a.count))),
+            ("run.sh", Tree.Entry(name: "run.sh", kind: .file, executable: true, id: ib, size: UInt64(b.count))),
+            ("short.bin", Tree.Entry(name: "short.bin", kind: .file, id: SHA256.hash(b + b), size: UInt64(b.count * 2))),
+        ]
+        func chunk(_ bytes: [UInt8], id: ObjectID? = nil) -> PackedObject {
+            PackedObject(type: .chunk, codec: .raw, rawLength: bytes.count, id: id ?? SHA256.hash(bytes), stored: bytes)
+        }
+        // The test store's chunks are at most 4 KiB: a larger file is not one chunk, and is left to the checkout.
+        let big = SeededBytes.bytes(seed: 42, count: 5_000)
+        let s = try StreamingCheckout(store: store, root: root, entries: entries + [("big.bin", Tree.Entry(name: "big.bin", kind: .file, id: SHA256.hash(big), size: 5_000))])
+        // short.bin's chunk arrives with half the length the tree gives.
+        try s.receive([chunk(a), chunk(b), chunk(b, id: SHA256.hash(b + b)), chunk(big)])
+        let ready = s.finish()
+        XCTAssertEqual(Set(ready.keys), ["d/a.bin", "d/e/copy.bin", "run.sh"])
+        for (path, bytes) in [("d/a.bin", a), ("d/e/copy.bin", a), ("run.sh", b)] {
+            guard case .inPlace(let w)? = ready[path]?.file else { return XCTFail("\(path) not written in place") }
+            XCTAssertEqual(w.path, path)
+            XCTAssertEqual(readFile(root + "/" + path), bytes, path)
+        }
+        XCTAssertTrue(FileManager.default.isExecutableFile(atPath: root + "/run.sh"), "the mode comes with it")
+        XCTAssertFalse(FileIO.exists(root + "/short.bin"), "a length that disagrees writes nothing")
+        XCTAssertFalse(FileIO.exists(root + "/big.bin"), "larger than a chunk can be: not taken for one")
+        s.abandon()
+        XCTAssertEqual(readFile(root + "/d/a.bin"), a, "handed over to the checkout: abandon leaves it")
+
+        let other = t.sub("other")
+        let cut = try StreamingCheckout(store: store, root: other, entries: entries)
+        try cut.receive([chunk(a)])
+        cut.abandon()
+        XCTAssertFalse(FileIO.exists(other + "/d/a.bin") || FileIO.exists(other + "/d/e/copy.bin"), "a clone that failed leaves no file")
     }
 }
