@@ -384,9 +384,12 @@ public final class Fetcher {
         return (stats, absent)
     }
 
+    /// Received groups (about 4 MiB each) that may wait to be verified and stored.
+    static let groupsQueued = 2
+
     public func fetchChunks(_ needed: [(ObjectID, UInt64)], writer: ObjectWriter) throws -> TransferStats {
-        var stats = TransferStats()
-        guard !needed.isEmpty else { return stats }
+        guard !needed.isEmpty else { return TransferStats() }
+        let stats = Locked(TransferStats())
         progress?.begin(total: needed.reduce(0) { $0 + $1.1 }, label: "fetching")
         defer { progress?.end() }
         // Which peer gets which chunk: spread by bytes over the peers that have it.
@@ -415,16 +418,32 @@ public final class Fetcher {
         var failure: Error?
         onOwnThreads(peers.count) { k in
             guard !plan[k].isEmpty else { return }
-            // Objects are verified in groups of about 4 MiB on all cores, then written.
+            // Objects are verified in groups of about 4 MiB on all cores, then written, on a
+            // queue of their own and in order, while the next group is received (at most
+            // `Fetcher.groupsQueued` wait: memory stays bounded).
+            let storing = DispatchQueue(label: "trove.fetch.store")
+            let slots = DispatchSemaphore(value: Fetcher.groupsQueued)
+            let storeError = Locked<Error?>(nil)
             var group: [PackedObject] = []
             var groupBytes = 0
             func store() throws {
-                let (n, bytes) = try writer.putReceived(group)
-                try self.received?(group)
-                lock.sync { stats.objects += n; stats.bytes += bytes }
-                self.progress?.advance(group.reduce(0) { $0 + UInt64($1.rawLength) })
+                if let e = storeError.get() { throw e }
+                let received = group
                 group = []
                 groupBytes = 0
+                slots.wait()
+                storing.async {
+                    defer { slots.signal() }
+                    guard storeError.get() == nil else { return }
+                    do {
+                        let (n, bytes) = try writer.putReceived(received)
+                        try self.received?(received)
+                        stats.update { $0.objects += n; $0.bytes += bytes }
+                        self.progress?.advance(received.reduce(0) { $0 + UInt64($1.rawLength) })
+                    } catch {
+                        storeError.set(error)
+                    }
+                }
             }
             do {
                 for start in stride(from: 0, to: plan[k].count, by: 4096) {
@@ -436,8 +455,11 @@ public final class Fetcher {
                     }
                 }
                 try store()
+                storing.sync {}
+                if let e = storeError.get() { throw e }
             } catch {
-                lock.sync { if failure == nil { failure = error } }
+                storing.sync {}
+                lock.sync { if failure == nil { failure = storeError.get() ?? error } }
             }
         }
         // What arrived is kept (and indexed) even when a peer failed: the next fetch asks only for the rest.
@@ -447,6 +469,6 @@ public final class Fetcher {
         if still > 0 {
             throw SyncError(.notFound, "\(remote.url): \(still) chunk(s) were not sent", hint: "the remote is incomplete; run `trove fsck --full` there")
         }
-        return stats
+        return stats.get()
     }
 }

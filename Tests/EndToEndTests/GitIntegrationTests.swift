@@ -245,7 +245,9 @@ final class GitIntegrationTests: XCTestCase {
             _ = s.git(["rm", "-q", "--cached", "big.bin"], cwd: repo)
         }
         let r = try XCTUnwrap(result)
-        XCTAssertTrue(killed, "the filter was seen running")
+        XCTAssertTrue(killed, "the filter was seen running; git add exited \(r.status) (\(r.stderr)); filter config: "
+                      + s.git(["config", "--show-origin", "--get-regexp", "filter\\.trove"], cwd: repo).stdout
+                      + "; attributes: " + s.git(["check-attr", "filter", "--", "big.bin"], cwd: repo).stdout)
         XCTAssertNotEqual(r.status, 0, "git add fails when its filter dies")
         XCTAssertTrue(r.stderr.contains("trove filter-process"), r.stderr)
         XCTAssertEqual(s.git(["ls-files", "--", "big.bin"], cwd: repo).stdout, "", "nothing staged")

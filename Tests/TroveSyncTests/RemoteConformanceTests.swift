@@ -53,6 +53,11 @@ class RemoteConformance: XCTestCase {
         try FileManager.default.contentsOfDirectory(atPath: store + "/packs").sorted()
     }
 
+    /// A pack's bytes as the remote holds them, and a way to change them behind its back
+    /// (transports whose packs are not files override both).
+    func readPack(_ store: String, _ name: String) throws -> [UInt8] { try FileIO.readFile(store + "/packs/" + name) }
+    func writePack(_ store: String, _ name: String, _ bytes: [UInt8]) throws { try FileIO.atomicWrite(store + "/packs/" + name, bytes) }
+
     /// Removes every pack behind the remote's back.
     func removePacks(_ store: String) throws {
         for f in try packFiles(store) { try FileManager.default.removeItem(atPath: store + "/packs/" + f) }
@@ -176,6 +181,33 @@ class RemoteConformance: XCTestCase {
         XCTAssertEqual(try Fetcher.missingChunks(in: b, commits: [tip]).count, 0, "tree, manifest and chunks arrived")
         XCTAssertEqual(try Materializer.readBlob(store: b, blob: try b.flatten(tree: try b.commit(tip).tree)["f"]!.id),
                        SeededBytes.bytes(seed: 40, count: 30_000))
+    }
+
+    /// A fetch verifies what arrives in groups while it receives the next: a byte flipped late
+    /// in the remote's pack stops it with an integrity error naming the object, the groups
+    /// verified before it stay stored (the next fetch asks only for the rest), and nothing
+    /// damaged is stored.
+    func testAFetchOfADamagedPackNamesTheObjectAndKeepsTheGroupsBeforeIt() throws {
+        let a = try makeLocal("a")
+        let tip = try commit(a, ["model.bin": SeededBytes.bytes(seed: 41, count: 14_000_000)])
+        let path = try makeRemoteStore()
+        let remote = try open(path)
+        defer { remote.close() }
+        _ = try push(a, to: remote)
+        let packs = try packFiles(path).filter { $0.hasSuffix(".pack") }.map { ($0, try readPack(path, $0)) }
+        var (largest, bytes) = try XCTUnwrap(packs.max { $0.1.count < $1.1.count })
+        bytes[bytes.count * 85 / 100] ^= 0x5a
+        try writePack(path, largest, bytes)
+        let b = try makeLocal("b")
+        XCTAssertThrowsError(try Fetcher(store: b, remote: remote, remoteName: "origin").fetch()) { e in
+            XCTAssertTrue((e as? StoreError)?.code == .integrity || (e as? SyncError)?.code == .integrity, "\(e)")
+            XCTAssertTrue("\(e)".contains("corrupt") || "\(e)".contains("does not match"), "names what is damaged: \(e)")
+        }
+        let total = try a.chunks(ofBlob: try a.flatten(tree: try a.commit(tip).tree)["model.bin"]!.id).count
+        let missing = try Fetcher.missingChunks(in: b, commits: [tip]).count
+        XCTAssertGreaterThan(missing, 0, "the damaged chunk is not stored")
+        XCTAssertLessThan(missing, total / 2, "the groups verified before it are kept")
+        XCTAssertEqual(try Fsck(store: b).run(full: true).problems.count, 0, "nothing damaged was stored")
     }
 
     func testAForgedIDIsRejected() throws {

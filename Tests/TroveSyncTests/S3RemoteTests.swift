@@ -43,6 +43,9 @@ final class S3RemoteTests: RemoteConformance {
         try client(store).list("packs/").map { String($0.name.dropFirst(6)) }.sorted()
     }
 
+    override func readPack(_ store: String, _ name: String) throws -> [UInt8] { try XCTUnwrap(try client(store).get("packs/" + name)) }
+    override func writePack(_ store: String, _ name: String, _ bytes: [UInt8]) throws { try client(store).put("packs/" + name, bytes) }
+
     override func removePacks(_ store: String) throws {
         let c = try client(store)
         for f in try packFiles(store) { try c.delete("packs/" + f) }
