@@ -32,6 +32,8 @@ command -v kubernetes-validate >/dev/null || py+=(kubernetes-validate)
 # The web tests: Selenium for the browser, the real mlflow client, the OpenAPI validator.
 python3 -c 'import selenium' 2>/dev/null || py+=(selenium)
 python3 -c 'import mlflow' 2>/dev/null || py+=(mlflow-skinny)
+# mlflow.search_runs answers with a pandas DataFrame, and mlflow-skinny does not bring pandas.
+python3 -c 'import pandas' 2>/dev/null || py+=(pandas)
 python3 -c 'import openapi_spec_validator' 2>/dev/null || py+=(openapi-spec-validator)
 # The model registry tests: the real Hugging Face client.
 python3 -c 'import huggingface_hub' 2>/dev/null || py+=(huggingface_hub)
