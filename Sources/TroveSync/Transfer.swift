@@ -414,8 +414,7 @@ public final class Fetcher {
                 load[k] += len
             }
         }
-        let lock = DispatchQueue(label: "trove.fetch.stats")
-        var failure: Error?
+        let failure = Locked<Error?>(nil)
         onOwnThreads(peers.count) { k in
             guard !plan[k].isEmpty else { return }
             // Objects are verified in groups of about 4 MiB on all cores, then written, on a
@@ -445,6 +444,7 @@ public final class Fetcher {
                     }
                 }
             }
+            var receiveError: Error?
             do {
                 for start in stride(from: 0, to: plan[k].count, by: 4096) {
                     let batch = Array(plan[k][start..<min(plan[k].count, start + 4096)])
@@ -455,16 +455,17 @@ public final class Fetcher {
                     }
                 }
                 try store()
-                storing.sync {}
-                if let e = storeError.get() { throw e }
             } catch {
-                storing.sync {}
-                lock.sync { if failure == nil { failure = storeError.get() ?? error } }
+                receiveError = error
             }
+            // What was queued is stored (or refused) before this peer is done; a group's own
+            // error comes before the receiving error it caused.
+            storing.sync {}
+            if let e = storeError.get() ?? receiveError { failure.update { if $0 == nil { $0 = e } } }
         }
         // What arrived is kept (and indexed) even when a peer failed: the next fetch asks only for the rest.
         try writer.finish()
-        if let failure { throw failure }
+        if let e = failure.get() { throw e }
         let still = try store.contains(needed.map(\.0)).filter { !$0 }.count
         if still > 0 {
             throw SyncError(.notFound, "\(remote.url): \(still) chunk(s) were not sent", hint: "the remote is incomplete; run `trove fsck --full` there")

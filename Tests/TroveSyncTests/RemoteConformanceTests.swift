@@ -43,6 +43,11 @@ class RemoteConformance: XCTestCase {
         return try wt.commit(message: message, author: .init(name: "t", time: 1_700_000_000, offsetMinutes: 0), allowEmpty: true, writer: ObjectWriter(store: store))
     }
 
+    /// The chunk ids of the file at `path` in `commit`, in file order.
+    func chunkIDs(_ store: Store, _ commit: ObjectID, _ path: String) throws -> [ObjectID] {
+        try store.chunks(ofBlob: try XCTUnwrap(try store.flatten(tree: try store.commit(commit).tree)[path]).id).map(\.id)
+    }
+
     func makeRemoteStore(_ name: String = "remote") throws -> String {
         let p = temp.sub(name)
         try SharedStore.create(root: p, parameters: tiny)
@@ -203,7 +208,7 @@ class RemoteConformance: XCTestCase {
             XCTAssertTrue((e as? StoreError)?.code == .integrity || (e as? SyncError)?.code == .integrity, "\(e)")
             XCTAssertTrue("\(e)".contains("corrupt") || "\(e)".contains("does not match"), "names what is damaged: \(e)")
         }
-        let total = try a.chunks(ofBlob: try a.flatten(tree: try a.commit(tip).tree)["model.bin"]!.id).count
+        let total = try chunkIDs(a, tip, "model.bin").count
         let missing = try Fetcher.missingChunks(in: b, commits: [tip]).count
         XCTAssertGreaterThan(missing, 0, "the damaged chunk is not stored")
         XCTAssertLessThan(missing, total / 2, "the groups verified before it are kept")
@@ -320,7 +325,7 @@ class RemoteConformance: XCTestCase {
         let remote = try open(try makeRemoteStore())
         defer { remote.close() }
         _ = try push(a, to: remote)
-        let chunks = try a.chunks(ofBlob: try a.flatten(tree: try a.commit(tip).tree)["f"]!.id).map(\.id)
+        let chunks = try chunkIDs(a, tip, "f")
         var got: [ObjectID] = []
         try remote.download(chunks + [SHA256.hash([9])]) { o in
             try o.verify(Decompressor())
@@ -340,10 +345,7 @@ class RemoteConformance: XCTestCase {
         _ = try push(a, to: remote)
         let second = try commit(a, ["two": SeededBytes.bytes(seed: 12, count: 40_000)])
         _ = try push(a, to: remote)
-        func chunks(_ c: ObjectID, _ name: String) throws -> [ObjectID] {
-            try a.chunks(ofBlob: try a.flatten(tree: try a.commit(c).tree)[name]!.id).map(\.id)
-        }
-        let one = try chunks(first, "one"), two = try chunks(second, "two")
+        let one = try chunkIDs(a, first, "one"), two = try chunkIDs(a, second, "two")
         XCTAssertGreaterThan(one.count, 2)
         // Reversed: the order asked differs from the order within a pack (a pushed file interleaved
         // with others): still the order asked.
