@@ -185,15 +185,16 @@ public final class Ingester: @unchecked Sendable {
         /// Stores the first `n` bytes of `buffer` as one blob.
         func ingestBuffer(count n: Int) throws -> IngestResult {
             let base = buffer.assumingMemoryBound(to: UInt8.self)
-            var chunks: [ChunkRef] = []
+            var pieces: [UnsafeRawBufferPointer] = []
             var offsets: [Int] = []
             var offset = 0
             repeat {
                 let len = n == 0 ? 0 : Chunker.cut(base + offset, count: n - offset, parameters: ingester.parameters)
-                chunks.append(ChunkRef(id: SHA256.hash(buffer + offset, count: len), length: UInt64(len)))
+                pieces.append(UnsafeRawBufferPointer(start: buffer + offset, count: len))
                 offsets.append(offset)
                 offset += len
             } while offset < n
+            let chunks = zip(SHA256.hash(messages: pieces), pieces).map { ChunkRef(id: $0, length: UInt64($1.count)) }
             let blobID = chunks.count == 1 ? chunks[0].id : SHA256.hash(buffer, count: n)
             let present = try ingester.writer.present(chunks.map(\.id), reader: reader)
             var newChunks = 0
@@ -495,24 +496,22 @@ public final class Ingester: @unchecked Sendable {
                 batch.append(start: 0, length: 0)  // an empty file is one empty chunk
             }
 
-            // Chunk ids (and compression) on the worker threads, interleaved.
+            // Chunk ids (and compression) on worker threads: one task per batch when the ids are
+            // hashed 16 side by side (a batch's ~128 chunks keep the lanes full; split in two they
+            // ran at 2.1 against 2.4 GB/s), else the chunks interleaved over the threads.
             let stride = run.compressionStride
             let hashed = DispatchGroup()
-            let parts = min(threads, max(1, batch.count))
+            let parts = SHA256.hashesSideBySide ? 1 : min(threads, max(1, batch.count))
             for part in 0..<parts {
                 DispatchQueue.global().async(group: hashed) {
                     let compressor = compressors.take()
                     defer { compressors.give(compressor) }
-                    var i = part
-                    while i < batch.count {
-                        let start = batch.data + batch.starts[i]
-                        let len = batch.lengths[i]
-                        batch.ids[i] = SHA256.hash(start, count: len)
-                        if i % stride == 0 {
-                            batch.compressedLengths[i] = compressor.compressIfPays(
-                                UnsafeRawBufferPointer(start: start, count: len), into: batch.compressedRegion(i), capacity: len + Batch.slack) ?? 0
-                        }
-                        i += parts
+                    let mine = Array(Swift.stride(from: part, to: batch.count, by: parts))
+                    let chunks = mine.map { UnsafeRawBufferPointer(start: batch.data + batch.starts[$0], count: batch.lengths[$0]) }
+                    for (k, id) in SHA256.hash(messages: chunks).enumerated() { batch.ids[mine[k]] = id }
+                    for (k, i) in mine.enumerated() where i % stride == 0 {
+                        batch.compressedLengths[i] = compressor.compressIfPays(
+                            chunks[k], into: batch.compressedRegion(i), capacity: chunks[k].count + Batch.slack) ?? 0
                     }
                 }
             }

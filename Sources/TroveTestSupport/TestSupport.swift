@@ -21,7 +21,7 @@ public final class TempDir {
 }
 
 /// Deterministic bytes (SplitMix64) for tests.
-public struct SeededBytes {
+public struct SeededBytes: RandomNumberGenerator {
     private var state: UInt64
 
     public init(seed: UInt64) { state = seed }

@@ -26,6 +26,36 @@ final class CodecTests: XCTestCase {
         XCTAssertEqual(h.finish(), SHA256.hash(data))
     }
 
+    /// Chunk ids hashed 16 side by side must equal OpenSSL's, for every length class the
+    /// padding treats differently (0, 55, 56, 63, 64, 119, 120 bytes …), at odd addresses, in
+    /// groups smaller and larger than 16 lanes and larger than the kernel's on-stack order.
+    func testSideBySideHashingEqualsOpenSSLForEveryPaddingCase() {
+        // On a CPU with AVX-512 the kernel must be in use: it is off only if its known answers failed.
+        let flags = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?.split(separator: "\n").first { $0.hasPrefix("flags") }
+        let hasAVX512 = flags.map { $0.contains(" avx512f") && $0.contains(" avx512bw") } ?? false
+        if hasAVX512 && ProcessInfo.processInfo.environment["TROVE_SHA256_LANES"] != "1" {
+            XCTAssertTrue(SHA256.hashesSideBySide, "this CPU has AVX-512 but the 16-lane SHA-256 kernel failed its known-answer test")
+        }
+        if !SHA256.hashesSideBySide { print("note: this CPU hashes one message at a time; checking that path") }
+        var rng = SeededBytes(seed: 7)
+        let data = rng.bytes((1 << 20) + 4096)
+        data.withUnsafeBytes { all in
+            let edge = [0, 1, 55, 56, 57, 63, 64, 65, 119, 120, 127, 128, 16 << 10, 65_535, 1 << 20]
+            for count in [1, 2, 15, 16, 17, 40, 600] {
+                let messages = (0..<count).map { k -> UnsafeRawBufferPointer in
+                    let length = k < edge.count && count < 600 ? edge[k] : Int.random(in: 0...300_000, using: &rng)
+                    let start = Int.random(in: 0..<4096, using: &rng)
+                    return UnsafeRawBufferPointer(rebasing: all[start..<(start + length)])
+                }
+                let got = SHA256.hash(messages: messages)
+                XCTAssertEqual(got.count, count)
+                for (k, m) in messages.enumerated() where got[k] != SHA256.hash(m) {
+                    XCTFail("message \(k) of \(count) (\(m.count) bytes) hashed to \(got[k].short()), OpenSSL says \(SHA256.hash(m).short())")
+                }
+            }
+        }
+    }
+
     func testTreeRoundTripsSortedAndRejectsUnsafeNames() throws {
         let t = try Tree(entries: [
             .init(name: "b.bin", kind: .file, id: id(1), size: 10),
