@@ -283,8 +283,9 @@ public final class Materializer: @unchecked Sendable {
             if trusted?.contains(rec.id) != true { try ChunkReader.verify(rec, destination, pack: packPath) }
         }
 
-        /// Decodes a chunk whose stored bytes are already in memory (a span read) and verifies it.
-        func decode(_ l: Store.Located, stored: UnsafeRawPointer, into destination: UnsafeMutableRawPointer) throws {
+        /// Decodes a chunk whose stored bytes are already in memory (a span read) and verifies it,
+        /// unless `verify` is false (the caller then verifies a group with `verify(_:)`).
+        func decode(_ l: Store.Located, stored: UnsafeRawPointer, into destination: UnsafeMutableRawPointer, verify: Bool = true) throws {
             let rec = l.location.record
             let packPath = l.files.path(l.location.pack)
             let raw = Int(rec.rawLength)
@@ -296,15 +297,26 @@ public final class Materializer: @unchecked Sendable {
                     try decompressor.decompress(UnsafeRawBufferPointer(start: stored, count: Int(rec.storedLength)), into: destination, rawLength: raw)
                 }
             }
-            if trusted?.contains(rec.id) != true { try ChunkReader.verify(rec, destination, pack: packPath) }
+            if verify && trusted?.contains(rec.id) != true { try ChunkReader.verify(rec, destination, pack: packPath) }
+        }
+
+        /// Verifies decoded chunks together (their ids hashed side by side where the CPU can).
+        func verify(_ chunks: [(Store.Located, UnsafeRawPointer)]) throws {
+            let unchecked = chunks.filter { trusted?.contains($0.0.location.record.id) != true }
+            let ids = SHA256.hash(messages: unchecked.map { UnsafeRawBufferPointer(start: $0.1, count: Int($0.0.location.record.rawLength)) })
+            for ((l, _), actual) in zip(unchecked, ids) where actual != l.location.record.id {
+                throw ChunkReader.corrupt(l.location.record, actual: actual, pack: l.files.path(l.location.pack))
+            }
         }
 
         static func verify(_ rec: PackFormat.IndexRecord, _ bytes: UnsafeRawPointer, pack: String) throws {
             let actual = SHA256.hash(bytes, count: Int(rec.rawLength))
-            guard actual == rec.id else {
-                throw StoreError(.integrity, "chunk \(rec.id.hex) in pack \(pack) is corrupt (its bytes hash to \(actual.short()))",
-                                 hint: "run `trove fsck --full`; fetch the data again from a remote or backup")
-            }
+            guard actual == rec.id else { throw corrupt(rec, actual: actual, pack: pack) }
+        }
+
+        static func corrupt(_ rec: PackFormat.IndexRecord, actual: ObjectID, pack: String) -> StoreError {
+            StoreError(.integrity, "chunk \(rec.id.hex) in pack \(pack) is corrupt (its bytes hash to \(actual.short()))",
+                       hint: "run `trove fsck --full`; fetch the data again from a remote or backup")
         }
     }
 
@@ -317,20 +329,6 @@ public final class Materializer: @unchecked Sendable {
         static let maxGap: UInt64 = 256 << 10
 
         init() { buffer = LargeBuffer(SpanReader.maxSpan + 2 * PackWriter.directBlock) }
-
-        /// Calls `use(i, bytes)` for each chunk `i` in `range`, in order, with its verified bytes
-        /// in `scratch` (room for the largest chunk).
-        func read(_ locations: [Store.Located], _ range: Range<Int>, scratch: UnsafeMutableRawPointer,
-                  use: (Int, UnsafeMutableRawPointer) throws -> Void) throws {
-            try readStored(locations, range) { k, stored in
-                if let stored {
-                    try reader.decode(locations[k], stored: stored.baseAddress!, into: scratch)
-                } else {
-                    try reader.read(locations[k], into: scratch)
-                }
-                try use(k, scratch)
-            }
-        }
 
         /// Calls `use(i, stored)` for each object `i` in `range`, in order, with its bytes as
         /// stored (unverified), read in spans; nil when the pack cannot be read directly (the
@@ -528,10 +526,16 @@ public final class Materializer: @unchecked Sendable {
             DispatchQueue.concurrentPerform(iterations: min(threads, max(1, windows))) { _ in
                 let spans = SpanReader()
                 spans.reader.trusted = store.verifiedThisSession
-                let chunk = UnsafeMutableRawPointer.allocate(byteCount: max(maxChunk, 1), alignment: 64)
+                // The chunks that cross the window's edges are decoded here whole; the others
+                // straight into the window.
+                let head = UnsafeMutableRawPointer.allocate(byteCount: max(maxChunk, 1), alignment: 64)
+                let tail = UnsafeMutableRawPointer.allocate(byteCount: max(maxChunk, 1), alignment: 64)
                 let outBuffer = LargeBuffer(window)
                 let out = outBuffer.pointer
-                defer { chunk.deallocate() }
+                defer {
+                    head.deallocate()
+                    tail.deallocate()
+                }
                 while true {
                     let k: Int? = lock.withLock {
                         guard failure == nil, next < windows else { return nil }
@@ -546,7 +550,25 @@ public final class Materializer: @unchecked Sendable {
                         while a < b { let m = (a + b) / 2; if starts[m] + Int(plan.chunks[m].length) <= lo { a = m + 1 } else { b = m } }
                         var z = a
                         while z < starts.count && starts[z] < hi { z += 1 }
-                        try spans.read(plan.locations, a..<z, scratch: chunk) { i, bytes in
+                        // Decode every chunk first, then verify them together, then copy the
+                        // edge chunks' parts in: nothing reaches the file unverified.
+                        var decoded: [(Store.Located, UnsafeRawPointer)] = []
+                        var edges: [(index: Int, bytes: UnsafeRawPointer)] = []
+                        try spans.readStored(plan.locations, a..<z) { i, stored in
+                            let cs = starts[i], ce = cs + Int(plan.chunks[i].length)
+                            let inside = cs >= lo && ce <= hi
+                            let destination = inside ? out + (cs - lo) : cs < lo ? head : tail
+                            let l = plan.locations[i]
+                            if let stored {
+                                try spans.reader.decode(l, stored: stored.baseAddress!, into: destination, verify: false)
+                                decoded.append((l, UnsafeRawPointer(destination)))
+                            } else {
+                                try spans.reader.read(l, into: destination)
+                            }
+                            if !inside { edges.append((i, UnsafeRawPointer(destination))) }
+                        }
+                        try spans.reader.verify(decoded)
+                        for (i, bytes) in edges {
                             let cs = starts[i], ce = cs + Int(plan.chunks[i].length)
                             let from = max(cs, lo), to = min(ce, hi)
                             (out + (from - lo)).copyMemory(from: bytes + (from - cs), byteCount: to - from)

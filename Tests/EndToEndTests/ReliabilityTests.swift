@@ -151,6 +151,59 @@ final class ReliabilityTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: s.path("weights.bin")))
     }
 
+    /// A large file is restored in 8 MiB windows whose chunks are verified together before the
+    /// window is written; a flipped byte in a chunk inside a window or in one that crosses a
+    /// window's edge must fail the restore and leave no file.
+    func testAFlippedByteInALargeFileFailsItsRestoreWhereverTheChunkLies() throws {
+        let data = SeededBytes.bytes(seed: 21, count: 20 << 20)
+        for (name, at) in [("window edge", (8 << 20) - 32), ("inside a window", (12 << 20) + 100_000)] {
+            let s = TroveSandbox("trove-flip-large")
+            s.trove("init")
+            s.write("model.bin", data)
+            s.trove("add", ".")
+            s.trove("commit", "-m", "m")
+            let good = s.temp.sub("good")
+            XCTAssertEqual(s.trove("restore", "HEAD", "--to", good).status, 0)
+            XCTAssertEqual(readFile(good + "/model.bin"), data)
+
+            // Random data is stored raw, so the file's bytes appear in a pack as they are.
+            let needle = Array(data[at..<(at + 64)])
+            var flipped = false
+            for pack in try FileManager.default.contentsOfDirectory(atPath: s.path(".trove/packs")) where pack.hasSuffix(".pack") {
+                let path = s.path(".trove/packs/" + pack)
+                var bytes = try XCTUnwrap(readFile(path))
+                guard let k = firstOffset(of: needle, in: bytes) else { continue }
+                bytes[k + 32] ^= 0x01
+                try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: path)
+                FileManager.default.createFile(atPath: path, contents: Data(bytes))
+                flipped = true
+            }
+            XCTAssertTrue(flipped, "\(name): the file's bytes at \(at) were not found in a pack")
+
+            let out = s.temp.sub("out")
+            let r = s.trove("restore", "HEAD", "--to", out)
+            XCTAssertEqual(r.status, 4, "\(name): \(r.stderr)")
+            XCTAssertTrue(r.stderr.contains("corrupt"), "\(name): \(r.stderr)")
+            XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: out), [], "\(name): no file and no temporary file")
+        }
+    }
+
+    private func firstOffset(of needle: [UInt8], in haystack: [UInt8]) -> Int? {
+        haystack.withUnsafeBytes { h in
+            needle.withUnsafeBytes { n in
+                let base = h.baseAddress!
+                var i = 0
+                while i + n.count <= h.count {
+                    guard let p = memchr(base + i, Int32(n[0]), h.count - n.count + 1 - i) else { return nil }
+                    let k = UnsafeRawPointer(p) - base
+                    if memcmp(base + k, n.baseAddress!, n.count) == 0 { return k }
+                    i = k + 1
+                }
+                return nil
+            }
+        }
+    }
+
     func testAWriteFailureMidPackGivesAClearErrorAndAConsistentStore() throws {
         let s = TroveSandbox("trove-fsize")
         s.trove("init")
