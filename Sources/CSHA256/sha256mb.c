@@ -1,7 +1,8 @@
 // SHA-256 (FIPS 180-4) of many independent messages at once: sixteen lanes of 32-bit words in
 // AVX-512 registers, one message per lane. A chunk's id needs only its own bytes, so the
 // chunks of a batch hash side by side; on the CPUs here this runs at ~1.7× the rate of one
-// SHA-NI stream (Docs/decisions.md §Hashing). The whole-file id stays with OpenSSL.
+// SHA-NI stream (Docs/decisions.md §Hashing chunk ids side by side). The whole-file id stays
+// with OpenSSL.
 #include "sha256mb.h"
 
 #include <stdlib.h>

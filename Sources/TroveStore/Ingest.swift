@@ -186,12 +186,10 @@ public final class Ingester: @unchecked Sendable {
         func ingestBuffer(count n: Int) throws -> IngestResult {
             let base = buffer.assumingMemoryBound(to: UInt8.self)
             var pieces: [UnsafeRawBufferPointer] = []
-            var offsets: [Int] = []
             var offset = 0
             repeat {
                 let len = n == 0 ? 0 : Chunker.cut(base + offset, count: n - offset, parameters: ingester.parameters)
                 pieces.append(UnsafeRawBufferPointer(start: buffer + offset, count: len))
-                offsets.append(offset)
                 offset += len
             } while offset < n
             let chunks = zip(SHA256.hash(messages: pieces), pieces).map { ChunkRef(id: $0, length: UInt64($1.count)) }
@@ -200,7 +198,7 @@ public final class Ingester: @unchecked Sendable {
             var newChunks = 0
             var newBytes: UInt64 = 0
             for (i, c) in chunks.enumerated() where !present[i] {
-                let raw = UnsafeRawBufferPointer(start: buffer + offsets[i], count: Int(c.length))
+                let raw = pieces[i]
                 let wrote: Bool
                 if let clen = compressor.compressIfPays(raw, into: compressed, capacity: compressedCapacity) {
                     wrote = try ingester.writer.putPrepared(type: .chunk, id: c.id, codec: .zstd, rawLength: raw.count,
